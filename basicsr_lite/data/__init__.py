@@ -1,0 +1,73 @@
+"""Datasets (every ``*_dataset.py`` here registers in DATASET_REGISTRY) and loader building."""
+from __future__ import annotations
+
+import functools
+import inspect
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from basicsr_lite.registry import DATASET_REGISTRY
+from basicsr_lite.utils.misc import import_modules_with_suffix
+
+import_modules_with_suffix(__name__, Path(__file__).parent, '_dataset')
+
+# Keys of a ``datasets.<phase>`` entry that configure the loader; all others go to the dataset.
+LOADER_KEYS = frozenset({
+    'name', 'type', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
+    'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers',
+    'prefetch_factor'})
+# Keys the framework passes to a dataset when its constructor accepts them.
+INJECTED_KEYS = ('scale', 'phase')
+
+
+def dataset_phase(key: str) -> str:
+    """The phase of a ``datasets`` key: 'train', 'val' / 'val_2' -> 'val', 'test_x' -> 'test'."""
+    return key.split('_')[0]
+
+
+def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
+    kwargs = {k: v for k, v in dataset_opt.items() if k not in LOADER_KEYS}
+    params = inspect.signature(DATASET_REGISTRY.get(dataset_opt['type'])).parameters
+    for key, value in (('scale', scale), ('phase', phase)):
+        if key in params:
+            kwargs[key] = value
+    return kwargs
+
+
+def build_dataset(dataset_opt: dict, phase: str, scale: int) -> Dataset:
+    """Build the dataset of a ``datasets.<phase>`` option entry (phase: 'train', 'val', 'test')."""
+    cls = DATASET_REGISTRY.get(dataset_opt['type'])
+    return cls(**dataset_kwargs(dataset_opt, phase, scale))
+
+
+def seed_worker(worker_id: int, num_workers: int, rank: int, seed: int) -> None:
+    """Give every loader worker of every rank its own, reproducible random streams."""
+    worker_seed = seed + rank * num_workers + worker_id
+    random.seed(worker_seed)
+    np.random.seed(worker_seed % (2**32))
+    torch.manual_seed(worker_seed)
+
+
+def build_dataloader(dataset: Dataset, dataset_opt: dict, phase: str,
+                     sampler: Sampler | None = None, seed: int = 0, rank: int = 0,
+                     pin_memory_default: bool = False) -> DataLoader:
+    """Train: ``batch_size_per_gpu`` batches from ``sampler``, last partial batch dropped,
+    seeded workers kept alive across epochs. Val/test: one image per batch, in order."""
+    if phase == 'train':
+        num_workers = dataset_opt.get('num_worker_per_gpu', 0)
+        kwargs = dict(batch_size=dataset_opt['batch_size_per_gpu'], sampler=sampler,
+                      shuffle=False, drop_last=True, num_workers=num_workers)
+        if num_workers > 0:
+            kwargs['worker_init_fn'] = functools.partial(seed_worker, num_workers=num_workers,
+                                                         rank=rank, seed=seed)
+            kwargs['persistent_workers'] = dataset_opt.get('persistent_workers', True)
+            kwargs['prefetch_factor'] = dataset_opt.get('prefetch_factor', 2)
+    else:
+        kwargs = dict(batch_size=1, sampler=sampler, shuffle=False,
+                      num_workers=dataset_opt.get('num_worker_per_gpu', 0))
+    kwargs['pin_memory'] = dataset_opt.get('pin_memory', pin_memory_default)
+    return DataLoader(dataset, **kwargs)

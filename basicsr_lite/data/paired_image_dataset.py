@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch.utils.data import Dataset
+
+from basicsr_lite.data.data_util import (load_image, normalize_, paired_paths_from_folder,
+                                         paired_paths_from_meta_info_file)
+from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.transforms import augment, paired_random_crop
+from basicsr_lite.registry import DATASET_REGISTRY
+from basicsr_lite.utils.img_util import img2tensor
+
+
+@DATASET_REGISTRY.register()
+class PairedImageDataset(Dataset):
+    """LQ/GT image pairs, read from folders (paired by ``filename_tmpl``) or from a
+    ``meta_info_file``. In the train phase: a random ``gt_size`` crop and flips/rotations.
+
+    Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, tensors CHW RGB in [0, 1] (normalised by
+    ``mean``/``std`` if given).
+    """
+
+    def __init__(self, dataroot_gt: str, dataroot_lq: str, scale: int = 1, phase: str = 'train',
+                 io_backend: dict | None = None, meta_info_file: str | None = None,
+                 filename_tmpl: str = '{}', gt_size: int | None = None, use_hflip: bool = False,
+                 use_rot: bool = False, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, color: str | None = None) -> None:
+        super().__init__()
+        io_backend = dict(io_backend or {'type': 'disk'})
+        self.file_client = FileClient(io_backend.pop('type'), **io_backend)
+        self.scale, self.phase = scale, phase
+        self.gt_size, self.use_hflip, self.use_rot = gt_size, use_hflip, use_rot
+        self.mean, self.std, self.color = mean, std, color
+        folders, keys = (dataroot_lq, dataroot_gt), ('lq', 'gt')
+        if meta_info_file:
+            self.paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
+                                                          filename_tmpl)
+        else:
+            self.paths = paired_paths_from_folder(folders, keys, filename_tmpl)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']
+        img_gt = load_image(self.file_client, gt_path, self.color)
+        img_lq = load_image(self.file_client, lq_path, self.color)
+        if self.phase == 'train':
+            img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.gt_size, self.scale, gt_path)
+            img_gt, img_lq = augment([img_gt, img_lq], self.use_hflip, self.use_rot)
+        else:  # GT may be a little larger than scale * LQ when it was not mod-cropped
+            img_gt = img_gt[:img_lq.shape[0] * self.scale, :img_lq.shape[1] * self.scale, :]
+        img_gt, img_lq = img2tensor([img_gt, img_lq])
+        normalize_(img_gt, self.mean, self.std)
+        normalize_(img_lq, self.mean, self.std)
+        return {'lq': img_lq, 'gt': img_gt, 'lq_path': lq_path, 'gt_path': gt_path}

@@ -1,0 +1,58 @@
+"""Samplers: the enlarged training sampler and a sharding sampler for validation."""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class EnlargedSampler(Sampler[int]):
+    """Shuffled indices over ``ratio`` copies of the dataset, split across ``num_replicas``.
+
+    Enlarging an epoch avoids restarting the loader's workers after every pass over a small
+    dataset. The order depends only on (seed, epoch), so each rank (and a resumed run) sees the
+    same permutation; ``set_start(n)`` skips the first ``n`` indices of the epoch on this rank.
+    """
+
+    def __init__(self, dataset_size: int, num_replicas: int = 1, rank: int = 0, ratio: int = 1,
+                 seed: int = 0, shuffle: bool = True) -> None:
+        if dataset_size <= 0:
+            raise ValueError('EnlargedSampler needs a non-empty dataset.')
+        self.dataset_size, self.num_replicas, self.rank = dataset_size, num_replicas, rank
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.start = 0, 0
+        self.num_samples = math.ceil(dataset_size * ratio / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(self.total_size, generator=generator).tolist()
+        else:
+            indices = list(range(self.total_size))
+        indices = [i % self.dataset_size for i in indices[self.rank:self.total_size:self.num_replicas]]
+        return iter(indices[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Start ``epoch`` (its order) at its ``start``-th index on this rank."""
+        self.epoch, self.start = epoch, start
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...``: each rank evaluates a disjoint shard, every image
+    exactly once across ranks (no padding, unlike DistributedSampler)."""
+
+    def __init__(self, dataset_size: int, num_replicas: int, rank: int) -> None:
+        self.indices = list(range(rank, dataset_size, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from torch.utils.data import Dataset
+
+from basicsr_lite.data.data_util import load_image, normalize_, paths_from_folder, read_meta_info
+from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.registry import DATASET_REGISTRY
+from basicsr_lite.utils.img_util import img2tensor
+
+
+@DATASET_REGISTRY.register()
+class SingleImageDataset(Dataset):
+    """LQ images only (inference on images without ground truth). Items: ``{'lq', 'lq_path'}``."""
+
+    def __init__(self, dataroot_lq: str, scale: int = 1, phase: str = 'test',
+                 io_backend: dict | None = None, meta_info_file: str | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 color: str | None = None) -> None:
+        super().__init__()
+        io_backend = dict(io_backend or {'type': 'disk'})
+        self.file_client = FileClient(io_backend.pop('type'), **io_backend)
+        self.mean, self.std, self.color = mean, std, color
+        if meta_info_file:
+            self.paths = [os.path.join(dataroot_lq, name) for name in read_meta_info(meta_info_file)]
+        else:
+            self.paths = paths_from_folder(dataroot_lq)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        lq_path = self.paths[index]
+        img_lq = img2tensor(load_image(self.file_client, lq_path, self.color))
+        normalize_(img_lq, self.mean, self.std)
+        return {'lq': img_lq, 'lq_path': lq_path}

@@ -1,0 +1,103 @@
+"""Checkpoint files: atomic writes, safe (weights-only) reads, and finding the state to resume."""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from basicsr_lite.errors import UserError
+
+logger = logging.getLogger('basicsr_lite')
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read safely or does not contain what is needed."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform / filesystem
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write_fn) -> None:
+    """Write ``path`` by calling ``write_fn(file)`` on a temp file beside it, fsync, rename.
+
+    A crash at any moment leaves either the old file or the complete new one, never a partial
+    file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_torch(path: str | Path, map_location: Any = 'cpu') -> Any:
+    """``torch.load(weights_only=True)``: tensors, containers and numbers only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'Checkpoint {path} does not exist.')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f'Refusing to load {path}: it holds objects other than tensors and plain containers '
+            f'(loading it could run code from the file). Details: {str(err).splitlines()[0]}'
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f'Cannot read checkpoint {path} (truncated or not a PyTorch '
+                              f'file?): {str(err).splitlines()[0]}') from err
+
+
+def state_iterations(folder: str | Path) -> list[int]:
+    """Iterations of the ``<iter>.state`` files in ``folder``, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    iters = [int(p.stem) for p in folder.iterdir() if re.fullmatch(r'\d+\.state', p.name)]
+    return sorted(iters, reverse=True)
+
+
+def find_resumable_state(training_states: str | Path, models: str | Path,
+                         net_names: tuple[str, ...] = ('net_g',)) -> Path | None:
+    """The newest ``<iter>.state`` that loads and whose network files exist; None if none.
+
+    Corrupt or incomplete checkpoints are skipped with a warning.
+    """
+    for it in state_iterations(training_states):
+        state_path = Path(training_states) / f'{it}.state'
+        missing = [n for n in net_names if not (Path(models) / f'{n}_{it}.pth').is_file()]
+        if missing:
+            logger.warning(f'Skipping {state_path}: network file(s) {missing} for iter {it} are '
+                           f'missing.')
+            continue
+        try:
+            load_torch(state_path)
+        except CheckpointError as err:
+            logger.warning(f'Skipping {state_path}: {err}')
+            continue
+        return state_path
+    return None

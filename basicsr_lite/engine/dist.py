@@ -1,0 +1,99 @@
+"""Distributed set-up from torchrun's (or SLURM's) environment, and small collectives."""
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+import subprocess
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from basicsr_lite.errors import OptionError
+
+
+def init_dist(launcher: str, backend: str | None = None, port: int | None = None,
+              timeout_s: float = 1800) -> None:
+    """Join the process group described by the environment.
+
+    ``launcher``: 'pytorch' (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) or
+    'slurm' (srun sets SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST). The backend defaults to NCCL
+    with CUDA and gloo without; each process uses the GPU of its local rank.
+    """
+    if launcher == 'slurm':
+        _env_from_slurm(port)
+    elif launcher != 'pytorch':
+        raise OptionError(f"--launcher must be 'none', 'pytorch' or 'slurm'; got '{launcher}'.")
+    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    if missing:
+        raise OptionError(f'--launcher {launcher} needs the environment variables {missing}; '
+                          f'start the run with torchrun (or srun for slurm).')
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    backend = backend or ('nccl' if use_cuda else 'gloo')
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def _env_from_slurm(port: int | None) -> None:
+    node_list = os.environ['SLURM_NODELIST']
+    addr = subprocess.getoutput(f'scontrol show hostname {node_list} | head -n1')
+    num_gpus = max(torch.cuda.device_count(), 1)
+    os.environ.setdefault('MASTER_ADDR', addr)
+    os.environ.setdefault('MASTER_PORT', str(port or 29500))
+    os.environ['RANK'] = os.environ['SLURM_PROCID']
+    os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+    os.environ['LOCAL_RANK'] = str(int(os.environ['SLURM_PROCID']) % num_gpus)
+
+
+def get_dist_info() -> tuple[int, int]:
+    """(rank, world_size); (0, 1) when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_dist() -> bool:
+    return get_dist_info()[1] > 1
+
+
+def master_only(func: Callable) -> Callable:
+    """Run ``func`` on rank 0 only (returns None elsewhere)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if get_dist_info()[0] == 0:
+            return func(*args, **kwargs)
+        return None
+
+    return wrapper
+
+
+def barrier() -> None:
+    if is_dist():
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (just ``[obj]`` when not distributed)."""
+    if not is_dist():
+        return [obj]
+    gathered: list[Any] = [None] * get_dist_info()[1]
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average scalar values over ranks (for logging the losses of all ranks)."""
+    if not is_dist() or not values:
+        return values
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    tensor /= get_dist_info()[1]
+    return dict(zip(values, tensor.tolist()))
+
+
+def destroy_dist() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

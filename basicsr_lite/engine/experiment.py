@@ -1,0 +1,94 @@
+"""Run set-up shared by train.py and test.py: device, folders, option copy, resume state."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from basicsr_lite.engine.checkpoint import CheckpointError, atomic_write, find_resumable_state, \
+    load_torch
+from basicsr_lite.errors import OptionError, UserError
+from basicsr_lite.utils.misc import get_time_str
+
+logger = logging.getLogger('basicsr_lite')
+
+
+def select_device(opt: dict) -> torch.device:
+    """Resolve ``num_gpu`` ('auto' or a count) into the device of this process."""
+    available = torch.cuda.device_count()
+    num_gpu = opt['num_gpu']
+    if num_gpu == 'auto':
+        num_gpu = 1 if available else 0
+    if num_gpu > 0 and available == 0:
+        raise OptionError(f'num_gpu is {num_gpu} but no CUDA device is available; '
+                          f"set num_gpu: 0 (or 'auto') to run on the CPU.")
+    if num_gpu > 1 and not opt['dist']:
+        raise OptionError(f'num_gpu is {num_gpu}: several GPUs need a distributed launch, e.g. '
+                          f'torchrun --nproc_per_node={num_gpu} train.py -opt ... --launcher '
+                          f'pytorch (or set num_gpu: 1).')
+    opt['num_gpu'] = num_gpu
+    if num_gpu == 0:
+        return torch.device('cpu')
+    return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % available)
+
+
+def prepare_folder(root: str | Path, keep_existing: bool) -> None:
+    """Create ``root``; an existing one is renamed ``<root>_archived_<time>`` unless kept."""
+    root = Path(root)
+    if root.exists() and not keep_existing:
+        archived = root.with_name(f'{root.name}_archived_{get_time_str()}')
+        print(f'Experiment folder {root} exists; renamed to {archived}', flush=True)
+        os.replace(root, archived)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f'Cannot create the output folder {root}: {err.strerror}.') from err
+    if not os.access(root, os.W_OK):
+        raise UserError(f'The output folder {root} is not writable.')
+
+
+def copy_option_file(opt: dict, resuming: bool) -> Path:
+    """Keep the option file (and the command line) beside the run's outputs."""
+    src = Path(opt['opt_path'])
+    name = src.name if not resuming else f'{src.stem}_resume_{get_time_str()}{src.suffix}'
+    dest = Path(opt['path']['log']) / name
+    header = f'# command: {" ".join(sys.argv)}\n'.encode()
+    atomic_write(dest, lambda f: f.write(header + src.read_bytes()))
+    return dest
+
+
+def find_resume_state(opt: dict) -> Path | None:
+    """``path.resume_state`` if set; else, with --auto_resume, the newest loadable state of this
+    experiment (under ``path.experiments_root``); else None."""
+    if opt['path']['resume_state']:
+        return Path(opt['path']['resume_state'])
+    if opt['auto_resume']:
+        paths = opt['path']
+        return find_resumable_state(paths['training_states'], paths['models'])
+    return None
+
+
+def network_file_for_state(state_path: Path, current_iter: int, models_dir: str,
+                           label: str = 'net_g') -> Path:
+    """The ``<label>_<iter>.pth`` saved with a training state: beside the state's own
+    experiment if there, else in this experiment's models folder."""
+    sibling = state_path.parent.parent / 'models' / f'{label}_{current_iter}.pth'
+    if sibling.is_file():
+        return sibling
+    own = Path(models_dir) / f'{label}_{current_iter}.pth'
+    if own.is_file():
+        return own
+    raise CheckpointError(f'The network file for the training state {state_path} is missing: '
+                          f'looked for {sibling} and {own}.')
+
+
+def load_resume_state(path: Path) -> dict:
+    state = load_torch(path)
+    for key in ('iter', 'epoch', 'optimizers', 'schedulers'):
+        if key not in state:
+            raise CheckpointError(f"{path} is not a training state: it has no '{key}' entry.")
+    return state
+

@@ -1,0 +1,75 @@
+"""Console / file logging, TensorBoard, and the periodic training message."""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+LOGGER_NAME = 'basicsr_lite'
+
+
+def get_root_logger(log_file: str | Path | None = None, rank: int = 0,
+                    level: int = logging.INFO) -> logging.Logger:
+    """The project logger: console + optional file on rank 0, errors only on other ranks."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+        logger.addHandler(handler)
+    logger.setLevel(level if rank == 0 else logging.ERROR)
+    if log_file is not None and rank == 0:
+        for old in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(old)
+            old.close()
+        file_handler = logging.FileHandler(log_file, 'a')
+        file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+        logger.addHandler(file_handler)
+    return logger
+
+
+def init_tb_logger(log_dir: str | Path):
+    from torch.utils.tensorboard import SummaryWriter  # tensorboard is slow to import
+
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+class MessageLogger:
+    """Formats ``[name][epoch: 1, iter: 100, lr:(1.0e-04,)] [eta: 0:01:00, time (data): ...] l_pix: ...``
+    and writes the losses and learning rates to TensorBoard."""
+
+    def __init__(self, exp_name: str, total_iter: int, start_iter: int = 0,
+                 tb_logger: Any = None) -> None:
+        self.exp_name = exp_name
+        self.total_iter = total_iter
+        self.start_iter = start_iter
+        self.tb_logger = tb_logger
+        self.start_time = time.time()
+        self.logger = logging.getLogger(LOGGER_NAME)
+
+    def reset_start_time(self) -> None:
+        self.start_time = time.time()
+
+    def __call__(self, log_vars: dict[str, Any]) -> str:
+        log_vars = dict(log_vars)
+        epoch, current_iter = log_vars.pop('epoch'), log_vars.pop('iter')
+        lrs = log_vars.pop('lrs')
+        message = (f'[{self.exp_name[:5]}..][epoch:{epoch:3d}, iter:{current_iter:8,d}, lr:('
+                   + ','.join(f'{lr:.3e}' for lr in lrs) + ')] ')
+        if 'time' in log_vars:
+            iter_time, data_time = log_vars.pop('time'), log_vars.pop('data_time')
+            elapsed = time.time() - self.start_time
+            done = max(current_iter - self.start_iter, 1)
+            eta_s = elapsed / done * (self.total_iter - current_iter)
+            message += (f'[eta: {datetime.timedelta(seconds=int(eta_s))}, '
+                        f'time (data): {iter_time:.3f} ({data_time:.3f})] ')
+        message += ' '.join(f'{k}: {v:.4e}' for k, v in log_vars.items())
+        self.logger.info(message)
+        if self.tb_logger is not None:
+            for k, v in log_vars.items():
+                self.tb_logger.add_scalar(f'losses/{k}', v, current_iter)
+            for i, lr in enumerate(lrs):
+                self.tb_logger.add_scalar(f'lr/group_{i}', lr, current_iter)
+        return message

@@ -1,0 +1,141 @@
+"""The one validation loop (train-time validation and test.py), and a bicubic baseline."""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from basicsr_lite.engine.dist import all_gather_objects, get_dist_info
+from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
+from basicsr_lite.data.imresize import imresize
+from basicsr_lite.utils.img_util import img2tensor, imwrite, tensor2img
+
+logger = logging.getLogger('basicsr_lite')
+
+
+@dataclass
+class ValidationResult:
+    dataset_name: str
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per image: name + metrics
+
+    @property
+    def means(self) -> dict[str, float]:
+        names = [k for k in (self.rows[0] if self.rows else {}) if k != 'name']
+        return {k: sum(r[k] for r in self.rows) / len(self.rows) for k in names}
+
+
+def image_metrics(result: torch.Tensor, gt: torch.Tensor, metrics_opt: dict) -> dict[str, float]:
+    """Every metric of ``metrics_opt`` for one image pair (1CHW RGB tensors in [0, 1]).
+
+    Like the published protocol, the result is clamped and rounded to 8 bits first.
+    """
+    values: dict[str, float] = {}
+    images = None
+    for name, metric_opt in metrics_opt.items():
+        if getattr(METRIC_REGISTRY.get(metric_opt['type']), 'takes_tensors', False):
+            data = {'img': (result.clamp(0, 1) * 255).round() / 255, 'img2': gt}
+        else:
+            images = images or (tensor2img(result), tensor2img(gt))
+            data = {'img': images[0], 'img2': images[1]}
+        value = calculate_metric(data, metric_opt)
+        values[name] = float(value.mean()) if isinstance(value, torch.Tensor) else float(value)
+    return values
+
+
+def _gather_rows(rows: list[dict]) -> list[dict]:
+    merged = [row for rank_rows in all_gather_objects(rows) for row in rank_rows]
+    return sorted(merged, key=lambda r: r['name'])
+
+
+def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dict], dict],
+               metrics_opt: dict, save_dir: Path | None = None, save_suffix: str = '',
+               pbar: bool = False) -> ValidationResult:
+    """Predict every image of ``dataloader`` (this rank's shard), score it, optionally save it,
+    and gather the rows of all ranks."""
+    rows = []
+    progress = None
+    if pbar and get_dist_info()[0] == 0:
+        from tqdm import tqdm
+        progress = tqdm(total=len(dataloader), unit='image', desc=dataset_name)
+    for data in dataloader:
+        visuals = predict(data)
+        name = Path(data.get('gt_path', data['lq_path'])[0]).stem
+        row: dict[str, Any] = {'name': name}
+        if 'gt' in visuals and metrics_opt:
+            row.update(image_metrics(visuals['result'], visuals['gt'], metrics_opt))
+        if save_dir is not None:
+            imwrite(tensor2img(visuals['result']), save_dir / f'{name}_{save_suffix}.png')
+        rows.append(row)
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    return ValidationResult(dataset_name, _gather_rows(rows))
+
+
+def validate(model, dataloader: DataLoader, dataset_name: str, current_iter: int,
+             tb_logger: Any = None, save_img: bool = False) -> ValidationResult:
+    """Evaluate ``model`` (its EMA network if any) on one dataset; log, track the best."""
+    opt = model.opt
+    val_opt = opt['val'] or {}
+    metrics_opt = val_opt.get('metrics', {})
+    save_dir, suffix = None, ''
+    if save_img and opt['is_train']:
+        save_dir, suffix = Path(opt['path']['visualization']) / dataset_name, str(current_iter)
+    elif save_img:
+        save_dir = Path(opt['path']['visualization']) / dataset_name
+        suffix = val_opt.get('suffix') or opt['name']
+
+    def predict(data: dict) -> dict:
+        model.feed_data(data)
+        model.test()
+        return model.get_current_visuals()
+
+    result = run_images(dataloader, dataset_name, predict, metrics_opt, save_dir, suffix,
+                        val_opt.get('pbar', False))
+    for metric, value in result.means.items():
+        model.update_best_metric(dataset_name, metric, value, metrics_opt[metric]['better'],
+                                 current_iter)
+    _log_validation(model, result, current_iter, tb_logger)
+    return result
+
+
+def _log_validation(model, result: ValidationResult, current_iter: int, tb_logger: Any) -> None:
+    message = f'Validation {result.dataset_name} ({len(result.rows)} images)'
+    for metric, value in result.means.items():
+        message += f'\n\t # {metric}: {value:.4f}'
+        best = model.best_metric_results.get(result.dataset_name, {}).get(metric)
+        if best is not None and model.is_train:
+            message += f'\tBest: {best["val"]:.4f} @ {best["iter"]} iter'
+        if tb_logger is not None:
+            tb_logger.add_scalar(f'metrics/{result.dataset_name}/{metric}', value, current_iter)
+    logger.info(message)
+
+
+def bicubic_baseline(dataloader: DataLoader, dataset_name: str, scale: int,
+                     metrics_opt: dict) -> ValidationResult:
+    """The same metrics for MATLAB-bicubic upsampling of the LQ images (the published baseline)."""
+
+    def predict(data: dict) -> dict:
+        lq = tensor2img(data['lq'], rgb2bgr=False)  # uint8 RGB, as the LR files store it
+        upsampled = imresize(lq, scale)
+        return {'result': img2tensor(upsampled, bgr2rgb=False)[None] / 255.0, 'gt': data['gt']}
+
+    return run_images(dataloader, dataset_name, predict, metrics_opt)
+
+
+def format_table(columns: dict[str, dict[str, float]]) -> str:
+    """A text table: one row per metric, one column per label (e.g. model / bicubic)."""
+    metrics = list(next(iter(columns.values()), {}))
+    labels = list(columns)
+    width = max([len(m) for m in metrics] + [6])
+    lines = [' ' * width + ''.join(f'{label:>12}' for label in labels)]
+    for metric in metrics:
+        cells = ''.join(f'{columns[label].get(metric, math.nan):12.4f}' for label in labels)
+        lines.append(f'{metric:<{width}}{cells}')
+    return '\n'.join(lines)

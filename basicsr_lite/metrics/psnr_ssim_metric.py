@@ -1,0 +1,126 @@
+"""PSNR and SSIM, MATLAB-compatible, in numpy (one HWC image) and torch (NCHW batches).
+
+The protocol of the published SR tables: data on a 0..255 scale, optional BT.601 Y channel,
+``crop_border`` pixels shaved from every side, SSIM with an 11x11 Gaussian window (sigma 1.5),
+'valid' filtering, K = (0.01, 0.03), averaged over the map (and over channels).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from basicsr_lite.registry import METRIC_REGISTRY
+from basicsr_lite.utils.img_util import bgr2y, crop_border as shave, psnr_from_mse, rgb2y
+
+_C1 = (0.01 * 255)**2
+_C2 = (0.03 * 255)**2
+
+
+def _prepare_numpy(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str,
+                   test_y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    if img.shape != img2.shape:
+        raise ValueError(f'Image shapes differ: {img.shape} vs {img2.shape}.')
+    if input_order not in ('HWC', 'CHW'):
+        raise ValueError(f"input_order must be 'HWC' or 'CHW'; got '{input_order}'.")
+    out = []
+    for im in (img, img2):
+        if input_order == 'CHW' and im.ndim == 3:
+            im = im.transpose(1, 2, 0)
+        if im.ndim == 2:
+            im = im[:, :, None]
+        if test_y_channel and im.shape[2] == 3:
+            im = bgr2y(im)[:, :, None]
+        out.append(shave(im.astype(np.float64), crop_border))
+    return out[0], out[1]
+
+
+@METRIC_REGISTRY.register()
+def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str = 'HWC',
+                   test_y_channel: bool = False) -> float:
+    """PSNR (dB) of two images in [0, 255], BGR when 3-channel. Identical images give inf."""
+    img, img2 = _prepare_numpy(img, img2, crop_border, input_order, test_y_channel)
+    return psnr_from_mse(float(np.mean((img - img2)**2)), 255.0)
+
+
+def _gaussian_window() -> np.ndarray:
+    kernel = cv2.getGaussianKernel(11, 1.5)
+    return kernel @ kernel.T
+
+
+def _ssim_single_channel(img: np.ndarray, img2: np.ndarray) -> float:
+    window = _gaussian_window()
+
+    def filt(x: np.ndarray) -> np.ndarray:  # 'valid' part of the filtered map
+        return cv2.filter2D(x, -1, window)[5:-5, 5:-5]
+
+    mu1, mu2 = filt(img), filt(img2)
+    sigma1_sq = filt(img**2) - mu1**2
+    sigma2_sq = filt(img2**2) - mu2**2
+    sigma12 = filt(img * img2) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + _C1) * (2 * sigma12 + _C2)) / (
+        (mu1**2 + mu2**2 + _C1) * (sigma1_sq + sigma2_sq + _C2))
+    return float(ssim_map.mean())
+
+
+@METRIC_REGISTRY.register()
+def calculate_ssim(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str = 'HWC',
+                   test_y_channel: bool = False) -> float:
+    """SSIM (Wang et al. 2004) of two images in [0, 255], averaged over channels."""
+    img, img2 = _prepare_numpy(img, img2, crop_border, input_order, test_y_channel)
+    if min(img.shape[:2]) < 11:
+        raise ValueError(f'SSIM needs images of at least 11x11 after crop_border; got '
+                         f'{img.shape[:2]}.')
+    return float(np.mean([_ssim_single_channel(img[..., c], img2[..., c])
+                          for c in range(img.shape[2])]))
+
+
+def _prepare_torch(img: torch.Tensor, img2: torch.Tensor, crop_border: int,
+                   test_y_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if img.shape != img2.shape:
+        raise ValueError(f'Tensor shapes differ: {tuple(img.shape)} vs {tuple(img2.shape)}.')
+    if img.dim() == 3:
+        img, img2 = img[None], img2[None]
+    img, img2 = img.to(torch.float64), img2.to(torch.float64)
+    if test_y_channel and img.size(1) == 3:
+        img, img2 = rgb2y(img), rgb2y(img2)
+    if crop_border:
+        img = img[..., crop_border:-crop_border, crop_border:-crop_border]
+        img2 = img2[..., crop_border:-crop_border, crop_border:-crop_border]
+    return img * 255.0, img2 * 255.0
+
+
+@METRIC_REGISTRY.register()
+def calculate_psnr_pt(img: torch.Tensor, img2: torch.Tensor, crop_border: int,
+                      test_y_channel: bool = False) -> torch.Tensor:
+    """Per-image PSNR (dB) of NCHW RGB tensors in [0, 1]; returns a tensor of shape (N,)."""
+    img, img2 = _prepare_torch(img, img2, crop_border, test_y_channel)
+    mse = ((img - img2)**2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(255.0**2 / mse)  # mse == 0 -> inf, like the numpy version
+
+
+@METRIC_REGISTRY.register()
+def calculate_ssim_pt(img: torch.Tensor, img2: torch.Tensor, crop_border: int,
+                      test_y_channel: bool = False) -> torch.Tensor:
+    """Per-image SSIM of NCHW RGB tensors in [0, 1]; returns a tensor of shape (N,)."""
+    img, img2 = _prepare_torch(img, img2, crop_border, test_y_channel)
+    channels = img.size(1)
+    window = torch.from_numpy(_gaussian_window()).to(img)
+    window = window.expand(channels, 1, 11, 11)
+
+    def filt(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window, groups=channels)
+
+    mu1, mu2 = filt(img), filt(img2)
+    sigma1_sq = filt(img * img) - mu1**2
+    sigma2_sq = filt(img2 * img2) - mu2**2
+    sigma12 = filt(img * img2) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + _C1) * (2 * sigma12 + _C2)) / (
+        (mu1**2 + mu2**2 + _C1) * (sigma1_sq + sigma2_sq + _C2))
+    return ssim_map.mean(dim=(1, 2, 3))
+
+
+# Validation hands these functions tensors instead of uint8 images.
+calculate_psnr_pt.takes_tensors = True
+calculate_ssim_pt.takes_tensors = True

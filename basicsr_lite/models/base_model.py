@@ -1,0 +1,184 @@
+"""BaseModel: device placement, DDP, optimizers/schedulers, EMA, saving and resuming.
+
+Subclasses hold the maths of a training step (``feed_data``, ``optimize_parameters``, ``test``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from basicsr_lite.engine.checkpoint import CheckpointError, load_torch, save_torch
+from basicsr_lite.engine.dist import reduce_mean
+from basicsr_lite.engine.ema import ModelEMA
+from basicsr_lite.engine.lr_scheduler import build_optimizer, build_scheduler
+
+logger = logging.getLogger('basicsr_lite')
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (or the network itself)."""
+    return net.module if isinstance(net, DistributedDataParallel) else net
+
+
+def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dict:
+    """The state dict inside a checkpoint: ``checkpoint[param_key]`` when present, else the
+    checkpoint itself if it is a bare state dict. ``module.`` prefixes are removed."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{path} does not hold a state dict (got {type(checkpoint).__name__}).')
+    if param_key and param_key in checkpoint:
+        state = checkpoint[param_key]
+    elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state = checkpoint
+    else:
+        raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
+                              f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
+    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
+
+
+def describe_mismatch(net: nn.Module, state: dict) -> str:
+    """Missing / unexpected keys and shape differences between ``net`` and ``state``."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}'
+              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    parts = []
+    for title, items in (('missing keys', missing), ('unexpected keys', unexpected),
+                         ('shape mismatches', shapes)):
+        if items:
+            shown = items[:10] + ([f'... {len(items) - 10} more'] if len(items) > 10 else [])
+            parts.append(f'{title} ({len(items)}): ' + ', '.join(shown))
+    return '; '.join(parts)
+
+
+class BaseModel:
+    """Shared plumbing of all models. ``network_keys`` / ``loss_keys`` declare which option keys a
+    model uses, so option validation can reject the others."""
+
+    network_keys: tuple[str, ...] = ('network_g',)
+    loss_keys: tuple[str, ...] = ()
+
+    def __init__(self, opt: dict, device: torch.device) -> None:
+        self.opt = opt
+        self.device = device
+        self.is_train = opt['is_train']
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+        self.ema: ModelEMA | None = None
+        self.log_dict: OrderedDict[str, float] = OrderedDict()
+        # {dataset_name: {metric: {'val': best value, 'iter': iteration}}}
+        self.best_metric_results: dict[str, dict[str, dict[str, float]]] = {}
+
+    # ---- networks ------------------------------------------------------------------------------
+    def model_to_device(self, net: nn.Module) -> nn.Module:
+        net = net.to(self.device)
+        if self.opt['dist']:
+            device_ids = [self.device.index] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(net, device_ids=device_ids,
+                                          find_unused_parameters=self.opt['find_unused_parameters'])
+        return net
+
+    def describe_network(self, net: nn.Module) -> None:
+        bare = unwrap(net)
+        num_params = sum(p.numel() for p in bare.parameters())
+        logger.info(f'Network {bare.__class__.__name__}, with parameters: {num_params:,d}')
+
+    def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
+                     param_key: str | None = 'params') -> None:
+        """Load weights into ``net``; every mismatch is reported key by key."""
+        state = extract_state_dict(load_torch(load_path), param_key, load_path)
+        bare = unwrap(net)
+        mismatch = describe_mismatch(bare, state)
+        if mismatch and strict:
+            raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
+                                  f'(strict_load is true): {mismatch}')
+        if mismatch:
+            logger.warning(f'Loading {load_path} non-strictly: {mismatch}')
+            own = bare.state_dict()
+            state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        bare.load_state_dict(state, strict=strict)
+        logger.info(f'Loaded {bare.__class__.__name__} from {load_path} [{param_key}].')
+
+    def save_network(self, nets: dict[str, nn.Module], net_label: str, current_iter: int) -> None:
+        """Write ``models/<label>_<iter>.pth`` holding one state dict per param key."""
+        tag = 'latest' if current_iter == -1 else current_iter
+        path = Path(self.opt['path']['models']) / f'{net_label}_{tag}.pth'
+        save_torch({key: {k: v.detach().cpu() for k, v in unwrap(net).state_dict().items()}
+                    for key, net in nets.items()}, path)
+
+    # ---- optimisation ----------------------------------------------------------------------------
+    def setup_optimizer(self, params, optim_opt: dict) -> torch.optim.Optimizer:
+        optimizer = build_optimizer(params, optim_opt)
+        self.optimizers.append(optimizer)
+        return optimizer
+
+    def setup_schedulers(self) -> None:
+        scheduler_opt = self.opt['train']['scheduler']
+        if scheduler_opt is not None:
+            self.schedulers = [build_scheduler(o, scheduler_opt) for o in self.optimizers]
+
+    def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
+        """Step the schedulers to ``current_iter``; linear warm-up for the first iterations."""
+        if current_iter > 1:
+            for scheduler in self.schedulers:
+                scheduler.step()
+        if current_iter < warmup_iter:
+            for optimizer in self.optimizers:
+                for group in optimizer.param_groups:
+                    group['lr'] = group['initial_lr'] * current_iter / warmup_iter
+
+    def get_current_learning_rate(self) -> list[float]:
+        return [group['lr'] for group in self.optimizers[0].param_groups]
+
+    def record_losses(self, losses: dict[str, torch.Tensor]) -> None:
+        """Keep the (rank-averaged) values of this step's losses for logging."""
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        self.log_dict = OrderedDict(reduce_mean(values, self.device))
+
+    def get_current_log(self) -> dict[str, float]:
+        return dict(self.log_dict)
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def training_state(self, epoch: int, current_iter: int) -> dict:
+        return {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'best_metric_results': self.best_metric_results,
+        }
+
+    def save_training_state(self, epoch: int, current_iter: int, extra: dict | None = None) -> None:
+        state = self.training_state(epoch, current_iter)
+        state.update(extra or {})
+        save_torch(state, Path(self.opt['path']['training_states']) / f'{current_iter}.state')
+
+    def resume_training(self, state: dict) -> None:
+        """Restore optimizers, schedulers and best metrics from a training state."""
+        if len(state['optimizers']) != len(self.optimizers) or \
+                len(state['schedulers']) != len(self.schedulers):
+            raise CheckpointError(
+                f"The training state has {len(state['optimizers'])} optimizer(s) and "
+                f"{len(state['schedulers'])} scheduler(s); this model has {len(self.optimizers)} "
+                f'and {len(self.schedulers)}. Did train.optim_g / train.scheduler change?')
+        for optimizer, saved in zip(self.optimizers, state['optimizers']):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state['schedulers']):
+            scheduler.load_state_dict(saved)
+        self.best_metric_results = state.get('best_metric_results', {})
+
+    # ---- validation bookkeeping ------------------------------------------------------------------
+    def update_best_metric(self, dataset_name: str, metric: str, value: float, better: str,
+                           current_iter: int) -> None:
+        record = self.best_metric_results.setdefault(dataset_name, {}).setdefault(
+            metric, {'val': -math.inf if better == 'higher' else math.inf, 'iter': -1})
+        improved = value > record['val'] if better == 'higher' else value < record['val']
+        if improved:
+            record.update(val=value, iter=current_iter)

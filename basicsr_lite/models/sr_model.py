@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from basicsr_lite.archs import build_network
+from basicsr_lite.engine.ema import ModelEMA
+from basicsr_lite.losses import build_loss
+from basicsr_lite.models.base_model import BaseModel, unwrap
+from basicsr_lite.registry import MODEL_REGISTRY
+
+
+@MODEL_REGISTRY.register()
+class SRModel(BaseModel):
+    """Single-network restoration: ``output = net_g(lq)``, trained with a pixel loss."""
+
+    network_keys = ('network_g',)
+    loss_keys = ('pixel_opt',)
+
+    def __init__(self, opt: dict, device: torch.device) -> None:
+        super().__init__(opt, device)
+        self.lq: torch.Tensor | None = None
+        self.gt: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        self.cri_pix = None
+        net_g = build_network(opt['network_g'])
+        paths = opt['path']
+        if paths['pretrain_network_g']:
+            self.load_network(net_g, paths['pretrain_network_g'], paths['strict_load_g'],
+                              paths['param_key_g'])
+        self.describe_network(net_g)
+        self.net_g = self.model_to_device(net_g)
+        if self.is_train:
+            self.init_training_settings()
+
+    def init_training_settings(self) -> None:
+        train_opt = self.opt['train']
+        self.net_g.train()
+        if train_opt['ema_decay'] > 0:
+            self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
+        if train_opt['pixel_opt'] is not None:
+            self.cri_pix = build_loss(train_opt['pixel_opt']).to(self.device)
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        self.optimizer_g = self.setup_optimizer(params, train_opt['optim_g'])
+        self.setup_schedulers()
+
+    def feed_data(self, data: dict) -> None:
+        self.lq = data['lq'].to(self.device, non_blocking=True)
+        self.gt = data['gt'].to(self.device, non_blocking=True) if 'gt' in data else None
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad(set_to_none=True)
+        self.output = self.net_g(self.lq)
+        losses = {'l_pix': self.cri_pix(self.output, self.gt)}
+        sum(losses.values()).backward()
+        self.optimizer_g.step()
+        if self.ema is not None:
+            self.ema.update(unwrap(self.net_g))
+        self.record_losses(losses)
+
+    def inference_network(self) -> torch.nn.Module:
+        """The network used for testing: the EMA one when training keeps one."""
+        return self.ema.module if self.ema is not None else unwrap(self.net_g)
+
+    @torch.no_grad()
+    def test(self) -> None:
+        net = self.inference_network()
+        was_training = net.training
+        net.eval()
+        self.output = net(self.lq)
+        net.train(was_training)
+
+    def get_current_visuals(self) -> dict[str, torch.Tensor]:
+        visuals = {'lq': self.lq.detach().cpu(), 'result': self.output.detach().cpu()}
+        if self.gt is not None:
+            visuals['gt'] = self.gt.detach().cpu()
+        return visuals
+
+    def validation(self, dataloader: DataLoader, dataset_name: str, current_iter: int,
+                   tb_logger=None, save_img: bool = False):
+        from basicsr_lite.engine.validate import validate
+        return validate(self, dataloader, dataset_name, current_iter, tb_logger, save_img)
+
+    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
+        nets = {'params': self.net_g}
+        if self.ema is not None:
+            nets['params_ema'] = self.ema.module
+        self.save_network(nets, 'net_g', current_iter)
+        if current_iter != -1:
+            self.save_training_state(epoch, current_iter, extra_state)
+
+    def load_ema_weights(self, path: str) -> None:
+        """Resume the EMA network from ``params_ema`` of a saved ``net_g`` file."""
+        if self.ema is not None:
+            self.load_network(self.ema.module, path, strict=True, param_key='params_ema')

@@ -1,0 +1,184 @@
+"""Command line, option files (YAML or TOML), overrides, validation and derived paths."""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from basicsr_lite.errors import OptionError
+from basicsr_lite.options.schema import did_you_mean
+from basicsr_lite.options.spec import option_spec
+
+
+def build_arg_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('-opt', required=True, help='path to the option file (.yml or .toml)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher: torchrun -> pytorch')
+    parser.add_argument('--auto_resume', action='store_true',
+                        help='resume from the newest loadable training state of this experiment')
+    parser.add_argument('--debug', action='store_true',
+                        help='tiny frequencies and a debug_ name prefix')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help='accepted for torch.distributed.launch; torchrun uses LOCAL_RANK')
+    parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY:PATH=VALUE',
+                        help='override options, e.g. train:ema_decay=0.999 '
+                             'datasets:train:batch_size_per_gpu=8 (values parsed as YAML)')
+    return parser
+
+
+def load_option_file(path: str | Path) -> dict:
+    """Read a YAML or TOML option file; syntax errors name the file and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding='utf-8')
+    except OSError as err:
+        raise OptionError(f'Cannot read option file {path}: {err.strerror}.') from err
+    if path.suffix.lower() == '.toml':
+        data = _load_toml(text, path)
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, 'problem_mark', None)
+            where = f' line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+            problem = getattr(err, 'problem', None) or str(err)
+            raise OptionError(f'Option file {path} is not valid YAML at{where}: {problem}.') from err
+    if not isinstance(data, dict):
+        raise OptionError(f'Option file {path} must contain a mapping of options at its top level; '
+                          f'got {type(data).__name__}.')
+    return data
+
+
+def _load_toml(text: str, path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise OptionError(f'Option file {path} is not valid TOML: {err}.') from err
+
+
+def apply_overrides(opt: dict, overrides: Sequence[str]) -> dict:
+    """``['train:ema_decay=0.999']`` -> a copy of ``opt`` with that key set. Values are parsed
+    with ``yaml.safe_load`` (numbers, booleans, null, lists), never evaluated as code."""
+    import copy
+    opt = copy.deepcopy(opt)
+    for item in overrides:
+        if '=' not in item:
+            raise OptionError(f"--force_yml '{item}': expected KEY:SUBKEY=VALUE.")
+        key_path, raw = item.split('=', 1)
+        keys = key_path.split(':')
+        target = opt
+        for depth, key in enumerate(keys[:-1]):
+            node = target.get(key)
+            if node is None:
+                node = target[key] = {}
+            if not isinstance(node, dict):
+                raise OptionError(f"--force_yml '{item}': {':'.join(keys[:depth + 1])} is not a "
+                                  f'mapping.')
+            target = node
+        try:
+            target[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise OptionError(f"--force_yml '{item}': cannot parse value {raw!r}.") from err
+    return opt
+
+
+def validate_options(raw: dict, is_train: bool, source: str = 'options') -> dict:
+    """Check every key and value; return a new dict with defaults filled in.
+
+    Raises OptionError listing every problem (key path, what is wrong, closest valid key).
+    """
+    from basicsr_lite.models import MODEL_REGISTRY
+
+    model_type = raw.get('model_type', 'SRModel')
+    if model_type not in MODEL_REGISTRY:
+        raise OptionError(f'{source}: model_type: {MODEL_REGISTRY.missing_message(model_type)}')
+    ctx = {'scale': raw.get('scale', 1), 'is_train': is_train}
+    errors: list[str] = []
+    opt = option_spec(MODEL_REGISTRY.get(model_type), is_train).validate(raw, '', errors, ctx)
+    if not errors:
+        errors += _cross_checks(opt, is_train)
+    if errors:
+        lines = '\n'.join(f'  - {e}' for e in errors)
+        raise OptionError(f'{source} has {len(errors)} problem(s):\n{lines}')
+    return opt
+
+
+def _cross_checks(opt: dict, is_train: bool) -> list[str]:
+    errors = []
+    datasets = opt['datasets']
+    if is_train and 'train' not in datasets:
+        errors.append(f'datasets.train: required for training{did_you_mean("train", datasets)} '
+                      f'(found: {", ".join(datasets) or "none"}).')
+    if not is_train and not datasets:
+        errors.append('datasets: at least one test dataset (e.g. datasets.test_1) is required.')
+    if not is_train and not opt['path'].get('pretrain_network_g'):
+        errors.append('path.pretrain_network_g: required for testing (the weights to evaluate).')
+    if is_train:
+        losses = [k for k in opt['train'] if k.endswith('_opt') and opt['train'][k] is not None]
+        if not losses:
+            errors.append('train: no loss configured; add e.g. pixel_opt: {type: L1Loss}.')
+    return errors
+
+
+def _resolve_paths(opt: dict, is_train: bool, root: Path) -> None:
+    paths = opt['path']
+    if is_train:
+        exp = Path(paths['experiments_root'] or root / 'experiments' / opt['name'])
+        paths.update(experiments_root=str(exp), models=str(exp / 'models'),
+                     training_states=str(exp / 'training_states'), log=str(exp),
+                     visualization=str(exp / 'visualization'), tb_logger=str(exp / 'tb_logger'))
+    else:
+        res = Path(paths['results_root'] or root / 'results' / opt['name'])
+        paths.update(results_root=str(res), log=str(res), visualization=str(res / 'visualization'))
+
+
+def _apply_debug(opt: dict) -> None:
+    if not opt['name'].startswith('debug_'):
+        opt['name'] = 'debug_' + opt['name']
+    opt['logger']['print_freq'] = 1
+    opt['logger']['save_checkpoint_freq'] = 8
+    if opt['val'] is not None:
+        opt['val']['val_freq'] = 8
+
+
+def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, argparse.Namespace]:
+    """Parse the command line and the option file into a validated option dict.
+
+    Adds the runtime keys BasicSR code expects: ``is_train``, ``auto_resume``, ``launcher``,
+    ``dist``, ``rank``, ``world_size``, ``opt_path`` and the derived ``path.*`` folders.
+    """
+    parser = build_arg_parser('Train a model.' if is_train else 'Test a model.')
+    args = parser.parse_args(argv)
+    raw = load_option_file(args.opt)
+    if args.force_yml:
+        raw = apply_overrides(raw, args.force_yml)
+    opt = validate_options(raw, is_train, source=args.opt)
+    if args.debug:
+        _apply_debug(opt)
+    if opt['manual_seed'] is None:
+        opt['manual_seed'] = random.randint(1, 10000)
+    _resolve_paths(opt, is_train, Path(os.getcwd()))
+    opt.update(is_train=is_train, auto_resume=args.auto_resume, launcher=args.launcher,
+               dist=args.launcher != 'none', rank=0, world_size=1, opt_path=str(args.opt))
+    return opt, args
+
+
+def dict2str(opt: Any, indent: int = 1) -> str:
+    """Options as indented text for the log."""
+    lines = []
+    for key, value in opt.items():
+        if isinstance(value, dict):
+            lines.append(' ' * (indent * 2) + f'{key}:')
+            lines.append(dict2str(value, indent + 1))
+        else:
+            lines.append(' ' * (indent * 2) + f'{key}: {value}')
+    return '\n'.join(line for line in lines if line)

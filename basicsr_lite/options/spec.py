@@ -1,0 +1,179 @@
+"""The schema of basicsr_lite option files (BasicSR's keys and meanings)."""
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value
+
+NUM = (int, float)
+OPT_STR = (str, type(None))
+
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else f'must be > 0; got {value}.'
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else f'must be >= 0; got {value}.'
+
+
+def in_unit_interval(value: float) -> str | None:
+    return None if 0 <= value < 1 else f'must be in [0, 1); got {value}.'
+
+
+def num_gpu_check(value: Any) -> str | None:
+    if value == 'auto' or (isinstance(value, int) and value >= 0):
+        return None
+    return f"must be 'auto' or an integer >= 0; got {value!r}."
+
+
+def existing_file(value: str) -> str | None:
+    return None if os.path.isfile(value) else f'file {value} does not exist.'
+
+
+# ---- registries, resolved lazily so that importing this module stays cheap ----------------------
+
+def _arch(name: str):
+    from basicsr_lite.archs import ARCH_REGISTRY
+    return ARCH_REGISTRY.get(name)
+
+
+def _loss(name: str):
+    from basicsr_lite.losses import LOSS_REGISTRY
+    return LOSS_REGISTRY.get(name)
+
+
+def _metric(name: str):
+    from basicsr_lite.metrics import METRIC_REGISTRY
+    return METRIC_REGISTRY.get(name)
+
+
+def _dataset(name: str):
+    from basicsr_lite.data import DATASET_REGISTRY
+    return DATASET_REGISTRY.get(name)
+
+
+def _from_table(table_name: str, kind: str):
+    def resolve(name: str):
+        from basicsr_lite.engine import lr_scheduler
+        table = getattr(lr_scheduler, table_name)
+        if name not in table:
+            from basicsr_lite.options.schema import did_you_mean
+            raise KeyError(f"No {kind} named '{name}'{did_you_mean(name, table)} "
+                           f'Available: {", ".join(sorted(table))}.')
+        return table[name]
+    return resolve
+
+
+# ---- datasets ------------------------------------------------------------------------------------
+
+def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> None:
+    phase = path.rsplit('.', 1)[-1].split('_')[0]
+    for key, value in kwargs.items():
+        if key.startswith('dataroot') and isinstance(value, str) and not os.path.exists(value):
+            errors.append(f'{path}.{key}: folder {value} does not exist.')
+    meta = kwargs.get('meta_info_file')
+    if isinstance(meta, str) and not os.path.isfile(meta):
+        errors.append(f'{path}.meta_info_file: file {meta} does not exist.')
+    params = inspect.signature(_dataset(kwargs['type'])).parameters
+    gt_size, scale = kwargs.get('gt_size'), ctx['scale']
+    if phase == 'train':
+        if 'batch_size_per_gpu' not in kwargs:
+            errors.append(f'{path}.batch_size_per_gpu: required for the train dataset.')
+        if 'gt_size' in params and gt_size is None:
+            errors.append(f'{path}.gt_size: required for the train dataset (the GT patch size).')
+    if isinstance(gt_size, int) and isinstance(scale, int) and scale > 0 and gt_size % scale:
+        errors.append(f'{path}.gt_size: {gt_size} is not divisible by scale {scale}.')
+
+
+def dataset_spec(key: str) -> Spec:
+    return Typed(
+        resolve=_dataset, kind='dataset', hidden=('scale', 'phase'), checks=(_check_dataset,),
+        fields={
+            'name': Value((str,), default=key),
+            'use_shuffle': Value((bool,), default=True),
+            'num_worker_per_gpu': Value((int,), default=0, check=non_negative),
+            'batch_size_per_gpu': Value((int,), check=positive),
+            'dataset_enlarge_ratio': Value((int,), default=1, check=positive),
+            'prefetch_mode': Value(OPT_STR, default=None, choices=(None, 'cpu', 'cuda')),
+            'pin_memory': Value((bool, type(None)), default=None),
+            'persistent_workers': Value((bool,), default=True),
+            'prefetch_factor': Value((int,), default=2, check=positive),
+        })
+
+
+# ---- the whole file ------------------------------------------------------------------------------
+
+def train_spec(model_cls: type) -> Section:
+    fields: dict[str, Spec] = {
+        'total_iter': Value((int,), required=True, check=positive),
+        'warmup_iter': Value((int,), default=-1),
+        'ema_decay': Value(NUM, default=0.0, check=in_unit_interval),
+        'optim_g': Typed(resolve=_from_table('OPTIMIZERS', 'optimizer'), kind='optimizer',
+                         hidden=('params',), required=True),
+        'scheduler': Typed(resolve=_from_table('SCHEDULERS', 'scheduler'), kind='scheduler',
+                           hidden=('optimizer', 'last_epoch', 'verbose'), nullable=True,
+                           default=None),
+    }
+    for loss_key in model_cls.loss_keys:
+        fields[loss_key] = Typed(resolve=_loss, kind='loss', nullable=True, default=None)
+    return Section(fields=fields, required=True)
+
+
+def option_spec(model_cls: type, is_train: bool) -> Section:
+    """The spec of a whole option file for ``model_cls`` (train or test)."""
+    networks = {key: Typed(resolve=_arch, kind='arch', required=True)
+                for key in model_cls.network_keys}
+    path_fields: dict[str, Spec] = {
+        'experiments_root': Value(OPT_STR, default=None),
+        'results_root': Value(OPT_STR, default=None),
+        'resume_state': Value(OPT_STR, default=None, check=existing_file),
+    }
+    for key in model_cls.network_keys:
+        net = key.split('_', 1)[1]
+        path_fields[f'pretrain_network_{net}'] = Value(OPT_STR, default=None, check=existing_file)
+        path_fields[f'strict_load_{net}'] = Value((bool,), default=True)
+        path_fields[f'param_key_{net}'] = Value((str,), default='params')
+    fields: dict[str, Spec] = {
+        'name': Value((str,), required=True),
+        'model_type': Value((str,), default='SRModel'),
+        'scale': Value((int,), default=1, check=positive),
+        'num_gpu': Value((int, str), default='auto', check=num_gpu_check),
+        'manual_seed': Value((int, type(None)), default=None),
+        'find_unused_parameters': Value((bool,), default=False),
+        'datasets': MapOf(spec_for=dataset_spec, key_pattern=r'(train|val|test)(_\w+)?',
+                          key_hint="dataset keys are 'train', 'val', 'val_<x>' or 'test_<x>'",
+                          required=True),
+        **networks,
+        'path': Section(fields=path_fields, default=dict),
+        'val': Section(nullable=True, default=None, fields={
+            'val_freq': Value((int,), default=5000, check=positive),
+            'save_img': Value((bool,), default=False),
+            'suffix': Value(OPT_STR, default=None),
+            'pbar': Value((bool,), default=False),
+            'metrics': MapOf(spec_for=lambda _: Typed(
+                resolve=_metric, kind='metric', hidden=('img', 'img2'),
+                fields={'better': Value((str,), default='higher', choices=('higher', 'lower'))}),
+                default=dict),
+        }),
+        'logger': Section(default=dict, fields={
+            'print_freq': Value((int,), default=100, check=positive),
+            'save_checkpoint_freq': Value((int,), default=5000, check=positive),
+            'use_tb_logger': Value((bool,), default=True),
+            'wandb': Section(nullable=True, default=None, fields={
+                'project': Value(OPT_STR, default=None, check=lambda v: (
+                    'wandb logging is not supported by basicsr_lite; set it to null '
+                    '(TensorBoard logging: logger.use_tb_logger).')),
+                'resume_id': Value(OPT_STR, default=None),
+            }),
+        }),
+        'dist_params': Section(default=dict, fields={
+            'backend': Value(OPT_STR, default=None, choices=(None, 'nccl', 'gloo')),
+            'port': Value((int,), default=29500, check=positive),
+        }),
+    }
+    if is_train:
+        fields['train'] = train_spec(model_cls)
+    return Section(fields=fields)

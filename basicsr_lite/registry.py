@@ -1,0 +1,78 @@
+"""Name -> class registries that turn option dicts into objects."""
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any, Callable, Iterator
+
+
+class RegistryError(KeyError):
+    """A name that is not registered (the message lists what exists)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class Registry:
+    """Maps names to classes or functions.
+
+    Register with ``@ARCH_REGISTRY.register()``; look up with ``ARCH_REGISTRY.get('EDSR')``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._items: dict[str, Any] = {}
+
+    def register(self, obj: Any = None, name: str | None = None) -> Callable | Any:
+        """Use as ``@reg.register()``, ``@reg.register(name='x')`` or ``reg.register(obj)``."""
+        if obj is not None:
+            self._add(name or obj.__name__, obj)
+            return obj
+
+        def decorator(target: Any) -> Any:
+            self._add(name or target.__name__, target)
+            return target
+
+        return decorator
+
+    def _add(self, name: str, obj: Any) -> None:
+        if name in self._items and self._items[name] is not obj:
+            raise ValueError(f"'{name}' is already registered in the {self.name} registry "
+                             f'(by {self._items[name].__module__}).')
+        self._items[name] = obj
+
+    def get(self, name: str) -> Any:
+        if name not in self._items:
+            raise RegistryError(self.missing_message(name))
+        return self._items[name]
+
+    def missing_message(self, name: Any) -> str:
+        msg = f"No {self.name} named '{name}'."
+        close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
+        if close:
+            msg += f" Did you mean '{close[0]}'?"
+        return msg + f" Registered: {', '.join(sorted(self._items)) or '(none)'}."
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def keys(self) -> list[str]:
+        return sorted(self._items)
+
+
+ARCH_REGISTRY = Registry('arch')
+MODEL_REGISTRY = Registry('model')
+DATASET_REGISTRY = Registry('dataset')
+LOSS_REGISTRY = Registry('loss')
+METRIC_REGISTRY = Registry('metric')
+
+
+def build_from_opt(registry: Registry, opt: dict, **extra: Any) -> Any:
+    """Build ``registry[opt['type']](**rest, **extra)`` without mutating ``opt``."""
+    kwargs = copy.deepcopy(dict(opt))
+    type_name = kwargs.pop('type')
+    kwargs.update(extra)
+    return registry.get(type_name)(**kwargs)

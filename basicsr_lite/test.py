@@ -1,0 +1,82 @@
+"""Evaluation entry point: ``python test.py -opt options/test/x.yml``.
+
+Runs the model on every dataset of the option file, saves the SR images and writes the metrics
+per image and on average to ``results/<name>/metrics.csv`` and ``metrics.json``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from basicsr_lite.engine.checkpoint import atomic_write
+from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
+from basicsr_lite.engine.experiment import copy_option_file, prepare_folder, select_device
+from basicsr_lite.engine.logger import get_root_logger
+from basicsr_lite.engine.validate import ValidationResult, format_table
+from basicsr_lite.models import build_model
+from basicsr_lite.options import dict2str, parse_options
+from basicsr_lite.train import build_eval_loaders, run_cli
+from basicsr_lite.utils.misc import get_time_str, set_random_seed
+
+logger = logging.getLogger('basicsr_lite')
+
+
+def write_metrics(results: list[ValidationResult], folder: str | Path) -> tuple[Path, Path]:
+    """``metrics.csv`` (one row per image, then the mean) and ``metrics.json``."""
+    folder = Path(folder)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for result in results:
+        names = list(result.means)
+        writer.writerow(['dataset', 'image', *names])
+        for row in result.rows:
+            writer.writerow([result.dataset_name, row['name'], *(f'{row[n]:.6f}' for n in names)])
+        writer.writerow([result.dataset_name, 'mean', *(f'{result.means[n]:.6f}' for n in names)])
+    summary = {r.dataset_name: {'mean': r.means, 'per_image': r.rows} for r in results}
+    csv_path, json_path = folder / 'metrics.csv', folder / 'metrics.json'
+    atomic_write(csv_path, lambda f: f.write(buffer.getvalue().encode()))
+    atomic_write(json_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    return csv_path, json_path
+
+
+def test_pipeline(argv: Sequence[str] | None = None) -> None:
+    opt, _ = parse_options(argv, is_train=False)
+    device = select_device(opt)
+    if opt['dist']:
+        init_dist(opt['launcher'], opt['dist_params']['backend'], opt['dist_params']['port'])
+    opt['rank'], opt['world_size'] = get_dist_info()
+    if opt['rank'] == 0:
+        prepare_folder(opt['path']['results_root'], keep_existing=False)
+        copy_option_file(opt, resuming=False)
+    barrier()
+    get_root_logger(os.path.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log"),
+                    opt['rank'])
+    logger.info(dict2str(opt))
+    set_random_seed(opt['manual_seed'])
+    loaders = build_eval_loaders(opt, ('val', 'test'))
+    model = build_model(opt, device)
+    save_img = opt['val']['save_img'] if opt['val'] is not None else True
+    results = [model.validation(loader, name, 0, None, save_img) for name, loader in loaders.items()]
+    if opt['rank'] != 0:
+        return
+    scored = [r for r in results if r.means]
+    if scored:
+        csv_path, _ = write_metrics(scored, opt['path']['results_root'])
+        table = format_table({r.dataset_name: r.means for r in scored})
+        logger.info(f'Test results ({opt["name"]}):\n{table}\nPer-image metrics: {csv_path}')
+    if save_img:
+        logger.info(f"SR images: {opt['path']['visualization']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(test_pipeline, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
