@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 from typing import Any, Callable, Iterator
 
 
@@ -19,9 +20,16 @@ class Registry:
     Register with ``@ARCH_REGISTRY.register()``; look up with ``ARCH_REGISTRY.get('EDSR')``.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, package: str | None = None) -> None:
         self.name = name
         self._items: dict[str, Any] = {}
+        # Importing the package runs its auto-import of ``*_<kind>.py`` files (on first lookup).
+        self._package = package
+
+    def _load(self) -> None:
+        if self._package is not None:
+            package, self._package = self._package, None
+            importlib.import_module(package)
 
     def register(self, obj: Any = None, name: str | None = None) -> Callable | Any:
         """Use as ``@reg.register()``, ``@reg.register(name='x')`` or ``reg.register(obj)``."""
@@ -42,11 +50,13 @@ class Registry:
         self._items[name] = obj
 
     def get(self, name: str) -> Any:
+        self._load()
         if name not in self._items:
             raise RegistryError(self.missing_message(name))
         return self._items[name]
 
     def missing_message(self, name: Any) -> str:
+        self._load()
         msg = f"No {self.name} named '{name}'."
         close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
         if close:
@@ -54,20 +64,22 @@ class Registry:
         return msg + f" Registered: {', '.join(sorted(self._items)) or '(none)'}."
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.keys())
 
     def keys(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
 
-ARCH_REGISTRY = Registry('arch')
-MODEL_REGISTRY = Registry('model')
-DATASET_REGISTRY = Registry('dataset')
-LOSS_REGISTRY = Registry('loss')
-METRIC_REGISTRY = Registry('metric')
+ARCH_REGISTRY = Registry('arch', 'basicsr_lite.archs')
+MODEL_REGISTRY = Registry('model', 'basicsr_lite.models')
+DATASET_REGISTRY = Registry('dataset', 'basicsr_lite.data')
+LOSS_REGISTRY = Registry('loss', 'basicsr_lite.losses')
+METRIC_REGISTRY = Registry('metric', 'basicsr_lite.metrics')
 
 
 def build_from_opt(registry: Registry, opt: dict, **extra: Any) -> Any:
