@@ -14,7 +14,7 @@ import torch
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
 from basicsr_lite.data.prefetcher import build_prefetcher
 from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
-from basicsr_lite.engine.dist import all_gather_objects, barrier, destroy_dist, get_dist_info, \
+from basicsr_lite.engine.dist import all_gather_tensor_state, barrier, destroy_dist, get_dist_info, \
     init_dist
 from basicsr_lite.engine.experiment import copy_option_file, find_resume_state, \
     load_resume_state, network_file_for_state, prepare_folder, select_device
@@ -74,7 +74,7 @@ def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, torch.ut
 
 def save_checkpoint(model, loop: LoopState) -> None:
     """Every rank contributes its RNG state; rank 0 writes the files."""
-    rng_states = all_gather_objects(get_rng_state())
+    rng_states = all_gather_tensor_state(get_rng_state())
     if get_dist_info()[0] == 0:
         logger.info(f'Saving models and training state at iter {loop.current_iter}.')
         model.save(loop.epoch, loop.current_iter, {

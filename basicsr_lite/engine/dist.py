@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import io
 import os
 import subprocess
 from typing import Any, Callable
@@ -82,6 +83,15 @@ def all_gather_objects(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * get_dist_info()[1]
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def all_gather_tensor_state(obj: Any) -> list[Any]:
+    """Like :func:`all_gather_objects` for objects holding tensors (e.g. RNG states): they travel
+    as ``torch.save`` bytes and are read back with ``weights_only=True``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return [torch.load(io.BytesIO(data), weights_only=True)
+            for data in all_gather_objects(buffer.getvalue())]
 
 
 def reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:

@@ -1,0 +1,156 @@
+"""Tiny end-to-end runs of train.py / test.py on generated images."""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from basicsr_lite.test import main as evaluate_main
+from basicsr_lite.train import main as train_main
+from tests.conftest import write_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_train(tmp_path, opt, *extra) -> int:
+    return train_main(['-opt', str(write_yaml(tmp_path / 'opt.yml', opt)), *extra])
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def test_train_validate_save(tiny_opt, tmp_path, capsys):
+    tiny_opt['logger']['use_tb_logger'] = True
+    assert run_train(tmp_path, tiny_opt) == 0
+    exp = Path(tiny_opt['path']['experiments_root'])
+    for it in (3, 6):
+        net = load(exp / 'models' / f'net_g_{it}.pth')
+        assert set(net) == {'params', 'params_ema'}
+        assert 'conv_first.weight' in net['params']
+        state = load(exp / 'training_states' / f'{it}.state')
+        assert state['iter'] == it and len(state['optimizers']) == 1
+        assert 'tiny_val' in state['best_metric_results'] or it == 3
+    assert set(load(exp / 'models' / 'net_g_latest.pth')) == {'params', 'params_ema'}
+    assert (exp / 'opt.yml').read_text().startswith('# command:')
+    log = next(exp.glob('train_tiny_*.log')).read_text()
+    assert 'iter:       6' in log and 'l_pix:' in log and 'eta:' in log
+    assert 'Validation tiny_val (2 images)' in log
+    assert 'Final validation on tiny_val' in log and 'bicubic' in log
+    assert sorted(p.name for p in (exp / 'visualization' / 'tiny_val').iterdir()) == \
+        ['a_3.png', 'a_6.png', 'b_3.png', 'b_6.png']
+    assert list((exp / 'tb_logger').glob('events.out.tfevents.*'))
+
+
+def test_existing_experiment_is_archived_not_lost(tiny_opt, tmp_path):
+    tiny_opt['train']['total_iter'] = 3
+    assert run_train(tmp_path, tiny_opt) == 0
+    assert run_train(tmp_path, tiny_opt) == 0
+    exp = Path(tiny_opt['path']['experiments_root'])
+    archived = list(exp.parent.glob('tiny_archived_*'))
+    assert len(archived) == 1 and (archived[0] / 'models' / 'net_g_3.pth').is_file()
+
+
+def test_auto_resume_continues_from_newest_state(tiny_opt, tmp_path):
+    tiny_opt['train']['total_iter'] = 3
+    assert run_train(tmp_path, tiny_opt) == 0
+    tiny_opt['train']['total_iter'] = 6
+    assert run_train(tmp_path, tiny_opt, '--auto_resume') == 0
+    exp = Path(tiny_opt['path']['experiments_root'])
+    assert not list(exp.parent.glob('tiny_archived_*'))
+    logs = ''.join(p.read_text() for p in exp.glob('train_tiny_*.log'))
+    assert 'Resumed from' in logs and 'Start training from epoch 0, iter 3.' in logs
+    assert 'iter:       4' in logs
+    assert load(exp / 'training_states' / '6.state')['iter'] == 6
+    assert list(exp.glob('opt_resume_*.yml'))
+
+
+@pytest.mark.parametrize('enlarge', [1, 3])
+def test_resume_is_exact_without_workers(tiny_opt, tmp_path, enlarge):
+    """8 iterations straight == 4 + stop + auto-resume + 4, bit for bit (num_worker_per_gpu 0)."""
+    tiny_opt['datasets']['train']['dataset_enlarge_ratio'] = enlarge
+    tiny_opt['train'].update(total_iter=8)
+    tiny_opt['logger']['save_checkpoint_freq'] = 4
+    tiny_opt['val']['val_freq'] = 100
+    straight = copy.deepcopy(tiny_opt)
+    straight['path']['experiments_root'] = str(tmp_path / 'straight')
+    assert run_train(tmp_path, straight) == 0
+    tiny_opt['train']['total_iter'] = 4
+    assert run_train(tmp_path, tiny_opt) == 0
+    tiny_opt['train']['total_iter'] = 8
+    assert run_train(tmp_path, tiny_opt, '--auto_resume') == 0
+    a = load(tmp_path / 'straight' / 'models' / 'net_g_8.pth')
+    b = load(Path(tiny_opt['path']['experiments_root']) / 'models' / 'net_g_8.pth')
+    for key in ('params', 'params_ema'):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f'{key}.{name} differs'
+
+
+def test_test_py_writes_images_and_metrics(tiny_opt, tmp_path, monkeypatch):
+    tiny_opt['train']['total_iter'] = 3
+    assert run_train(tmp_path, tiny_opt) == 0
+    weights = Path(tiny_opt['path']['experiments_root']) / 'models' / 'net_g_latest.pth'
+    test_opt = {k: v for k, v in tiny_opt.items() if k not in ('train', 'logger')}
+    test_opt['datasets'] = {'test_1': tiny_opt['datasets']['val']}
+    test_opt['path'] = {'pretrain_network_g': str(weights), 'param_key_g': 'params_ema',
+                        'results_root': str(tmp_path / 'results')}
+    assert evaluate_main(['-opt', str(write_yaml(tmp_path / 'test.yml', test_opt))]) == 0
+    results = tmp_path / 'results'
+    rows = (results / 'metrics.csv').read_text().splitlines()
+    assert rows[0] == 'dataset,image,psnr,ssim'
+    assert [r.split(',')[1] for r in rows[1:]] == ['a', 'b', 'mean']
+    assert sorted(p.name for p in (results / 'visualization' / 'tiny_val').iterdir()) == \
+        ['a_tiny.png', 'b_tiny.png']
+
+
+def test_user_errors_exit_2_without_traceback(tiny_opt, tmp_path):
+    tiny_opt['train']['optim_g']['lrr'] = 1
+    opt_path = write_yaml(tmp_path / 'bad.yml', tiny_opt)
+    exp = Path(tiny_opt['path']['experiments_root'])
+    exp.mkdir(parents=True)
+    (exp / 'keep.txt').write_text('precious')
+    proc = subprocess.run([sys.executable, str(ROOT / 'train.py'), '-opt', str(opt_path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "train.optim_g.lrr: unknown argument of optimizer Adam; did you mean 'lr'?" in \
+        proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert (exp / 'keep.txt').read_text() == 'precious' and len(list(exp.parent.iterdir())) == 1
+
+
+def test_missing_weights_for_resume_are_reported(tiny_opt, tmp_path, capsys):
+    tiny_opt['train']['total_iter'] = 3
+    assert run_train(tmp_path, tiny_opt) == 0
+    exp = Path(tiny_opt['path']['experiments_root'])
+    (exp / 'models' / 'net_g_3.pth').unlink()
+    tiny_opt['path']['resume_state'] = str(exp / 'training_states' / '3.state')
+    assert run_train(tmp_path, tiny_opt) == 2
+    assert 'network file for the training state' in capsys.readouterr().err
+
+
+def test_sigkill_then_auto_resume_finishes(tiny_opt, tmp_path):
+    tiny_opt['train']['total_iter'] = 400
+    tiny_opt['logger'].update(save_checkpoint_freq=20, print_freq=20)
+    tiny_opt['val']['val_freq'] = 1000
+    opt_path = write_yaml(tmp_path / 'opt.yml', tiny_opt)
+    states = Path(tiny_opt['path']['experiments_root']) / 'training_states'
+    cmd = [sys.executable, str(ROOT / 'train.py'), '-opt', str(opt_path), '--auto_resume']
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (states / '40.state').exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = max(int(p.stem) for p in states.glob('*.state'))
+    assert 40 <= saved < 400
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f'Start training from epoch' in proc.stderr and f'iter {saved}.' in proc.stderr
+    assert (states / '400.state').exists()
