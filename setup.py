@@ -34,7 +34,8 @@ setup(
     ],
     extras_require={
         'vision': ['torchvision'],
-        'dev': ['pytest', 'scikit-image'],
+        'dev': ['pytest'],
+        'demo-data': ['scikit-image'],  # only for tools/make_demo_data.py
     },
     entry_points={
         'console_scripts': [

@@ -154,3 +154,17 @@ def test_sigkill_then_auto_resume_finishes(tiny_opt, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f'Start training from epoch' in proc.stderr and f'iter {saved}.' in proc.stderr
     assert (states / '400.state').exists()
+
+
+def test_shipped_demo_config_runs(tmp_path, monkeypatch):
+    """options/train/demo.yml on datasets/demo, shortened to 4 iterations."""
+    monkeypatch.chdir(ROOT)
+    exp = tmp_path / 'demo'
+    code = train_main(['-opt', 'options/train/demo.yml', '--force_yml', 'train:total_iter=4',
+                       'train:warmup_iter=-1', 'train:scheduler:periods=[4]',
+                       'logger:print_freq=2', 'logger:save_checkpoint_freq=4',
+                       'logger:use_tb_logger=false', f'path:experiments_root={exp}'])
+    assert code == 0
+    assert (exp / 'models' / 'net_g_4.pth').is_file() and (exp / 'training_states' / '4.state').is_file()
+    log = next(exp.glob('train_*.log')).read_text()
+    assert 'Final validation on demo_val (2 images)' in log and 'bicubic' in log
