@@ -62,7 +62,8 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
     loaders = build_eval_loaders(opt, ('val', 'test'))
     model = build_model(opt, device)
     save_img = opt['val']['save_img'] if opt['val'] is not None else True
-    results = [model.validation(loader, name, 0, None, save_img) for name, loader in loaders.items()]
+    results = [model.validation(loader, name, 0, None, save_img)
+               for name, loader in loaders.items()]
     if opt['rank'] != 0:
         return
     scored = [r for r in results if r.means]

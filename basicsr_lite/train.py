@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
 from basicsr_lite.data.prefetcher import build_prefetcher
 from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
-from basicsr_lite.engine.dist import all_gather_tensor_state, barrier, destroy_dist, get_dist_info, \
-    init_dist
+from basicsr_lite.engine.dist import (all_gather_tensor_state, barrier, destroy_dist,
+                                     get_dist_info, init_dist)
 from basicsr_lite.engine.experiment import copy_option_file, find_resume_state, \
     load_resume_state, network_file_for_state, prepare_folder, select_device
 from basicsr_lite.engine.logger import MessageLogger, get_root_logger, init_tb_logger
@@ -57,7 +58,7 @@ def build_train_loader(opt: dict, device: torch.device):
     return loader, sampler
 
 
-def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, torch.utils.data.DataLoader]:
+def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoader]:
     """Loaders for every dataset of the given phases ('val', 'test'), sharded across ranks."""
     rank, world_size = get_dist_info()
     loaders = {}

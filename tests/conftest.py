@@ -18,7 +18,8 @@ SCALE = 2
 def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth random uint8 BGR image (upscaled noise), closer to photos than white noise."""
     small = rng.integers(0, 256, size=(max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
-    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(big, 0, 255).astype(np.uint8)
 
 
 def make_paired_folder(root: Path, names: list[str], size: tuple[int, int], scale: int = SCALE,

@@ -41,7 +41,8 @@ def test_edsr_keys_and_counts():
                          'conv_last.weight', 'conv_last.bias']
     assert 'mean' not in keys
     nf, nb = 64, 16
-    expected = conv(3, nf) + nb * 2 * conv(nf, nf) + conv(nf, nf) + 2 * conv(nf, 4 * nf) + conv(nf, 3)
+    expected = (conv(3, nf) + nb * 2 * conv(nf, nf) + conv(nf, nf) + 2 * conv(nf, 4 * nf)
+                + conv(nf, 3))
     assert sum(p.numel() for p in net.parameters()) == expected == 1_517_571
     x3 = build_network({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'upscale': 3})
     assert [k for k in x3.state_dict() if k.startswith('upsample')] == ['upsample.0.weight',

@@ -45,10 +45,10 @@ def test_crop_and_augment_keep_pairs_aligned():
     gt = np.repeat(np.repeat(lq, 3, axis=0), 3, axis=1)  # nearest-neighbour x3
     for seed in range(20):
         random.seed(seed)
-        g, l = paired_random_crop(gt, lq, 9, 3)
-        g, l = augment([g, l], hflip=True, rotation=True)
-        assert g.shape == (9, 9, 3) and l.shape == (3, 3, 3)
-        np.testing.assert_array_equal(g[1::3, 1::3], l)
+        gt_patch, lq_patch = paired_random_crop(gt, lq, 9, 3)
+        gt_patch, lq_patch = augment([gt_patch, lq_patch], hflip=True, rotation=True)
+        assert gt_patch.shape == (9, 9, 3) and lq_patch.shape == (3, 3, 3)
+        np.testing.assert_array_equal(gt_patch[1::3, 1::3], lq_patch)
 
 
 def test_augment_covers_all_eight_transforms():

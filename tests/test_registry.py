@@ -45,8 +45,11 @@ def test_build_from_opt_does_not_mutate():
 
 
 def test_all_builtin_registries_are_filled():
-    import basicsr_lite.archs, basicsr_lite.data, basicsr_lite.losses  # noqa: F401
-    import basicsr_lite.metrics, basicsr_lite.models  # noqa: F401
+    import basicsr_lite.archs
+    import basicsr_lite.data
+    import basicsr_lite.losses  # noqa: F401
+    import basicsr_lite.metrics
+    import basicsr_lite.models  # noqa: F401
     assert {'EDSR', 'MSRResNet'} <= set(ARCH_REGISTRY.keys())
     assert {'L1Loss', 'MSELoss', 'CharbonnierLoss'} <= set(LOSS_REGISTRY.keys())
     assert {'calculate_psnr', 'calculate_ssim'} <= set(METRIC_REGISTRY.keys())

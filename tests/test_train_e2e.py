@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import signal
 import subprocess
 import sys
@@ -152,7 +151,7 @@ def test_sigkill_then_auto_resume_finishes(tiny_opt, tmp_path):
     assert 40 <= saved < 400
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f'Start training from epoch' in proc.stderr and f'iter {saved}.' in proc.stderr
+    assert 'Start training from epoch' in proc.stderr and f'iter {saved}.' in proc.stderr
     assert (states / '400.state').exists()
 
 
@@ -165,6 +164,7 @@ def test_shipped_demo_config_runs(tmp_path, monkeypatch):
                        'logger:print_freq=2', 'logger:save_checkpoint_freq=4',
                        'logger:use_tb_logger=false', f'path:experiments_root={exp}'])
     assert code == 0
-    assert (exp / 'models' / 'net_g_4.pth').is_file() and (exp / 'training_states' / '4.state').is_file()
+    assert (exp / 'models' / 'net_g_4.pth').is_file()
+    assert (exp / 'training_states' / '4.state').is_file()
     log = next(exp.glob('train_*.log')).read_text()
     assert 'Final validation on demo_val (2 images)' in log and 'bicubic' in log

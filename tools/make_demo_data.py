@@ -28,7 +28,8 @@ def main() -> None:
 
     out, scale = Path(args.out), args.scale
     images = {('train', name): getattr(skimage.data, name)() for name in TRAIN}
-    images.update({('val', name): getattr(skimage.data, name)()[crop] for name, crop in VAL.items()})
+    for name, crop in VAL.items():
+        images['val', name] = getattr(skimage.data, name)()[crop]
     for (split, name), rgb in images.items():
         hr = mod_crop(cv2.cvtColor(rgb[..., :3], cv2.COLOR_RGB2BGR), scale)
         imwrite(hr, out / f'{split}_HR' / f'{name}.png', [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -53,7 +53,8 @@ def paired_paths_from_folder(folders: tuple[str, str], keys: tuple[str, str],
             continue
         pairs.append({f'{lq_key}_path': os.path.join(lq_folder, lq_rel), f'{gt_key}_path': gt_path})
     if missing:
-        shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
+        more = f' and {len(missing) - 5} more' if len(missing) > 5 else ''
+        shown = ', '.join(missing[:5]) + more
         raise DataError(f'{len(missing)} GT image(s) in {gt_folder} have no LQ partner in '
                         f"{lq_folder} (filename_tmpl '{filename_tmpl}'): expected {shown}.")
     if len(lq_paths) != len(gt_paths):

@@ -33,7 +33,8 @@ class EnlargedSampler(Sampler[int]):
             indices = torch.randperm(self.total_size, generator=generator).tolist()
         else:
             indices = list(range(self.total_size))
-        indices = [i % self.dataset_size for i in indices[self.rank:self.total_size:self.num_replicas]]
+        own = indices[self.rank:self.total_size:self.num_replicas]
+        indices = [i % self.dataset_size for i in own]
         return iter(indices[self.start:])
 
     def __len__(self) -> int:

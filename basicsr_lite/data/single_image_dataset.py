@@ -24,7 +24,8 @@ class SingleImageDataset(Dataset):
         self.file_client = FileClient(io_backend.pop('type'), **io_backend)
         self.mean, self.std, self.color = mean, std, color
         if meta_info_file:
-            self.paths = [os.path.join(dataroot_lq, name) for name in read_meta_info(meta_info_file)]
+            names = read_meta_info(meta_info_file)
+            self.paths = [os.path.join(dataroot_lq, name) for name in names]
         else:
             self.paths = paths_from_folder(dataroot_lq)
 

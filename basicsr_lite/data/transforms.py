@@ -14,8 +14,11 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[:h - h % scale, :w - w % scale, ...]
 
 
-def paired_random_crop(img_gts: np.ndarray | list[np.ndarray], img_lqs: np.ndarray | list[np.ndarray],
-                       gt_patch_size: int, scale: int, gt_path: str | None = None):
+Images = np.ndarray | list[np.ndarray]
+
+
+def paired_random_crop(img_gts: Images, img_lqs: Images, gt_patch_size: int, scale: int,
+                       gt_path: str | None = None):
     """Crop aligned patches: ``gt_patch_size`` from GT, ``gt_patch_size // scale`` from LQ.
 
     Returns (gts, lqs), each a single array if a single array was given.
@@ -36,12 +39,12 @@ def paired_random_crop(img_gts: np.ndarray | list[np.ndarray], img_lqs: np.ndarr
     top = random.randint(0, h_lq - lq_patch_size)
     left = random.randint(0, w_lq - lq_patch_size)
     lqs = [v[top:top + lq_patch_size, left:left + lq_patch_size, ...] for v in lqs]
-    t, l = top * scale, left * scale
-    gts = [v[t:t + gt_patch_size, l:l + gt_patch_size, ...] for v in gts]
+    top_gt, left_gt = top * scale, left * scale
+    gts = [v[top_gt:top_gt + gt_patch_size, left_gt:left_gt + gt_patch_size, ...] for v in gts]
     return (gts[0] if single_gt else gts), (lqs[0] if single_lq else lqs)
 
 
-def augment(imgs: np.ndarray | list[np.ndarray], hflip: bool = True, rotation: bool = True):
+def augment(imgs: Images, hflip: bool = True, rotation: bool = True):
     """Random horizontal flip, vertical flip and 90-degree rotation (transpose), the same for
     every image in ``imgs``. Returns the same structure it was given."""
     do_hflip = hflip and random.random() < 0.5

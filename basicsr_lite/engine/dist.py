@@ -26,7 +26,8 @@ def init_dist(launcher: str, backend: str | None = None, port: int | None = None
         _env_from_slurm(port)
     elif launcher != 'pytorch':
         raise OptionError(f"--launcher must be 'none', 'pytorch' or 'slurm'; got '{launcher}'.")
-    missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
+    required = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+    missing = [k for k in required if k not in os.environ]
     if missing:
         raise OptionError(f'--launcher {launcher} needs the environment variables {missing}; '
                           f'start the run with torchrun (or srun for slurm).')

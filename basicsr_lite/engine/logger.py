@@ -37,8 +37,8 @@ def init_tb_logger(log_dir: str | Path):
 
 
 class MessageLogger:
-    """Formats ``[name][epoch: 1, iter: 100, lr:(1.0e-04,)] [eta: 0:01:00, time (data): ...] l_pix: ...``
-    and writes the losses and learning rates to TensorBoard."""
+    """Formats ``[name..][epoch: 1, iter: 100, lr:(1.000e-04)] [eta: 0:01:00, time (data): 0.2
+    (0.004)] l_pix: 2.0e-02`` and writes the losses and learning rates to TensorBoard."""
 
     def __init__(self, exp_name: str, total_iter: int, start_iter: int = 0,
                  tb_logger: Any = None) -> None:

@@ -31,7 +31,8 @@ def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dic
     """The state dict inside a checkpoint: ``checkpoint[param_key]`` when present, else the
     checkpoint itself if it is a bare state dict. ``module.`` prefixes are removed."""
     if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'{path} does not hold a state dict (got {type(checkpoint).__name__}).')
+        raise CheckpointError(f'{path} does not hold a state dict '
+                              f'(got {type(checkpoint).__name__}).')
     if param_key and param_key in checkpoint:
         state = checkpoint[param_key]
     elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):

@@ -47,7 +47,8 @@ def load_option_file(path: str | Path) -> dict:
             mark = getattr(err, 'problem_mark', None)
             where = f' line {mark.line + 1}, column {mark.column + 1}' if mark else ''
             problem = getattr(err, 'problem', None) or str(err)
-            raise OptionError(f'Option file {path} is not valid YAML at{where}: {problem}.') from err
+            raise OptionError(f'Option file {path} is not valid YAML at{where}: '
+                              f'{problem}.') from err
     if not isinstance(data, dict):
         raise OptionError(f'Option file {path} must contain a mapping of options at its top level; '
                           f'got {type(data).__name__}.')

@@ -5,7 +5,10 @@ import inspect
 import os
 from typing import Any
 
-from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value
+from basicsr_lite.data import dataset_phase
+from basicsr_lite.engine import lr_scheduler
+from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value, did_you_mean
+from basicsr_lite.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
 NUM = (int, float)
 OPT_STR = (str, type(None))
@@ -33,34 +36,12 @@ def existing_file(value: str) -> str | None:
     return None if os.path.isfile(value) else f'file {value} does not exist.'
 
 
-# ---- registries, resolved lazily so that importing this module stays cheap ----------------------
-
-def _arch(name: str):
-    from basicsr_lite.archs import ARCH_REGISTRY
-    return ARCH_REGISTRY.get(name)
-
-
-def _loss(name: str):
-    from basicsr_lite.losses import LOSS_REGISTRY
-    return LOSS_REGISTRY.get(name)
-
-
-def _metric(name: str):
-    from basicsr_lite.metrics import METRIC_REGISTRY
-    return METRIC_REGISTRY.get(name)
-
-
-def _dataset(name: str):
-    from basicsr_lite.data import DATASET_REGISTRY
-    return DATASET_REGISTRY.get(name)
-
+# ---- resolvers: type name -> the callable whose signature defines the allowed keys ------------
 
 def _from_table(table_name: str, kind: str):
     def resolve(name: str):
-        from basicsr_lite.engine import lr_scheduler
         table = getattr(lr_scheduler, table_name)
         if name not in table:
-            from basicsr_lite.options.schema import did_you_mean
             raise KeyError(f"No {kind} named '{name}'{did_you_mean(name, table)} "
                            f'Available: {", ".join(sorted(table))}.')
         return table[name]
@@ -70,14 +51,14 @@ def _from_table(table_name: str, kind: str):
 # ---- datasets ------------------------------------------------------------------------------------
 
 def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> None:
-    phase = path.rsplit('.', 1)[-1].split('_')[0]
+    phase = dataset_phase(path.rsplit('.', 1)[-1])
     for key, value in kwargs.items():
         if key.startswith('dataroot') and isinstance(value, str) and not os.path.exists(value):
             errors.append(f'{path}.{key}: folder {value} does not exist.')
     meta = kwargs.get('meta_info_file')
     if isinstance(meta, str) and not os.path.isfile(meta):
         errors.append(f'{path}.meta_info_file: file {meta} does not exist.')
-    params = inspect.signature(_dataset(kwargs['type'])).parameters
+    params = inspect.signature(DATASET_REGISTRY.get(kwargs['type'])).parameters
     gt_size, scale = kwargs.get('gt_size'), ctx['scale']
     if phase == 'train':
         if 'batch_size_per_gpu' not in kwargs:
@@ -90,7 +71,8 @@ def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> Non
 
 def dataset_spec(key: str) -> Spec:
     return Typed(
-        resolve=_dataset, kind='dataset', hidden=('scale', 'phase'), checks=(_check_dataset,),
+        resolve=DATASET_REGISTRY.get, kind='dataset', hidden=('scale', 'phase'),
+        checks=(_check_dataset,),
         fields={
             'name': Value((str,), default=key),
             'use_shuffle': Value((bool,), default=True),
@@ -118,13 +100,14 @@ def train_spec(model_cls: type) -> Section:
                            default=None),
     }
     for loss_key in model_cls.loss_keys:
-        fields[loss_key] = Typed(resolve=_loss, kind='loss', nullable=True, default=None)
+        fields[loss_key] = Typed(resolve=LOSS_REGISTRY.get, kind='loss', nullable=True,
+                                 default=None)
     return Section(fields=fields, required=True)
 
 
 def option_spec(model_cls: type, is_train: bool) -> Section:
     """The spec of a whole option file for ``model_cls`` (train or test)."""
-    networks = {key: Typed(resolve=_arch, kind='arch', required=True)
+    networks = {key: Typed(resolve=ARCH_REGISTRY.get, kind='arch', required=True)
                 for key in model_cls.network_keys}
     path_fields: dict[str, Spec] = {
         'experiments_root': Value(OPT_STR, default=None),
@@ -154,7 +137,7 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'suffix': Value(OPT_STR, default=None),
             'pbar': Value((bool,), default=False),
             'metrics': MapOf(spec_for=lambda _: Typed(
-                resolve=_metric, kind='metric', hidden=('img', 'img2'),
+                resolve=METRIC_REGISTRY.get, kind='metric', hidden=('img', 'img2'),
                 fields={'better': Value((str,), default='higher', choices=('higher', 'lower'))}),
                 default=dict),
         }),
