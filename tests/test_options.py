@@ -53,7 +53,10 @@ def test_arch_kwargs_checked_against_signature(tiny_opt):
 def test_misspelt_registry_type(tiny_opt):
     tiny_opt['network_g']['type'] = 'MSRResnet'
     tiny_opt['train']['pixel_opt']['type'] = 'L1loss'
+    tiny_opt['train']['scheduler'] = {'type': 'MultiStepLr', 'milestones': [2]}
     message = errors_of(tiny_opt)
+    assert "train.scheduler.type: No scheduler named 'MultiStepLr'; did you mean 'MultiStepLR'?" \
+        in message
     assert "network_g.type: No arch named 'MSRResnet'. Did you mean 'MSRResNet'?" in message
     assert "train.pixel_opt.type: No loss named 'L1loss'. Did you mean 'L1Loss'?" in message
 

@@ -73,7 +73,7 @@ class BaseModel:
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.ema: ModelEMA | None = None
-        self.log_dict: OrderedDict[str, float] = OrderedDict()
+        self.log_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
         # {dataset_name: {metric: {'val': best value, 'iter': iteration}}}
         self.best_metric_results: dict[str, dict[str, dict[str, float]]] = {}
 
@@ -139,12 +139,13 @@ class BaseModel:
         return [group['lr'] for group in self.optimizers[0].param_groups]
 
     def record_losses(self, losses: dict[str, torch.Tensor]) -> None:
-        """Keep the (rank-averaged) values of this step's losses for logging."""
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        self.log_dict = OrderedDict(reduce_mean(values, self.device))
+        """Keep this step's losses for logging, as tensors: reading them (a GPU sync) and
+        averaging them over ranks happens only when a log line is written."""
+        self.log_dict = OrderedDict((k, v.detach()) for k, v in losses.items())
 
     def get_current_log(self) -> dict[str, float]:
-        return dict(self.log_dict)
+        """The last step's losses averaged over ranks (a collective: call it on every rank)."""
+        return reduce_mean({k: float(v) for k, v in self.log_dict.items()}, self.device)
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def training_state(self, epoch: int, current_iter: int) -> dict:

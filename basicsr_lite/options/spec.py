@@ -38,9 +38,8 @@ def existing_file(value: str) -> str | None:
 
 # ---- resolvers: type name -> the callable whose signature defines the allowed keys ------------
 
-def _from_table(table_name: str, kind: str):
+def _from_table(table: dict, kind: str):
     def resolve(name: str):
-        table = getattr(lr_scheduler, table_name)
         if name not in table:
             raise KeyError(f"No {kind} named '{name}'{did_you_mean(name, table)} "
                            f'Available: {", ".join(sorted(table))}.')
@@ -93,11 +92,11 @@ def train_spec(model_cls: type) -> Section:
         'total_iter': Value((int,), required=True, check=positive),
         'warmup_iter': Value((int,), default=-1),
         'ema_decay': Value(NUM, default=0.0, check=in_unit_interval),
-        'optim_g': Typed(resolve=_from_table('OPTIMIZERS', 'optimizer'), kind='optimizer',
-                         hidden=('params',), required=True),
-        'scheduler': Typed(resolve=_from_table('SCHEDULERS', 'scheduler'), kind='scheduler',
-                           hidden=('optimizer', 'last_epoch', 'verbose'), nullable=True,
-                           default=None),
+        'optim_g': Typed(resolve=_from_table(lr_scheduler.OPTIMIZERS, 'optimizer'),
+                         kind='optimizer', hidden=('params',), required=True),
+        'scheduler': Typed(resolve=_from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
+                           kind='scheduler', hidden=('optimizer', 'last_epoch', 'verbose'),
+                           nullable=True, default=None),
     }
     for loss_key in model_cls.loss_keys:
         fields[loss_key] = Typed(resolve=LOSS_REGISTRY.get, kind='loss', nullable=True,
