@@ -16,7 +16,8 @@ from typing import Sequence
 
 from basicsr_lite.engine.checkpoint import atomic_write
 from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
-from basicsr_lite.engine.experiment import copy_option_file, prepare_folder, select_device
+from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, prepare_folder,
+                                           select_device)
 from basicsr_lite.engine.logger import get_root_logger
 from basicsr_lite.engine.validate import ValidationResult, format_table
 from basicsr_lite.models import build_model
@@ -47,6 +48,7 @@ def write_metrics(results: list[ValidationResult], folder: str | Path) -> tuple[
 
 def test_pipeline(argv: Sequence[str] | None = None) -> None:
     opt, _ = parse_options(argv, is_train=False)
+    check_launcher(opt)
     device = select_device(opt)
     if opt['dist']:
         init_dist(opt['launcher'], opt['dist_params']['backend'], opt['dist_params']['port'])

@@ -17,8 +17,9 @@ from basicsr_lite.data.prefetcher import build_prefetcher
 from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
 from basicsr_lite.engine.dist import (all_gather_tensor_state, barrier, destroy_dist,
                                      get_dist_info, init_dist)
-from basicsr_lite.engine.experiment import copy_option_file, find_resume_state, \
-    load_resume_state, network_file_for_state, prepare_folder, select_device
+from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, find_resume_state,
+                                           load_resume_state, network_file_for_state,
+                                           prepare_folder, select_device)
 from basicsr_lite.engine.logger import MessageLogger, get_root_logger, init_tb_logger
 from basicsr_lite.engine.validate import bicubic_baseline, format_table
 from basicsr_lite.errors import UserError
@@ -150,6 +151,7 @@ def final_report(model, opt: dict, val_loaders, tb_logger) -> None:
 
 def setup(opt: dict, args) -> tuple[torch.device, object]:
     """Distributed init, device, folders, logger, seed; returns (device, resume state path)."""
+    check_launcher(opt)
     device = select_device(opt)  # before any collective: a config error is not a hang
     if opt['dist']:
         init_dist(opt['launcher'], opt['dist_params']['backend'], opt['dist_params']['port'])

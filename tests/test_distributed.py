@@ -42,3 +42,13 @@ def test_config_error_reported_once_not_a_hang(tiny_opt, tmp_path):
     assert proc.returncode != 0
     combined = proc.stdout + proc.stderr
     assert combined.count("train.optim_g.lrr: unknown argument") == 1
+
+
+def test_torchrun_without_launcher_is_refused(tiny_opt, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+         str(ROOT / 'train.py'), '-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt))],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert (proc.stdout + proc.stderr).count('add --launcher pytorch') == 1
+    assert not Path(tiny_opt['path']['experiments_root']).exists()

@@ -16,6 +16,15 @@ from basicsr_lite.utils.misc import get_time_str
 logger = logging.getLogger('basicsr_lite')
 
 
+def check_launcher(opt: dict) -> None:
+    """Refuse a multi-process start (torchrun sets WORLD_SIZE) without ``--launcher``: every
+    process would otherwise train alone and write the same experiment folder."""
+    world_size = int(os.environ.get('WORLD_SIZE', 1))
+    if world_size > 1 and not opt['dist']:
+        raise OptionError(f'This process is one of {world_size} (WORLD_SIZE is set, e.g. by '
+                          f'torchrun) but --launcher is none; add --launcher pytorch.')
+
+
 def select_device(opt: dict) -> torch.device:
     """Resolve ``num_gpu`` ('auto' or a count) into the device of this process."""
     available = torch.cuda.device_count()
