@@ -15,3 +15,8 @@ class DataError(UserError, ValueError):
 
 class ImageReadError(DataError):
     """A file that is missing, unreadable or not a decodable image."""
+
+
+class TrainingError(UserError):
+    """Training cannot go on (non-finite loss, lost distributed peer); the message says why and
+    where the last good checkpoint is."""

@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.checkpoint import atomic_write
+from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
 from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, prepare_folder,
                                            select_device)
@@ -22,7 +24,6 @@ from basicsr_lite.engine.logger import get_root_logger
 from basicsr_lite.engine.validate import ValidationResult, format_table
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
-from basicsr_lite.train import build_eval_loaders, run_cli
 from basicsr_lite.utils.misc import get_time_str, set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
@@ -51,7 +52,8 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
     check_launcher(opt)
     device = select_device(opt)
     if opt['dist']:
-        init_dist(opt['launcher'], opt['dist_params']['backend'], opt['dist_params']['port'])
+        params = opt['dist_params']
+        init_dist(opt['launcher'], params['backend'], params['port'], params['timeout'])
     opt['rank'], opt['world_size'] = get_dist_info()
     if opt['rank'] == 0:
         prepare_folder(opt['path']['results_root'], keep_existing=False)

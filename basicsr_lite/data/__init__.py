@@ -19,7 +19,7 @@ import_modules_with_suffix(__name__, Path(__file__).parent, '_dataset')
 LOADER_KEYS = frozenset({
     'name', 'type', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
     'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers',
-    'prefetch_factor'})
+    'prefetch_factor', 'skip_corrupt'})
 # Keys the framework passes to a dataset when its constructor accepts them.
 INJECTED_KEYS = ('scale', 'phase')
 

@@ -13,29 +13,36 @@ class EnlargedSampler(Sampler[int]):
 
     Enlarging an epoch avoids restarting the loader's workers after every pass over a small
     dataset. The order depends only on (seed, epoch), so each rank (and a resumed run) sees the
-    same permutation; ``set_start(n)`` skips the first ``n`` indices of the epoch on this rank.
+    same permutation; ``set_epoch(e, start=n)`` skips the first ``n`` indices of the epoch on
+    this rank. With ``with_sample_seeds`` it yields ``(index, seed)`` pairs for
+    :class:`~basicsr_lite.data.sample_wrappers.SeededSamples`, so that each sample's random
+    augmentation is fixed by (seed, epoch, position) too.
     """
 
     def __init__(self, dataset_size: int, num_replicas: int = 1, rank: int = 0, ratio: int = 1,
-                 seed: int = 0, shuffle: bool = True) -> None:
+                 seed: int = 0, shuffle: bool = True, with_sample_seeds: bool = False) -> None:
         if dataset_size <= 0:
             raise ValueError('EnlargedSampler needs a non-empty dataset.')
         self.dataset_size, self.num_replicas, self.rank = dataset_size, num_replicas, rank
         self.seed, self.shuffle = seed, shuffle
+        self.with_sample_seeds = with_sample_seeds
         self.epoch, self.start = 0, 0
         self.num_samples = math.ceil(dataset_size * ratio / num_replicas)
         self.total_size = self.num_samples * num_replicas
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[int] | Iterator[tuple[int, int]]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
         if self.shuffle:
-            generator = torch.Generator()
-            generator.manual_seed(self.seed + self.epoch)
-            indices = torch.randperm(self.total_size, generator=generator).tolist()
+            order = torch.randperm(self.total_size, generator=generator)
         else:
-            indices = list(range(self.total_size))
-        own = indices[self.rank:self.total_size:self.num_replicas]
-        indices = [i % self.dataset_size for i in own]
-        return iter(indices[self.start:])
+            order = torch.arange(self.total_size)
+        own = slice(self.rank, self.total_size, self.num_replicas)
+        indices = [i % self.dataset_size for i in order[own].tolist()]
+        if not self.with_sample_seeds:
+            return iter(indices[self.start:])
+        seeds = torch.randint(0, 2**31 - 1, (self.total_size,), generator=generator)[own].tolist()
+        return iter(list(zip(indices, seeds))[self.start:])
 
     def __len__(self) -> int:
         return self.num_samples - self.start

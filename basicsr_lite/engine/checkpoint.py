@@ -37,18 +37,47 @@ def atomic_write(path: str | Path, write_fn) -> None:
     file under the final name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    tmp = path.with_name(f'.{path.name}{TEMP_MARK}{os.getpid()}')
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, 'wb') as f:
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+            _test_delay()
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f'Could not write {path}: {err.strerror or err}. Nothing was '
+                              f'replaced: the files already there are intact.') from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+TEMP_MARK = '.tmp'
+# Fault-injection hook (tools/fault_injection.py): seconds to wait before each rename, so that a
+# SIGKILL can be aimed at the middle of a save.
+_DELAY_ENV = 'BASICSR_LITE_FAULT_SAVE_DELAY'
+
+
+def _test_delay() -> None:
+    delay = float(os.environ.get(_DELAY_ENV, 0) or 0)
+    if delay > 0:
+        import time
+        time.sleep(delay)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of saves that never completed (e.g. the process was killed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.name.startswith('.') and TEMP_MARK in p.name]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
@@ -101,3 +130,16 @@ def find_resumable_state(training_states: str | Path, models: str | Path,
             continue
         return state_path
     return None
+
+
+def prune_checkpoints(training_states: str | Path, models: str | Path, keep: int,
+                      net_labels: tuple[str, ...] = ('net_g',)) -> list[int]:
+    """Delete all but the ``keep`` newest checkpoints (state + network files); returns the
+    iterations removed. Call it only after the newest checkpoint is completely written."""
+    removed = state_iterations(training_states)[keep:]
+    for it in removed:
+        # The state first: a network file without its state is never picked for resuming.
+        (Path(training_states) / f'{it}.state').unlink(missing_ok=True)
+        for label in net_labels:
+            (Path(models) / f'{label}_{it}.pth').unlink(missing_ok=True)
+    return removed

@@ -57,12 +57,15 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
                pbar: bool = False) -> ValidationResult:
     """Predict every image of ``dataloader`` (this rank's shard), score it, optionally save it,
     and gather the rows of all ranks."""
-    rows = []
+    rows, corrupt = [], 0
     progress = None
     if pbar and get_dist_info()[0] == 0:
         from tqdm import tqdm
         progress = tqdm(total=len(dataloader), unit='image', desc=dataset_name)
     for data in dataloader:
+        if 'corrupt' in data:  # an unreadable file of a skip_corrupt dataset
+            corrupt += 1
+            continue
         visuals = predict(data)
         name = Path(data.get('gt_path', data['lq_path'])[0]).stem
         row: dict[str, Any] = {'name': name}
@@ -75,6 +78,9 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
             progress.update(1)
     if progress is not None:
         progress.close()
+    corrupt = sum(all_gather_objects(corrupt))
+    if corrupt:
+        logger.warning(f'{dataset_name}: {corrupt} corrupt image(s) skipped.')
     return ValidationResult(dataset_name, _gather_rows(rows))
 
 

@@ -14,10 +14,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from basicsr_lite.engine.checkpoint import CheckpointError, load_torch, save_torch
-from basicsr_lite.engine.dist import reduce_mean
+from basicsr_lite.engine.checkpoint import CheckpointError, load_torch, save_torch, \
+    state_iterations
+from basicsr_lite.engine.dist import is_dist, reduce_mean
 from basicsr_lite.engine.ema import ModelEMA
 from basicsr_lite.engine.lr_scheduler import build_optimizer, build_scheduler
+from basicsr_lite.errors import TrainingError
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -76,6 +78,7 @@ class BaseModel:
         self.log_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
         # {dataset_name: {metric: {'val': best value, 'iter': iteration}}}
         self.best_metric_results: dict[str, dict[str, dict[str, float]]] = {}
+        self.skipped_steps = 0  # non-finite steps dropped under train.nan_policy: skip
 
     # ---- networks ------------------------------------------------------------------------------
     def model_to_device(self, net: nn.Module) -> nn.Module:
@@ -138,6 +141,51 @@ class BaseModel:
     def get_current_learning_rate(self) -> list[float]:
         return [group['lr'] for group in self.optimizers[0].param_groups]
 
+    def backward_and_step(self, losses: dict[str, torch.Tensor],
+                          optimizer: torch.optim.Optimizer, net: nn.Module,
+                          current_iter: int) -> bool:
+        """Backpropagate the summed losses and step ``optimizer`` if the loss and the gradients
+        are finite. Otherwise apply ``train.nan_policy``: 'stop' raises TrainingError (no weight
+        is touched), 'skip' drops the step. Returns whether the optimizer stepped.
+
+        The decision uses the gradients after DDP's all-reduce (and, distributed, an all-reduce
+        of the flag), so every rank makes the same one.
+        """
+        total = sum(losses.values())
+        total.backward()
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                          for g in grads])) if grads else total
+        finite = (torch.isfinite(total.detach()) & torch.isfinite(grad_norm)).float()
+        if is_dist():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if bool(finite):  # one host-device sync per step
+            optimizer.step()
+            return True
+        optimizer.zero_grad(set_to_none=True)
+        self.handle_non_finite(losses, current_iter)
+        return False
+
+    def handle_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
+        bad = [f'{k} = {float(v):g}' for k, v in losses.items() if not torch.isfinite(v).all()]
+        what = f'loss ({", ".join(bad)})' if bad else 'gradient (the losses are finite)'
+        if self.opt['train']['nan_policy'] == 'skip':
+            self.skipped_steps += 1
+            logger.warning(f'Iteration {current_iter}: non-finite {what}; step skipped '
+                           f'(train.nan_policy: skip; {self.skipped_steps} skipped so far).')
+            return
+        raise TrainingError(
+            f'Non-finite {what} at iteration {current_iter}. Training stopped before updating '
+            f'any weight. Last good checkpoint: {self.last_checkpoint_description()}. Resume from '
+            f'it with --auto_resume (a lower learning rate may help), or set '
+            f'train.nan_policy: skip to skip such steps.')
+
+    def last_checkpoint_description(self) -> str:
+        iters = state_iterations(self.opt['path']['training_states'])
+        if not iters:
+            return 'none saved yet'
+        return str(Path(self.opt['path']['training_states']) / f'{iters[0]}.state')
+
     def record_losses(self, losses: dict[str, torch.Tensor]) -> None:
         """Keep this step's losses for logging, as tensors: reading them (a GPU sync) and
         averaging them over ranks happens only when a log line is written."""
@@ -155,6 +203,7 @@ class BaseModel:
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
             'best_metric_results': self.best_metric_results,
+            'skipped_steps': self.skipped_steps,
         }
 
     def save_training_state(self, epoch: int, current_iter: int, extra: dict | None = None) -> None:
@@ -175,6 +224,7 @@ class BaseModel:
         for scheduler, saved in zip(self.schedulers, state['schedulers']):
             scheduler.load_state_dict(saved)
         self.best_metric_results = state.get('best_metric_results', {})
+        self.skipped_steps = state.get('skipped_steps', 0)
 
     # ---- validation bookkeeping ------------------------------------------------------------------
     def update_best_metric(self, dataset_name: str, metric: str, value: float, better: str,

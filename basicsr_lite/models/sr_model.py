@@ -52,9 +52,8 @@ class SRModel(BaseModel):
         self.optimizer_g.zero_grad(set_to_none=True)
         self.output = self.net_g(self.lq)
         losses = {'l_pix': self.cri_pix(self.output, self.gt)}
-        sum(losses.values()).backward()
-        self.optimizer_g.step()
-        if self.ema is not None:
+        stepped = self.backward_and_step(losses, self.optimizer_g, self.net_g, current_iter)
+        if stepped and self.ema is not None:
             self.ema.update(unwrap(self.net_g))
         self.record_losses(losses)
 

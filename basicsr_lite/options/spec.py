@@ -82,6 +82,7 @@ def dataset_spec(key: str) -> Spec:
             'pin_memory': Value((bool, type(None)), default=None),
             'persistent_workers': Value((bool,), default=True),
             'prefetch_factor': Value((int,), default=2, check=positive),
+            'skip_corrupt': Value((bool,), default=False),
         })
 
 
@@ -91,6 +92,7 @@ def train_spec(model_cls: type) -> Section:
     fields: dict[str, Spec] = {
         'total_iter': Value((int,), required=True, check=positive),
         'warmup_iter': Value((int,), default=-1),
+        'nan_policy': Value((str,), default='stop', choices=('stop', 'skip')),
         'ema_decay': Value(NUM, default=0.0, check=in_unit_interval),
         'optim_g': Typed(resolve=_from_table(lr_scheduler.OPTIMIZERS, 'optimizer'),
                          kind='optimizer', hidden=('params',), required=True),
@@ -144,6 +146,7 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'print_freq': Value((int,), default=100, check=positive),
             'save_checkpoint_freq': Value((int,), default=5000, check=positive),
             'use_tb_logger': Value((bool,), default=True),
+            'keep_last_checkpoints': Value((int, type(None)), default=None, check=positive),
             'wandb': Section(nullable=True, default=None, fields={
                 'project': Value(OPT_STR, default=None, check=lambda v: (
                     'wandb logging is not supported by basicsr_lite; set it to null '
@@ -154,6 +157,8 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
         'dist_params': Section(default=dict, fields={
             'backend': Value(OPT_STR, default=None, choices=(None, 'nccl', 'gloo')),
             'port': Value((int,), default=29500, check=positive),
+            # seconds a collective may wait for a missing rank before failing
+            'timeout': Value(NUM, default=1800, check=positive),
         }),
     }
     if is_train:

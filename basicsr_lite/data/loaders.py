@@ -1,0 +1,57 @@
+"""The loaders of a run: the training loader (resumable, reproducible) and the eval loaders."""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch.utils.data import DataLoader
+
+from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
+from basicsr_lite.data.sample_wrappers import SeededSamples, SkipCorruptEval
+from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
+from basicsr_lite.engine.dist import get_dist_info
+from basicsr_lite.errors import UserError
+
+logger = logging.getLogger('basicsr_lite')
+
+
+def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, EnlargedSampler]:
+    dataset_opt = opt['datasets']['train']
+    rank, world_size = get_dist_info()
+    dataset = build_dataset(dataset_opt, 'train', opt['scale'])
+    sampler = EnlargedSampler(len(dataset), world_size, rank, dataset_opt['dataset_enlarge_ratio'],
+                              seed=opt['manual_seed'], shuffle=dataset_opt['use_shuffle'],
+                              with_sample_seeds=True)
+    batch_size = dataset_opt['batch_size_per_gpu']
+    if len(sampler) < batch_size:
+        raise UserError(f'datasets.train: {len(sampler)} samples per process are fewer than '
+                        f'batch_size_per_gpu {batch_size}; raise dataset_enlarge_ratio or lower '
+                        f'the batch size.')
+    loader = build_dataloader(SeededSamples(dataset, dataset_opt['skip_corrupt']), dataset_opt,
+                              'train', sampler, opt['manual_seed'], rank,
+                              pin_memory_default=device.type == 'cuda')
+    iters_per_epoch = len(sampler) // batch_size
+    total_iter = opt['train']['total_iter']
+    logger.info(f"Training statistics: {len(dataset)} images, enlarge ratio "
+                f"{dataset_opt['dataset_enlarge_ratio']}, batch {batch_size} x {world_size} "
+                f'process(es), {iters_per_epoch} iters per epoch, {total_iter} iters = '
+                f'{math.ceil(total_iter / iters_per_epoch)} epochs.')
+    return loader, sampler
+
+
+def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoader]:
+    """Loaders for every dataset of the given phases ('val', 'test'), sharded across ranks."""
+    rank, world_size = get_dist_info()
+    loaders = {}
+    for key, dataset_opt in opt['datasets'].items():
+        phase = dataset_phase(key)
+        if phase not in phases:
+            continue
+        dataset = build_dataset(dataset_opt, phase, opt['scale'])
+        if dataset_opt['skip_corrupt']:
+            dataset = SkipCorruptEval(dataset)
+        sampler = ShardSampler(len(dataset), world_size, rank) if world_size > 1 else None
+        loaders[dataset_opt['name']] = build_dataloader(dataset, dataset_opt, phase, sampler)
+        logger.info(f"Dataset {dataset_opt['name']} ({key}): {len(dataset)} images.")
+    return loaders

@@ -1,0 +1,32 @@
+"""Running an entry point: user errors become one clear message and exit code 2."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+from basicsr_lite.engine.dist import destroy_dist
+from basicsr_lite.errors import UserError
+
+
+def user_message(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker, only its last line
+    (the worker's own traceback is noise for a user error)."""
+    text = str(err)
+    if 'Original Traceback' in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(': ', 1)[1] if ': ' in last else last
+    return text
+
+
+def run_cli(pipeline: Callable[[Sequence[str] | None], None],
+            argv: Sequence[str] | None = None) -> int:
+    try:
+        pipeline(argv)
+    except UserError as err:
+        if int(os.environ.get('RANK', 0)) == 0:
+            print(f'Error: {user_message(err)}', file=sys.stderr, flush=True)
+        return 2
+    finally:
+        destroy_dist()
+    return 0

@@ -1,0 +1,63 @@
+"""What a training run saves and restores beyond the networks: the loop's position, the seed,
+RNG states of every rank; and the pruning of old checkpoints."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from basicsr_lite.engine.checkpoint import prune_checkpoints
+from basicsr_lite.engine.dist import all_gather_tensor_state, barrier, get_dist_info
+from basicsr_lite.engine.experiment import network_file_for_state
+from basicsr_lite.utils.misc import get_rng_state, set_rng_state
+
+logger = logging.getLogger('basicsr_lite')
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: iteration, epoch, batches already taken from this epoch (on each rank),
+    and how many corrupt training images were skipped so far."""
+    current_iter: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    corrupt_skipped: int = 0
+
+
+def save_checkpoint(model, loop: LoopState, opt: dict) -> None:
+    """Networks + training state (with every rank's RNG state), then pruning of old ones."""
+    rng_states = all_gather_tensor_state(get_rng_state())
+    if get_dist_info()[0] == 0:
+        logger.info(f'Saving models and training state at iter {loop.current_iter}.')
+        model.save(loop.epoch, loop.current_iter,
+                   {'loop': asdict(loop), 'seed': opt['manual_seed'], 'rng_states': rng_states})
+        keep = opt['logger']['keep_last_checkpoints']
+        if keep:
+            removed = prune_checkpoints(opt['path']['training_states'], opt['path']['models'], keep)
+            if removed:
+                logger.info(f'Removed old checkpoints (keep_last_checkpoints {keep}): {removed}')
+    barrier()
+
+
+def adopt_saved_seed(opt: dict, state: dict) -> None:
+    """A resumed run continues with the seed it started with (which shapes the data order)."""
+    saved = state.get('seed')
+    if saved is not None and saved != opt['manual_seed']:
+        logger.warning(f'Resuming with the run\'s seed {saved} (manual_seed is '
+                       f"{opt['manual_seed']}).")
+        opt['manual_seed'] = saved
+
+
+def restore(model, opt: dict, state_path: Path, state: dict) -> LoopState:
+    """Load networks, optimizers, schedulers, RNG states; return the loop position."""
+    net_path = network_file_for_state(state_path, state['iter'], opt['path']['models'])
+    model.load_network(model.net_g, str(net_path), strict=True, param_key='params')
+    model.load_ema_weights(str(net_path))
+    model.resume_training(state)
+    rank = get_dist_info()[0]
+    if rank < len(state.get('rng_states', [])):
+        set_rng_state(state['rng_states'][rank])
+    logger.info(f"Resumed from {state_path}: epoch {state['epoch']}, iter {state['iter']}.")
+    loop = state.get('loop') or {}  # BasicSR states have only epoch and iter
+    return LoopState(state['iter'], state['epoch'], loop.get('batches_in_epoch', 0),
+                     loop.get('corrupt_skipped', 0))
