@@ -4,40 +4,19 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import yaml
 
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.utils.img_util import imwrite
+from basicsr_lite.utils.synthetic import make_paired_folder
 
 SCALE = 2
-
-
-def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A smooth random uint8 BGR image (upscaled noise), closer to photos than white noise."""
-    small = rng.integers(0, 256, size=(max(h // 8, 2), max(w // 8, 2), 3)).astype(np.float32)
-    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    return np.clip(big, 0, 255).astype(np.uint8)
-
-
-def make_paired_folder(root: Path, names: list[str], size: tuple[int, int], scale: int = SCALE,
-                       seed: int = 0, tmpl: str = '{}x%d') -> tuple[Path, Path]:
-    rng = np.random.default_rng(seed)
-    gt_dir, lq_dir = root / 'HR', root / f'LR_X{scale}'
-    for name in names:
-        hr = smooth_image(rng, *size)
-        imwrite(hr, gt_dir / f'{name}.png')
-        imwrite(imresize(hr, 1 / scale), lq_dir / ((tmpl % scale).format(name) + '.png'))
-    return gt_dir, lq_dir
 
 
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> dict:
     train_gt, train_lq = make_paired_folder(tmp_path / 'train', [f'img{i}' for i in range(4)],
-                                            (48, 48), seed=1)
-    val_gt, val_lq = make_paired_folder(tmp_path / 'val', ['a', 'b'], (32, 40), seed=2)
+                                            (48, 48), SCALE, seed=1)
+    val_gt, val_lq = make_paired_folder(tmp_path / 'val', ['a', 'b'], (32, 40), SCALE, seed=2)
     return {'train_gt': str(train_gt), 'train_lq': str(train_lq), 'val_gt': str(val_gt),
             'val_lq': str(val_lq), 'root': tmp_path}
 

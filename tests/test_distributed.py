@@ -1,6 +1,7 @@
 """A 2-process torchrun run on CPU (gloo): rank-0-only files, sharded validation."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,46 @@ def test_torchrun_without_launcher_is_refused(tiny_opt, tmp_path):
     assert proc.returncode != 0
     assert (proc.stdout + proc.stderr).count('add --launcher pytorch') == 1
     assert not Path(tiny_opt['path']['experiments_root']).exists()
+
+
+def children_by_rank(parent_pid: int) -> dict[int, int]:
+    """{RANK: pid} of the worker processes started by torchrun (read from /proc)."""
+    ranks = {}
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+            env = (entry / 'environ').read_bytes().split(b'\0')
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent_pid:
+            for item in env:
+                if item.startswith(b'RANK='):
+                    ranks[int(item[5:])] = int(entry.name)
+    return ranks
+
+
+def test_dead_rank_ends_the_run_with_a_message(tiny_opt, tmp_path):
+    import signal
+    import time
+    tiny_opt['train']['total_iter'] = 100000
+    tiny_opt['logger'].update(save_checkpoint_freq=20, print_freq=1000)
+    tiny_opt['val']['val_freq'] = 10**6
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           str(ROOT / 'train.py'), '-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt)),
+           '--launcher', 'pytorch']
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    state = Path(tiny_opt['path']['experiments_root']) / 'training_states' / '20.state'
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert state.exists()
+    os.kill(children_by_rank(proc.pid)[1], signal.SIGKILL)
+    killed_at = time.time()
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert time.time() - killed_at < 60
+    assert 'Another process of this distributed run stopped or became unreachable' in output
+    assert 'Last good checkpoint:' in output

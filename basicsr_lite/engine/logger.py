@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,16 @@ def get_root_logger(log_file: str | Path | None = None, rank: int = 0,
     """The project logger: console + optional file on rank 0, errors only on other ranks."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.propagate = False
-    if not logger.handlers:
-        handler = logging.StreamHandler()
+    for old in list(logger.handlers):  # a new run in the same process gets fresh handlers
+        logger.removeHandler(old)
+        old.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None and rank == 0:
+        handlers.append(logging.FileHandler(log_file, 'a'))
+    for handler in handlers:
         handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
         logger.addHandler(handler)
     logger.setLevel(level if rank == 0 else logging.ERROR)
-    if log_file is not None and rank == 0:
-        for old in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
-            logger.removeHandler(old)
-            old.close()
-        file_handler = logging.FileHandler(log_file, 'a')
-        file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
-        logger.addHandler(file_handler)
     return logger
 
 
