@@ -49,8 +49,12 @@ def prepare_folder(root: str | Path, keep_existing: bool) -> None:
     root = Path(root)
     if root.exists() and not keep_existing:
         archived = root.with_name(f'{root.name}_archived_{get_time_str()}')
+        try:
+            os.rename(root, archived)
+        except OSError as err:
+            raise UserError(f'The output folder {root} exists and could not be renamed to '
+                            f'{archived}: {err.strerror}. Nothing was changed.') from err
         print(f'Experiment folder {root} exists; renamed to {archived}', flush=True)
-        os.replace(root, archived)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
