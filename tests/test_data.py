@@ -183,9 +183,10 @@ def test_seed_worker_differs_per_worker_and_rank():
 
 
 def test_grayscale_file_is_replicated(tmp_path):
-    from basicsr_lite.data.data_util import load_image
+    from basicsr_lite.data.data_util import load_image, to_float
     from basicsr_lite.data.file_client import FileClient
     path = tmp_path / 'g.png'
     cv2.imwrite(str(path), np.full((4, 4), 100, np.uint8))
     img = load_image(FileClient('disk'), str(path))
-    assert img.shape == (4, 4, 3) and abs(img[0, 0, 0] - 100 / 255) < 1e-6
+    assert img.shape == (4, 4, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 100
+    assert abs(to_float(img)[0, 0, 0] - 100 / 255) < 1e-6

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,59 @@ def paths_from_folder(folder: str) -> list[str]:
     return paths
 
 
-def read_meta_info(meta_info_file: str) -> list[str]:
-    """First field of each non-empty line (BasicSR's ``<name> (h,w,c) [level]`` format)."""
+_META_LINE = re.compile(r'^(?P<name>.+?)(?: \((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>\d+)\))?'
+                        r'(?: (?P<level>\d+))?\s*$')
+
+
+def read_meta_info_entries(meta_info_file: str | Path) -> list[tuple[str, tuple | None]]:
+    """``(name, (h, w, c) or None)`` per non-empty line of a BasicSR meta_info file
+    (``<name> (h,w,c) [compress_level]``; names may contain spaces, dots and non-ASCII)."""
     try:
-        lines = Path(meta_info_file).read_text().splitlines()
+        lines = Path(meta_info_file).read_text(encoding='utf-8').splitlines()
     except OSError as err:
         raise DataError(f'Cannot read meta_info_file {meta_info_file}: {err.strerror}.') from err
-    names = [line.split(' (')[0].strip() for line in lines if line.strip()]
-    if not names:
+    entries = []
+    for line in filter(str.strip, lines):
+        match = _META_LINE.match(line)
+        shape = tuple(int(match[k]) for k in 'hwc') if match['h'] else None
+        entries.append((match['name'], shape))
+    if not entries:
         raise DataError(f'meta_info_file {meta_info_file} lists no images.')
-    return names
+    return entries
+
+
+def read_meta_info(meta_info_file: str | Path) -> list[str]:
+    """The image names of a meta_info file."""
+    return [name for name, _ in read_meta_info_entries(meta_info_file)]
+
+
+def lmdb_keys(lmdb_path: str) -> dict[str, tuple | None]:
+    """``{key: (h, w, c)}`` of an LMDB folder, from its ``meta_info.txt`` (key = name without
+    extension)."""
+    meta = Path(lmdb_path) / 'meta_info.txt'
+    if not Path(lmdb_path).is_dir() or not (Path(lmdb_path) / 'data.mdb').is_file():
+        raise DataError(f'{lmdb_path} is not an LMDB folder (expected data.mdb and meta_info.txt '
+                        f'in it; see tools/create_lmdb.py).')
+    if not meta.is_file():
+        raise DataError(f'LMDB {lmdb_path} has no meta_info.txt: it was not completely written.')
+    return {os.path.splitext(name)[0]: shape for name, shape in read_meta_info_entries(meta)}
+
+
+def paired_paths_from_lmdb(folders: tuple[str, str], keys: tuple[str, str],
+                           filename_tmpl: str = '{}') -> list[dict[str, str]]:
+    """Pairs of LMDB keys: GT key ``k`` with LQ key ``filename_tmpl.format(k)``."""
+    lq_folder, gt_folder = folders
+    lq_key, gt_key = keys
+    lq_keys, gt_keys = lmdb_keys(lq_folder), lmdb_keys(gt_folder)
+    missing = [filename_tmpl.format(k) for k in gt_keys if filename_tmpl.format(k) not in lq_keys]
+    if missing:
+        raise DataError(f'{len(missing)} key(s) of {gt_folder} have no LQ partner in {lq_folder} '
+                        f"(filename_tmpl '{filename_tmpl}'), e.g. {', '.join(missing[:3])}.")
+    if len(lq_keys) != len(gt_keys):
+        raise DataError(f'{lq_folder} has {len(lq_keys)} keys but {gt_folder} has '
+                        f'{len(gt_keys)}; they must pair one to one.')
+    return [{f'{lq_key}_path': filename_tmpl.format(k), f'{gt_key}_path': k}
+            for k in sorted(gt_keys)]
 
 
 def paired_paths_from_folder(folders: tuple[str, str], keys: tuple[str, str],
@@ -82,16 +126,24 @@ def paired_paths_from_meta_info_file(folders: tuple[str, str], keys: tuple[str, 
     return pairs
 
 
-def load_image(file_client, path: str, color: str | None = None):
-    """Read one image as float32 HWC BGR in [0, 1] (or HWC Y when ``color == 'y'``)."""
-    from basicsr_lite.utils.img_util import bgr2y, imfrombytes  # cv2 import kept local
+def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarray:
+    """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
+    evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
+    from basicsr_lite.utils.img_util import imfrombytes  # cv2 import kept local
 
-    img = imfrombytes(file_client.get(path), float32=True, name=path)
-    if img.ndim == 2:  # grayscale file: replicate, as the evaluation protocol does
+    img = imfrombytes(file_client.get(path, client_key), name=path)
+    if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    if color == 'y':
-        img = (bgr2y(img * 255.0) / 255.0).astype(np.float32)[:, :, None]
     return img
+
+
+def to_float(img: np.ndarray, color: str | None = None) -> np.ndarray:
+    """uint8 HWC BGR -> float32 in [0, 1]; ``color == 'y'`` gives the HWC BT.601 Y channel."""
+    from basicsr_lite.utils.img_util import bgr2y
+
+    if color == 'y':
+        return (bgr2y(img) / 255.0).astype(np.float32)[:, :, None]
+    return img.astype(np.float32) / 255.0
 
 
 def normalize_(tensor, mean, std):

@@ -4,8 +4,8 @@ from typing import Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import (load_image, normalize_, paired_paths_from_folder,
-                                         paired_paths_from_meta_info_file)
+from basicsr_lite.data.data_util import (load_image, normalize_, to_float, paired_paths_from_folder,
+                                         paired_paths_from_lmdb, paired_paths_from_meta_info_file)
 from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.data.transforms import augment, paired_random_crop
 from basicsr_lite.registry import DATASET_REGISTRY
@@ -14,8 +14,9 @@ from basicsr_lite.utils.img_util import img2tensor
 
 @DATASET_REGISTRY.register()
 class PairedImageDataset(Dataset):
-    """LQ/GT image pairs, read from folders (paired by ``filename_tmpl``) or from a
-    ``meta_info_file``. In the train phase: a random ``gt_size`` crop and flips/rotations.
+    """LQ/GT image pairs, read from folders (paired by ``filename_tmpl``), from a
+    ``meta_info_file``, or from two LMDBs (``io_backend: {type: lmdb}``, dataroots ending in
+    ``.lmdb``). In the train phase: a random ``gt_size`` crop and flips/rotations.
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, tensors CHW RGB in [0, 1] (normalised by
     ``mean``/``std`` if given).
@@ -28,12 +29,17 @@ class PairedImageDataset(Dataset):
                  std: Sequence[float] | None = None, color: str | None = None) -> None:
         super().__init__()
         io_backend = dict(io_backend or {'type': 'disk'})
-        self.file_client = FileClient(io_backend.pop('type'), **io_backend)
+        backend = io_backend.pop('type')
         self.scale, self.phase = scale, phase
         self.gt_size, self.use_hflip, self.use_rot = gt_size, use_hflip, use_rot
         self.mean, self.std, self.color = mean, std, color
         folders, keys = (dataroot_lq, dataroot_gt), ('lq', 'gt')
-        if meta_info_file:
+        if backend == 'lmdb':
+            io_backend.update(db_paths=list(folders), client_keys=list(keys))
+        self.file_client = FileClient(backend, **io_backend)
+        if backend == 'lmdb':
+            self.paths = paired_paths_from_lmdb(folders, keys, filename_tmpl)
+        elif meta_info_file:
             self.paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
                                                           filename_tmpl)
         else:
@@ -44,14 +50,14 @@ class PairedImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']
-        img_gt = load_image(self.file_client, gt_path, self.color)
-        img_lq = load_image(self.file_client, lq_path, self.color)
-        if self.phase == 'train':
+        img_gt = load_image(self.file_client, gt_path, 'gt')
+        img_lq = load_image(self.file_client, lq_path, 'lq')
+        if self.phase == 'train':  # crop the uint8 images: only the patch becomes float
             img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.gt_size, self.scale, gt_path)
             img_gt, img_lq = augment([img_gt, img_lq], self.use_hflip, self.use_rot)
         else:  # GT may be a little larger than scale * LQ when it was not mod-cropped
             img_gt = img_gt[:img_lq.shape[0] * self.scale, :img_lq.shape[1] * self.scale, :]
-        img_gt, img_lq = img2tensor([img_gt, img_lq])
+        img_gt, img_lq = img2tensor([to_float(img_gt, self.color), to_float(img_lq, self.color)])
         normalize_(img_gt, self.mean, self.std)
         normalize_(img_lq, self.mean, self.std)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': lq_path, 'gt_path': gt_path}

@@ -5,7 +5,8 @@ from typing import Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import load_image, normalize_, paths_from_folder, read_meta_info
+from basicsr_lite.data.data_util import (lmdb_keys, load_image, normalize_, paths_from_folder,
+                                         read_meta_info, to_float)
 from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.img_util import img2tensor
@@ -21,9 +22,15 @@ class SingleImageDataset(Dataset):
                  color: str | None = None) -> None:
         super().__init__()
         io_backend = dict(io_backend or {'type': 'disk'})
-        self.file_client = FileClient(io_backend.pop('type'), **io_backend)
+        backend = io_backend.pop('type')
+        if backend == 'lmdb':
+            io_backend.update(db_paths=[dataroot_lq], client_keys=['lq'])
+        self.file_client = FileClient(backend, **io_backend)
+        self.client_key = 'lq' if backend == 'lmdb' else 'default'
         self.mean, self.std, self.color = mean, std, color
-        if meta_info_file:
+        if backend == 'lmdb':
+            self.paths = sorted(lmdb_keys(dataroot_lq))
+        elif meta_info_file:
             names = read_meta_info(meta_info_file)
             self.paths = [os.path.join(dataroot_lq, name) for name in names]
         else:
@@ -34,6 +41,7 @@ class SingleImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         lq_path = self.paths[index]
-        img_lq = img2tensor(load_image(self.file_client, lq_path, self.color))
+        img_lq = img2tensor(to_float(load_image(self.file_client, lq_path, self.client_key),
+                                     self.color))
         normalize_(img_lq, self.mean, self.std)
         return {'lq': img_lq, 'lq_path': lq_path}
