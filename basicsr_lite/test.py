@@ -5,9 +5,6 @@ per image and on average to ``results/<name>/metrics.csv`` and ``metrics.json``.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 import sys
@@ -15,36 +12,17 @@ from pathlib import Path
 from typing import Sequence
 
 from basicsr_lite.data.loaders import build_eval_loaders
-from basicsr_lite.engine.checkpoint import atomic_write
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
 from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, prepare_folder,
                                            select_device)
 from basicsr_lite.engine.logger import get_root_logger
-from basicsr_lite.engine.validate import ValidationResult, format_table
+from basicsr_lite.engine.validate import format_table, write_metrics
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
 from basicsr_lite.utils.misc import get_time_str, set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
-
-
-def write_metrics(results: list[ValidationResult], folder: str | Path) -> tuple[Path, Path]:
-    """``metrics.csv`` (one row per image, then the mean) and ``metrics.json``."""
-    folder = Path(folder)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for result in results:
-        names = list(result.means)
-        writer.writerow(['dataset', 'image', *names])
-        for row in result.rows:
-            writer.writerow([result.dataset_name, row['name'], *(f'{row[n]:.6f}' for n in names)])
-        writer.writerow([result.dataset_name, 'mean', *(f'{result.means[n]:.6f}' for n in names)])
-    summary = {r.dataset_name: {'mean': r.means, 'per_image': r.rows} for r in results}
-    csv_path, json_path = folder / 'metrics.csv', folder / 'metrics.json'
-    atomic_write(csv_path, lambda f: f.write(buffer.getvalue().encode()))
-    atomic_write(json_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    return csv_path, json_path
 
 
 def test_pipeline(argv: Sequence[str] | None = None) -> None:
@@ -72,7 +50,9 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
         return
     scored = [r for r in results if r.means]
     if scored:
-        csv_path, _ = write_metrics(scored, opt['path']['results_root'])
+        root = Path(opt['path']['results_root'])
+        csv_path = root / 'metrics.csv'
+        write_metrics(scored, csv_path, root / 'metrics.json')
         table = format_table({r.dataset_name: r.means for r in scored})
         logger.info(f'Test results ({opt["name"]}):\n{table}\nPer-image metrics: {csv_path}')
     if save_img:

@@ -72,3 +72,45 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True,
         if is_uint8:
             out = _to_uint8(out)
     return out
+
+
+def _weight_matrix(in_length: int, out_length: int, scale: float, antialiasing: bool,
+                   dtype, device):
+    """The resize along one axis as a dense (out, in) matrix."""
+    import torch
+
+    weights, indices = contributions(in_length, out_length, scale, antialiasing)
+    rows = np.repeat(np.arange(out_length), weights.shape[1])
+    matrix = torch.zeros(out_length, in_length, dtype=torch.float64)
+    matrix.index_put_((torch.from_numpy(rows), torch.from_numpy(indices.reshape(-1))),
+                      torch.from_numpy(weights.reshape(-1)), accumulate=True)
+    return matrix.to(device=device, dtype=dtype)
+
+
+def imresize_pt(img, scale: float, antialiasing: bool = True,
+                output_shape: tuple[int, int] | None = None):
+    """Torch version of :func:`imresize` for (..., H, W) tensors, on any device.
+
+    uint8 tensors are resized in float64 and rounded after each pass (bit-exact with the numpy
+    version and MATLAB); floating tensors are resized in their own dtype.
+    """
+    import torch
+
+    h, w = img.shape[-2:]
+    if output_shape is None:
+        output_shape = (int(math.ceil(h * scale)), int(math.ceil(w * scale)))
+        scales = (scale, scale)
+    else:
+        scales = (output_shape[0] / h, output_shape[1] / w)
+    is_uint8 = img.dtype == torch.uint8
+    dtype = torch.float64 if is_uint8 else img.dtype
+    out = img.to(dtype)
+    m_h = _weight_matrix(h, output_shape[0], scales[0], antialiasing, dtype, img.device)
+    out = torch.matmul(m_h, out)  # rows first, as MATLAB
+    if is_uint8:
+        out = torch.floor(out + 0.5).clamp_(0, 255)
+    m_w = _weight_matrix(w, output_shape[1], scales[1], antialiasing, dtype, img.device)
+    out = torch.matmul(out, m_w.T)
+    if is_uint8:
+        out = torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8)
+    return out

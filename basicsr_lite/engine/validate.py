@@ -1,6 +1,9 @@
 """The one validation loop (train-time validation and test.py), and a bicubic baseline."""
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -10,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
+from basicsr_lite.engine.checkpoint import atomic_write
 from basicsr_lite.engine.dist import all_gather_objects, get_dist_info
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
 from basicsr_lite.data.imresize import imresize
@@ -145,3 +149,21 @@ def format_table(columns: dict[str, dict[str, float]]) -> str:
         cells = ''.join(f'{columns[label].get(metric, math.nan):12.4f}' for label in labels)
         lines.append(f'{metric:<{width}}{cells}')
     return '\n'.join(lines)
+
+
+def write_metrics(results: list[ValidationResult], csv_path: str | Path | None,
+                  json_path: str | Path | None = None) -> None:
+    """A CSV table (one row per image, then the mean, per dataset) and/or a JSON summary."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for result in results:
+        names = list(result.means)
+        writer.writerow(['dataset', 'image', *names])
+        for row in result.rows:
+            writer.writerow([result.dataset_name, row['name'], *(f'{row[n]:.6f}' for n in names)])
+        writer.writerow([result.dataset_name, 'mean', *(f'{result.means[n]:.6f}' for n in names)])
+    summary = {r.dataset_name: {'mean': r.means, 'per_image': r.rows} for r in results}
+    if csv_path is not None:
+        atomic_write(csv_path, lambda f: f.write(buffer.getvalue().encode()))
+    if json_path is not None:
+        atomic_write(json_path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
