@@ -60,11 +60,12 @@ def lmdb_keys(lmdb_path: str) -> dict[str, tuple | None]:
 
 
 def paired_paths_from_lmdb(folders: tuple[str, str], keys: tuple[str, str],
+                           lq_keys: dict, gt_keys: dict,
                            filename_tmpl: str = '{}') -> list[dict[str, str]]:
-    """Pairs of LMDB keys: GT key ``k`` with LQ key ``filename_tmpl.format(k)``."""
+    """Pairs of LMDB keys (``lmdb_keys`` of each folder): GT key ``k`` with LQ key
+    ``filename_tmpl.format(k)``."""
     lq_folder, gt_folder = folders
     lq_key, gt_key = keys
-    lq_keys, gt_keys = lmdb_keys(lq_folder), lmdb_keys(gt_folder)
     missing = [filename_tmpl.format(k) for k in gt_keys if filename_tmpl.format(k) not in lq_keys]
     if missing:
         raise DataError(f'{len(missing)} key(s) of {gt_folder} have no LQ partner in {lq_folder} '

@@ -4,9 +4,11 @@ from typing import Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import (load_image, normalize_, to_float, paired_paths_from_folder,
-                                         paired_paths_from_lmdb, paired_paths_from_meta_info_file)
+from basicsr_lite.data.data_util import (lmdb_keys, load_image, normalize_,
+                                         paired_paths_from_folder, paired_paths_from_lmdb,
+                                         paired_paths_from_meta_info_file, to_float)
 from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.scan import scan_disk_pairs, scan_lmdb_pairs
 from basicsr_lite.data.transforms import augment, paired_random_crop
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.img_util import img2tensor
@@ -26,7 +28,8 @@ class PairedImageDataset(Dataset):
                  io_backend: dict | None = None, meta_info_file: str | None = None,
                  filename_tmpl: str = '{}', gt_size: int | None = None, use_hflip: bool = False,
                  use_rot: bool = False, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, color: str | None = None) -> None:
+                 std: Sequence[float] | None = None, color: str | None = None,
+                 scan: bool = True) -> None:
         super().__init__()
         io_backend = dict(io_backend or {'type': 'disk'})
         backend = io_backend.pop('type')
@@ -37,13 +40,20 @@ class PairedImageDataset(Dataset):
         if backend == 'lmdb':
             io_backend.update(db_paths=list(folders), client_keys=list(keys))
         self.file_client = FileClient(backend, **io_backend)
+        patch = gt_size if phase == 'train' else None
         if backend == 'lmdb':
-            self.paths = paired_paths_from_lmdb(folders, keys, filename_tmpl)
-        elif meta_info_file:
+            lq_keys, gt_keys = lmdb_keys(dataroot_lq), lmdb_keys(dataroot_gt)
+            self.paths = paired_paths_from_lmdb(folders, keys, lq_keys, gt_keys, filename_tmpl)
+            if scan:
+                scan_lmdb_pairs(self.paths, gt_keys, lq_keys, folders, scale, patch, phase)
+            return
+        if meta_info_file:
             self.paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
                                                           filename_tmpl)
         else:
             self.paths = paired_paths_from_folder(folders, keys, filename_tmpl)
+        if scan:
+            scan_disk_pairs(self.paths, scale, patch, phase)
 
     def __len__(self) -> int:
         return len(self.paths)
