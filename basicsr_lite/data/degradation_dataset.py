@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import os
+import random
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from basicsr_lite.data.data_util import load_image, normalize_, paths_from_folder, \
+    read_meta_info, to_float
+from basicsr_lite.data.degradations import degrade
+from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.transforms import augment, mod_crop
+from basicsr_lite.errors import DataError
+from basicsr_lite.registry import DATASET_REGISTRY
+from basicsr_lite.utils.img_util import img2tensor
+
+
+@DATASET_REGISTRY.register()
+class DegradationDataset(Dataset):
+    """GT images only; each LQ image is made on the fly: optional Gaussian blur, MATLAB bicubic
+    downscaling by ``scale``, optional Gaussian noise (sigma on 0..255) and JPEG.
+
+    Train: a random ``gt_size`` crop and flips/rotations first, then the degradation, all drawn
+    from the sample's seed (reproducible for any number of workers and after a resume).
+    Val/test: the whole mod-cropped image, degraded with a fixed seed per image.
+    Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}`` (lq_path = gt_path).
+    """
+
+    def __init__(self, dataroot_gt: str, scale: int = 4, phase: str = 'train',
+                 io_backend: dict | None = None, meta_info_file: str | None = None,
+                 gt_size: int | None = None, use_hflip: bool = False, use_rot: bool = False,
+                 blur_prob: float = 0.0, blur_sigma: Sequence[float] = (0.2, 3.0),
+                 noise_prob: float = 0.0, noise_sigma: Sequence[float] = (1.0, 25.0),
+                 jpeg_prob: float = 0.0, jpeg_quality: Sequence[int] = (30, 95),
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 color: str | None = None) -> None:
+        super().__init__()
+        io_backend = dict(io_backend or {'type': 'disk'})
+        backend = io_backend.pop('type')
+        if backend != 'disk':
+            raise DataError('DegradationDataset reads GT images from disk (io_backend: disk).')
+        self.file_client = FileClient(backend, **io_backend)
+        self.scale, self.phase, self.gt_size = scale, phase, gt_size
+        self.use_hflip, self.use_rot = use_hflip, use_rot
+        self.mean, self.std, self.color = mean, std, color
+        self.degradation = dict(blur_prob=blur_prob, blur_sigma=tuple(blur_sigma),
+                                noise_prob=noise_prob, noise_sigma=tuple(noise_sigma),
+                                jpeg_prob=jpeg_prob, jpeg_quality=tuple(jpeg_quality))
+        if meta_info_file:
+            self.paths = [os.path.join(dataroot_gt, n) for n in read_meta_info(meta_info_file)]
+        else:
+            self.paths = paths_from_folder(dataroot_gt)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        gt_path = self.paths[index]
+        img_gt = load_image(self.file_client, gt_path)
+        if self.phase == 'train':
+            img_gt = self._random_crop(img_gt, gt_path)
+            img_gt = augment(img_gt, self.use_hflip, self.use_rot)
+            rng = np.random.default_rng(random.getrandbits(63))  # drawn from the sample's seed
+        else:
+            img_gt = mod_crop(img_gt, self.scale)
+            rng = np.random.default_rng(index)
+        img_lq = degrade(img_gt, self.scale, rng, **self.degradation)
+        img_gt, img_lq = img2tensor([to_float(img_gt, self.color), to_float(img_lq, self.color)])
+        normalize_(img_gt, self.mean, self.std)
+        normalize_(img_lq, self.mean, self.std)
+        return {'lq': img_lq, 'gt': img_gt, 'lq_path': gt_path, 'gt_path': gt_path}
+
+    def _random_crop(self, img: np.ndarray, path: str) -> np.ndarray:
+        h, w = img.shape[:2]
+        if min(h, w) < self.gt_size:
+            raise DataError(f'{path} is {w}x{h}, smaller than gt_size {self.gt_size}.')
+        top, left = random.randint(0, h - self.gt_size), random.randint(0, w - self.gt_size)
+        return img[top:top + self.gt_size, left:left + self.gt_size]
