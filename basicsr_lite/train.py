@@ -17,7 +17,8 @@ from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
 from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, find_resume_state,
                                             load_resume_state, prepare_folder, select_device)
-from basicsr_lite.engine.logger import MessageLogger, get_root_logger, init_tb_logger
+from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
+                                        init_tb_logger)
 from basicsr_lite.engine.resume import LoopState, adopt_saved_seed, restore, save_checkpoint
 from basicsr_lite.engine.signals import GracefulStop
 from basicsr_lite.engine.validate import bicubic_baseline, format_table
@@ -37,8 +38,8 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
     sampler.set_epoch(loop.epoch, start=loop.batches_in_epoch * batch_size)
     prefetcher = build_prefetcher(loader, opt['datasets']['train']['prefetch_mode'], model.device)
     msg_logger = MessageLogger(opt['name'], total_iter, loop.current_iter, tb_logger)
-    iter_time = data_time = 0.0
-    tick = time.perf_counter()
+    timer = IterationTimer()
+    finished = True
     while loop.current_iter < total_iter:
         batch = prefetcher.next()
         if batch is None:  # end of the epoch
@@ -46,7 +47,7 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
             sampler.set_epoch(loop.epoch)
             prefetcher.reset()
             continue
-        data_time += time.perf_counter() - tick
+        timer.data_ready()
         loop.current_iter, loop.batches_in_epoch = loop.current_iter + 1, loop.batches_in_epoch + 1
         if 'corrupt_skipped' in batch:
             loop.corrupt_skipped += int(batch.pop('corrupt_skipped').sum())
@@ -54,13 +55,10 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
         model.update_learning_rate(it, train_opt['warmup_iter'])
         model.feed_data(batch)
         model.optimize_parameters(it)
-        iter_time += time.perf_counter() - tick
+        timer.iteration_done()
         if it % log_opt['print_freq'] == 0:
-            n = log_opt['print_freq']
             msg_logger({'epoch': loop.epoch, 'iter': it, 'lrs': model.get_current_learning_rate(),
-                        'time': iter_time / n, 'data_time': data_time / n,
-                        **model.get_current_log()})
-            iter_time = data_time = 0.0
+                        **timer.window(), **model.get_current_log()})
         saved = it % log_opt['save_checkpoint_freq'] == 0
         if saved:
             save_checkpoint(model, loop, opt)
@@ -74,9 +72,12 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
             logger.warning(f'Stopped by {stopper.signal_name or "a signal on another rank"} at '
                            f'iteration {it}; the training state is saved. Resume with:\n  python '
                            f"train.py -opt {opt['opt_path']} --auto_resume")
-            return False
-        tick = time.perf_counter()
-    return True
+            finished = False
+            break
+        timer.restart()
+    if timer.summary():
+        logger.info(timer.summary())
+    return finished
 
 
 def final_report(model, opt: dict, val_loaders, tb_logger) -> None:

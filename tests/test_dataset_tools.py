@@ -110,3 +110,12 @@ def test_tool_clis(tmp_path):
         '--lq-input', str(tmp_path / 'l'), '--lq-output', str(tmp_path / 'ls'), '--scale', '2',
         '--suffix-pattern', '{}x2', '--workers', '1']) == 0
     assert len(list((tmp_path / 'ls').iterdir())) == 4
+
+
+def test_benchmark_data_runs(capsys):
+    """Smoke test of tools/benchmark_data.py (its numbers are reported, never asserted)."""
+    tool = load_tool('benchmark_data')
+    assert tool.main(['--images', '4', '--batches', '2', '--demo-iters', '2',
+                      '--edsr-iters', '1', '--workers', '0']) == 0
+    out = capsys.readouterr().out
+    assert 'samples/s' in out and 'Data wait as a share of iteration time' in out

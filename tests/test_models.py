@@ -80,3 +80,16 @@ def test_best_metric_tracking(model):
     model.update_best_metric('set', 'lpips', 0.2, 'lower', 20)
     assert model.best_metric_results['set'] == {'psnr': {'val': 30.0, 'iter': 10},
                                                 'lpips': {'val': 0.2, 'iter': 20}}
+
+
+def test_warmup_without_scheduler(tiny_opt):
+    tiny_opt['train']['scheduler'] = None
+    tiny_opt['train']['warmup_iter'] = 4
+    opt = validate_options(tiny_opt, True)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    model = build_model(opt, torch.device('cpu'))
+    lrs = []
+    for it in range(1, 6):
+        model.update_learning_rate(it, 4)
+        lrs.append(model.get_current_learning_rate()[0])
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])

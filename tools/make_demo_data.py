@@ -12,7 +12,7 @@ import cv2
 
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.transforms import mod_crop
-from basicsr_lite.utils.img_util import imwrite
+from basicsr_lite.utils.img_util import imwrite, png_params
 
 TRAIN = ('astronaut', 'chelsea', 'rocket', 'immunohistochemistry')
 VAL = {'coffee': (slice(60, 316), slice(120, 376)), 'hubble_deep_field': (slice(300, 556),
@@ -32,9 +32,9 @@ def main() -> None:
         images['val', name] = getattr(skimage.data, name)()[crop]
     for (split, name), rgb in images.items():
         hr = mod_crop(cv2.cvtColor(rgb[..., :3], cv2.COLOR_RGB2BGR), scale)
-        imwrite(hr, out / f'{split}_HR' / f'{name}.png', [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        imwrite(hr, out / f'{split}_HR' / f'{name}.png', png_params(9))
         imwrite(imresize(hr, 1 / scale), out / f'{split}_LR_bicubic' / f'X{scale}' /
-                f'{name}x{scale}.png', [cv2.IMWRITE_PNG_COMPRESSION, 9])
+                f'{name}x{scale}.png', png_params(9))
         print(f'{split:5s} {name}: HR {hr.shape[1]}x{hr.shape[0]}')
 
 

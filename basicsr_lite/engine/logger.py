@@ -72,3 +72,47 @@ class MessageLogger:
             for i, lr in enumerate(lrs):
                 self.tb_logger.add_scalar(f'lr/group_{i}', lr, current_iter)
         return message
+
+
+class IterationTimer:
+    """Time spent waiting for data and in whole iterations: averages since the last log line
+    (``window()``) and over the run (``summary()``)."""
+
+    def __init__(self) -> None:
+        self.tick = time.perf_counter()
+        self.window_data = self.window_iter = 0.0
+        self.window_count = 0
+        self.total_data = self.total_iter = 0.0
+        self.total_count = 0
+
+    def restart(self) -> None:
+        """Start timing the next iteration (call after work that is not an iteration's)."""
+        self.tick = time.perf_counter()
+
+    def data_ready(self) -> None:
+        waited = time.perf_counter() - self.tick
+        self.window_data += waited
+        self.total_data += waited
+
+    def iteration_done(self) -> None:
+        spent = time.perf_counter() - self.tick
+        self.window_iter += spent
+        self.total_iter += spent
+        self.window_count += 1
+        self.total_count += 1
+
+    def window(self) -> dict[str, float]:
+        """``{'time', 'data_time'}`` averaged since the last call."""
+        n = max(self.window_count, 1)
+        averages = {'time': self.window_iter / n, 'data_time': self.window_data / n}
+        self.window_data = self.window_iter = 0.0
+        self.window_count = 0
+        return averages
+
+    def summary(self) -> str | None:
+        if not self.total_count or self.total_iter <= 0:
+            return None
+        n = self.total_count
+        return (f'Data wait: {100 * self.total_data / self.total_iter:.1f}% of iteration time '
+                f'(data {self.total_data / n:.4f} s / iteration {self.total_iter / n:.4f} s on '
+                f'average over {n} iterations).')

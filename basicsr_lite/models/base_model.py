@@ -120,6 +120,8 @@ class BaseModel:
     # ---- optimisation ----------------------------------------------------------------------------
     def setup_optimizer(self, params, optim_opt: dict) -> torch.optim.Optimizer:
         optimizer = build_optimizer(params, optim_opt)
+        for group in optimizer.param_groups:  # warm-up needs it even without a scheduler
+            group.setdefault('initial_lr', group['lr'])
         self.optimizers.append(optimizer)
         return optimizer
 
@@ -133,10 +135,12 @@ class BaseModel:
         if current_iter > 1:
             for scheduler in self.schedulers:
                 scheduler.step()
-        if current_iter < warmup_iter:
-            for optimizer in self.optimizers:
-                for group in optimizer.param_groups:
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                if current_iter < warmup_iter:
                     group['lr'] = group['initial_lr'] * current_iter / warmup_iter
+                elif not self.schedulers:  # constant after warm-up
+                    group['lr'] = group['initial_lr']
 
     def get_current_learning_rate(self) -> list[float]:
         return [group['lr'] for group in self.optimizers[0].param_groups]

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import cv2
-
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.img_util import imread, imwrite
+from basicsr_lite.utils.img_util import imread, imwrite, png_params
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
 
 
@@ -64,10 +62,6 @@ def _images(folder: str | Path) -> list[str]:
     return names
 
 
-def _png_params(compress_level: int) -> list[int]:
-    return [cv2.IMWRITE_PNG_COMPRESSION, compress_level]
-
-
 # ---- LR generation ---------------------------------------------------------------------------
 
 def _generate_lr_task(task: tuple) -> tuple[int, str | None, None]:
@@ -75,8 +69,8 @@ def _generate_lr_task(task: tuple) -> tuple[int, str | None, None]:
     try:
         hr = mod_crop(imread(hr_path, 'unchanged'), scale)
         if mod_path is not None:
-            imwrite(hr, mod_path, _png_params(level))
-        imwrite(imresize(hr, 1 / scale), lr_path, _png_params(level))
+            imwrite(hr, mod_path, png_params(level))
+        imwrite(imresize(hr, 1 / scale), lr_path, png_params(level))
     except Exception as err:  # reported per image by run_tasks
         return 0, f'{hr_path}: {err}', None
     return 1, None, None
@@ -129,11 +123,11 @@ def _extract_task(task: tuple) -> tuple[int, str | None, str | None]:
             for x in xs:
                 index += 1
                 name = f'{stem}_s{index:03d}.png'
-                imwrite(hr[y:y + crop, x:x + crop, ...], Path(out_dir) / name, _png_params(level))
+                imwrite(hr[y:y + crop, x:x + crop, ...], Path(out_dir) / name, png_params(level))
                 if lq is not None:
                     ly, lx, lc = y // scale, x // scale, crop // scale
                     imwrite(lq[ly:ly + lc, lx:lx + lc, ...], Path(lq_out_dir) / name,
-                            _png_params(level))
+                            png_params(level))
     except Exception as err:  # reported per image by run_tasks
         return 0, f'{hr_path}: {err}', None
     return index, None, None

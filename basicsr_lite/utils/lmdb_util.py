@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from basicsr_lite.errors import DataError, ImageReadError
+from basicsr_lite.utils.img_util import png_params
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, get_time_str, scandir
 
 PAGE = 4096
@@ -37,7 +38,7 @@ def encode_image(path: str, compress_level: int) -> tuple[bytes, tuple[int, int,
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageReadError(f'Cannot read image {path}: unreadable, truncated or not an image.')
-    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+    ok, buf = cv2.imencode('.png', img, png_params(compress_level))
     if not ok:
         raise ImageReadError(f'Cannot encode {path} as PNG.')
     h, w = img.shape[:2]
