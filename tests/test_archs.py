@@ -1,4 +1,5 @@
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,28 @@ from basicsr_lite.registry import ARCH_REGISTRY
 TINY = {
     'EDSR': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=2),
     'MSRResNet': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=2),
+    'RRDBNet': dict(num_in_ch=3, num_out_ch=3, scale=2, num_feat=8, num_block=1, num_grow_ch=4),
+    'RCAN': dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_group=1, num_block=1, upscale=2),
+    'SRVGGNetCompact': dict(num_feat=8, num_conv=2, upscale=2),
+    'IMDN': dict(num_feat=16, num_block=2, upscale=2),
+    'RFDN': dict(num_feat=16, num_block=2, upscale=2),
+    'PAN': dict(num_feat=8, unf=8, num_block=1, upscale=2),
+    'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=1, upscale=2),
 }
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
+# (arch, constructor arguments, official file, exact parameter count of that release)
+OFFICIAL = [
+    ('IMDN', dict(upscale=4), 'IMDN/IMDN_x4.pth', 715_176),
+    ('IMDN', dict(upscale=3), 'IMDN/IMDN_x3.pth', 703_059),
+    ('IMDN', dict(upscale=2), 'IMDN/IMDN_x2.pth', 694_404),
+    ('PAN', dict(upscale=4), 'PAN/PANx4_DF2K.pth', 272_419),
+    ('PAN', dict(upscale=3), 'PAN/PANx3_DF2K.pth', 261_403),
+    ('PAN', dict(upscale=2), 'PAN/PANx2_DF2K.pth', 261_403),
+    ('RFDN', dict(upscale=4), 'RFDN/RFDN_AIM_x4.pth', 433_448),
+    ('FSRCNN', dict(upscale=4), 'FSRCNN/fsrcnn_x4.pth', 12_809),
+    ('FSRCNN', dict(upscale=3), 'FSRCNN/fsrcnn_x3.pth', 12_809),
+    ('FSRCNN', dict(upscale=2), 'FSRCNN/fsrcnn_x2.pth', 12_809),
+]
 
 
 def conv(cin, cout, k=3):
@@ -22,10 +44,10 @@ def test_every_arch_contract(name):
     assert name in TINY, f'add tiny arguments for {name} to TINY'
     torch.manual_seed(0)
     net = build_network({'type': name, **TINY[name]})
-    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)  # RFDN's attention pools 7x7 windows
     out = net(x)
-    scale = TINY[name]['upscale']
-    assert out.shape == (2, 3, 8 * scale, 8 * scale)
+    scale = TINY[name].get('upscale', TINY[name].get('scale'))
+    assert out.shape == (2, 3, 16 * scale, 16 * scale)
     assert torch.isfinite(out).all()
     out.mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
@@ -82,3 +104,53 @@ def test_archs_have_typed_defaults_for_validation():
     for name in ARCH_REGISTRY.keys():
         for param in inspect.signature(ARCH_REGISTRY.get(name)).parameters.values():
             assert param.kind is param.POSITIONAL_OR_KEYWORD
+
+
+@pytest.mark.parametrize('arch,kwargs,path,count', OFFICIAL)
+def test_official_parameter_counts(arch, kwargs, path, count):
+    net = build_network({'type': arch, **kwargs})
+    assert sum(p.numel() for p in net.parameters()) == count
+
+
+@pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason='../shared/weights is absent')
+@pytest.mark.parametrize('arch,kwargs,path,count', OFFICIAL)
+def test_official_weights_load_strictly(arch, kwargs, path, count):
+    from basicsr_lite.engine.checkpoint import load_torch
+    from basicsr_lite.models.base_model import extract_state_dict
+    net = build_network({'type': arch, **kwargs})
+    state = extract_state_dict(load_torch(SHARED_WEIGHTS / path), 'params', path)
+    net.load_state_dict(state, strict=True)
+    assert sum(v.numel() for v in state.values()) == count
+
+
+def test_basicsr_default_counts():
+    def count(opt):
+        return sum(p.numel() for p in build_network(opt).parameters())
+
+    assert count({'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3}) == 16_697_987
+    assert count({'type': 'RCAN', 'num_in_ch': 3, 'num_out_ch': 3}) == 12_614_915
+    assert count({'type': 'SRVGGNetCompact'}) == 621_424  # realesr-animevideov3 size
+    assert count({'type': 'SRVGGNetCompact', 'num_conv': 32}) == 1_213_296  # general-x4v3
+
+
+def test_rrdbnet_pixel_unshuffle_for_small_scales():
+    for scale, first_in in ((4, 3), (2, 12), (1, 48)):
+        net = build_network({'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': scale,
+                             'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4})
+        assert net.conv_first.weight.shape[1] == first_in
+        assert net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8 * scale, 8 * scale)
+
+
+def test_key_names_of_basicsr_archs():
+    rrdb = build_network({'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_block': 2})
+    assert {'conv_first.weight', 'body.1.rdb3.conv5.bias', 'conv_body.weight', 'conv_up1.weight',
+            'conv_up2.weight', 'conv_hr.weight', 'conv_last.weight'} <= set(rrdb.state_dict())
+    rcan = build_network({'type': 'RCAN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_group': 1,
+                          'num_block': 1})
+    assert {'body.0.residual_group.0.rcab.0.weight', 'body.0.residual_group.0.rcab.3.attention.1'
+            '.weight', 'body.0.conv.weight', 'conv_after_body.weight', 'upsample.2.weight'} <= \
+        set(rcan.state_dict())
+    srvgg = build_network({'type': 'SRVGGNetCompact', 'num_conv': 1})
+    assert list(srvgg.state_dict()) == ['body.0.weight', 'body.0.bias', 'body.1.weight',
+                                        'body.2.weight', 'body.2.bias', 'body.3.weight',
+                                        'body.4.weight', 'body.4.bias']

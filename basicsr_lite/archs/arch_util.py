@@ -58,3 +58,17 @@ class Upsample(nn.Sequential):
         else:
             raise ValueError(f'upscale {scale} is not supported: use 2^n or 3.')
         super().__init__(*layers)
+
+
+def pixelshuffle_block(in_channels: int, out_channels: int, upscale: int,
+                       kernel_size: int = 3) -> nn.Sequential:
+    """conv to ``out_channels * upscale^2`` then PixelShuffle (keys ``0.weight``, ``0.bias``)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels * upscale**2, kernel_size, 1, kernel_size // 2),
+        nn.PixelShuffle(upscale))
+
+
+def channel_std(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel standard deviation over the spatial dims (population), shape (N, C, 1, 1)."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
