@@ -92,28 +92,31 @@ def apply_overrides(opt: dict, overrides: Sequence[str]) -> dict:
     return opt
 
 
-def validate_options(raw: dict, is_train: bool, source: str = 'options') -> dict:
+def validate_options(raw: dict, is_train: bool, source: str = 'options',
+                     check_paths: bool = True) -> dict:
     """Check every key and value; return a new dict with defaults filled in.
 
     Raises OptionError listing every problem (key path, what is wrong, closest valid key).
+    ``check_paths=False`` skips the checks that data folders and files exist (to validate a
+    shipped option file on a machine without its data).
     """
     from basicsr_lite.models import MODEL_REGISTRY
 
     model_type = raw.get('model_type', 'SRModel')
     if model_type not in MODEL_REGISTRY:
         raise OptionError(f'{source}: model_type: {MODEL_REGISTRY.missing_message(model_type)}')
-    ctx = {'scale': raw.get('scale', 1), 'is_train': is_train}
+    ctx = {'scale': raw.get('scale', 1), 'is_train': is_train, 'check_paths': check_paths}
     errors: list[str] = []
     opt = option_spec(MODEL_REGISTRY.get(model_type), is_train).validate(raw, '', errors, ctx)
     if not errors:
-        errors += _cross_checks(opt, is_train)
+        errors += _cross_checks(opt, is_train, check_paths)
     if errors:
         lines = '\n'.join(f'  - {e}' for e in errors)
         raise OptionError(f'{source} has {len(errors)} problem(s):\n{lines}')
     return opt
 
 
-def _cross_checks(opt: dict, is_train: bool) -> list[str]:
+def _cross_checks(opt: dict, is_train: bool, check_paths: bool) -> list[str]:
     errors = []
     datasets = opt['datasets']
     if is_train and 'train' not in datasets:
@@ -121,7 +124,7 @@ def _cross_checks(opt: dict, is_train: bool) -> list[str]:
                       f'(found: {", ".join(datasets) or "none"}).')
     if not is_train and not datasets:
         errors.append('datasets: at least one test dataset (e.g. datasets.test_1) is required.')
-    if not is_train and not opt['path'].get('pretrain_network_g'):
+    if not is_train and check_paths and not opt['path'].get('pretrain_network_g'):
         errors.append('path.pretrain_network_g: required for testing (the weights to evaluate).')
     if is_train:
         losses = [k for k in opt['train'] if k.endswith('_opt') and opt['train'][k] is not None]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from basicsr_lite.data import dataset_phase
@@ -32,8 +33,17 @@ def num_gpu_check(value: Any) -> str | None:
     return f"must be 'auto' or an integer >= 0; got {value!r}."
 
 
-def existing_file(value: str) -> str | None:
-    return None if os.path.isfile(value) else f'file {value} does not exist.'
+@dataclass
+class FilePath(Value):
+    """An optional path to an existing file (checked unless ``ctx['check_paths']`` is False)."""
+    types: tuple[type, ...] = OPT_STR
+    default: Any = None
+
+    def validate(self, value, path, errors, ctx):
+        value = super().validate(value, path, errors, ctx)
+        if isinstance(value, str) and ctx.get('check_paths', True) and not os.path.isfile(value):
+            errors.append(f'{path}: file {value} does not exist.')
+        return value
 
 
 # ---- resolvers: type name -> the callable whose signature defines the allowed keys ------------
@@ -51,6 +61,9 @@ def _from_table(table: dict, kind: str):
 
 def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> None:
     phase = dataset_phase(path.rsplit('.', 1)[-1])
+    if not ctx.get('check_paths', True):
+        kwargs = {k: v for k, v in kwargs.items() if k != 'meta_info_file'
+                  and not k.startswith('dataroot')}
     for key, value in kwargs.items():
         if key.startswith('dataroot') and isinstance(value, str) and not os.path.exists(value):
             errors.append(f'{path}.{key}: folder {value} does not exist.')
@@ -113,11 +126,11 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
     path_fields: dict[str, Spec] = {
         'experiments_root': Value(OPT_STR, default=None),
         'results_root': Value(OPT_STR, default=None),
-        'resume_state': Value(OPT_STR, default=None, check=existing_file),
+        'resume_state': FilePath(),
     }
     for key in model_cls.network_keys:
         net = key.split('_', 1)[1]
-        path_fields[f'pretrain_network_{net}'] = Value(OPT_STR, default=None, check=existing_file)
+        path_fields[f'pretrain_network_{net}'] = FilePath()
         path_fields[f'strict_load_{net}'] = Value((bool,), default=True)
         path_fields[f'param_key_{net}'] = Value((str,), default='params')
     fields: dict[str, Spec] = {

@@ -1,0 +1,99 @@
+"""The shipped option files build, and the released IMDN / PAN weights reproduce their published
+numbers through test.py (skipped when ../shared is absent)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from basicsr_lite.archs import build_network
+from basicsr_lite.errors import OptionError
+from basicsr_lite.options import validate_options
+from basicsr_lite.test import main as evaluate_main
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / 'shared'
+OPTION_FILES = sorted((ROOT / 'options').rglob('*.yml'))
+
+# ../shared/weights/README.md (IMDN paper, Table 3), Y channel, shave = scale.
+IMDN_PUBLISHED = {
+    4: {'Set5': (32.21, 0.8948), 'Set14': (28.58, 0.7811), 'B100': (27.56, 0.7353)},
+    3: {'Set5': (34.36, 0.9270), 'Set14': (30.32, 0.8417)},
+    2: {'Set5': (38.00, 0.9605), 'Set14': (33.63, 0.9177), 'B100': (32.19, 0.8996)},
+}
+SLOW_SETS = {'B100'}  # 100 images: checked for x4 only, to keep the suite short
+
+
+@pytest.mark.parametrize('path', OPTION_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_option_file_parses_and_builds(path):
+    raw = yaml.safe_load(path.read_text())
+    opt = validate_options(raw, is_train='train' in raw, source=str(path), check_paths=False)
+    net = build_network(opt['network_g'])
+    assert sum(p.numel() for p in net.parameters()) > 0
+
+
+def test_shipped_option_file_errors_are_still_reported():
+    raw = yaml.safe_load((ROOT / 'options/train/IMDN/train_IMDN_x4.yml').read_text())
+    raw['network_g']['num_feats'] = 64
+    with pytest.raises(OptionError, match="did you mean 'num_feat'"):
+        validate_options(raw, True, check_paths=False)
+
+
+def run_test_py(option_file: Path, tmp_path: Path, keep_sets: set[str]) -> dict:
+    raw = yaml.safe_load(option_file.read_text())
+    raw['datasets'] = {k: v for k, v in raw['datasets'].items() if v['name'] in keep_sets}
+    raw['path']['results_root'] = str(tmp_path / 'results')
+    path = tmp_path / option_file.name
+    path.write_text(yaml.safe_dump(raw))
+    assert evaluate_main(['-opt', str(path)]) == 0
+    return json.loads((tmp_path / 'results' / 'metrics.json').read_text())
+
+
+needs_shared = pytest.mark.skipif(not (SHARED / 'weights').is_dir(),
+                                  reason='../shared is absent')
+
+
+@needs_shared
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_imdn_reproduces_published_table(scale, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the option files' paths are relative to the repository root
+    published = IMDN_PUBLISHED[scale]
+    keep = {s for s in published if scale == 4 or s not in SLOW_SETS}
+    results = run_test_py(ROOT / f'options/test/IMDN/test_IMDN_x{scale}.yml', tmp_path, keep)
+    for name in keep:
+        psnr, ssim = published[name]
+        assert results[name]['mean']['psnr'] == pytest.approx(psnr, abs=0.01), name
+        assert results[name]['mean']['ssim'] == pytest.approx(ssim, abs=0.0005), name
+
+
+def pan_log(scale: int) -> dict[str, dict[str, tuple[float, float]]]:
+    """{dataset: {image: (PSNR_Y, SSIM_Y)}} from PAN's own test log."""
+    text = (SHARED / 'data/reference/PAN_test_logs' / f'PANx{scale}_DF2K.log').read_text()
+    per_set, current = {}, {}
+    for line in text.splitlines():
+        image = re.search(r'INFO: (\S+)\s+- PSNR: .*PSNR_Y: (\d+\.\d+) dB; SSIM_Y: (\d+\.\d+)',
+                          line)
+        if image:
+            current[image[1]] = (float(image[2]), float(image[3]))
+        done = re.search(r'Average PSNR/SSIM results for (\w+)', line)
+        if done:
+            per_set[done[1]], current = current, {}
+    return per_set
+
+
+@needs_shared
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_pan_reproduces_its_logs_per_image(scale, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    keep = {'Set5', 'Set14'}  # B100 is covered by the IMDN x4 run
+    results = run_test_py(ROOT / f'options/test/PAN/test_PAN_x{scale}.yml', tmp_path, keep)
+    logs = pan_log(scale)
+    for name in keep:
+        rows = {r['name']: r for r in results[name]['per_image']}
+        assert set(rows) == set(logs[name])
+        for image, (psnr, ssim) in logs[name].items():
+            assert rows[image]['psnr'] == pytest.approx(psnr, abs=0.01), (name, image)
+            assert rows[image]['ssim'] == pytest.approx(ssim, abs=0.0005), (name, image)
