@@ -18,6 +18,8 @@ TINY = {
     'RFDN': dict(num_feat=16, num_block=2, upscale=2),
     'PAN': dict(num_feat=8, unf=8, num_block=1, upscale=2),
     'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=1, upscale=2),
+    'SwinIR': dict(img_size=16, window_size=4, embed_dim=12, depths=[2], num_heads=[2],
+                   mlp_ratio=2, upsampler='pixelshuffledirect', upscale=2),
 }
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 # (arch, constructor arguments, official file, exact parameter count of that release)
@@ -154,3 +156,40 @@ def test_key_names_of_basicsr_archs():
     assert list(srvgg.state_dict()) == ['body.0.weight', 'body.0.bias', 'body.1.weight',
                                         'body.2.weight', 'body.2.bias', 'body.3.weight',
                                         'body.4.weight', 'body.4.bias']
+
+
+SWINIR_LIGHT = dict(type='SwinIR', img_size=64, window_size=8, embed_dim=60, depths=[6] * 4,
+                    num_heads=[6] * 4, mlp_ratio=2, upsampler='pixelshuffledirect')
+
+
+def test_swinir_lightweight_counts_match_paper():
+    # The paper counts 897K (x4) / 878K (x2) parameters without the relative position bias
+    # tables: 24 blocks x (2 * 8 - 1)^2 x 6 heads = 32,400 entries.
+    for upscale, paper in ((4, 897_228), (2, 877_752)):  # "897K", "878K"
+        net = build_network({**SWINIR_LIGHT, 'upscale': upscale})
+        tables = sum(p.numel() for n, p in net.named_parameters()
+                     if n.endswith('relative_position_bias_table'))
+        assert tables == 32_400
+        assert sum(p.numel() for p in net.parameters()) - tables == paper
+
+
+def test_swinir_keys_buffers_and_any_input_size():
+    net = build_network({**SWINIR_LIGHT, 'upscale': 2}).eval()
+    keys = set(net.state_dict())
+    assert {'conv_first.weight', 'patch_embed.norm.weight',
+            'layers.0.residual_group.blocks.0.attn.relative_position_index',
+            'layers.0.residual_group.blocks.1.attn_mask', 'layers.3.conv.weight', 'norm.bias',
+            'conv_after_body.weight', 'upsample.0.weight'} <= keys
+    assert 'layers.0.residual_group.blocks.0.attn_mask' not in keys  # unshifted block
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 13, 21)).shape == (1, 3, 26, 42)  # padded to 8, cropped
+    classical = build_network({'type': 'SwinIR', 'img_size': 16, 'window_size': 8,
+                               'embed_dim': 12, 'depths': [2], 'num_heads': [2],
+                               'upsampler': 'pixelshuffle', 'upscale': 4})
+    assert 'conv_before_upsample.0.weight' in classical.state_dict()
+    real = build_network({'type': 'SwinIR', 'img_size': 16, 'window_size': 8, 'embed_dim': 12,
+                          'depths': [2], 'num_heads': [2], 'upsampler': 'nearest+conv',
+                          'upscale': 4})
+    assert {'conv_up1.weight', 'conv_up2.weight', 'conv_hr.weight'} <= set(real.state_dict())
+    with pytest.raises(ValueError, match="upsampler 'nearest\\+conv' supports upscale 4 only"):
+        build_network({'type': 'SwinIR', 'upsampler': 'nearest+conv', 'upscale': 2})

@@ -101,6 +101,55 @@ def load_torch(path: str | Path, map_location: Any = 'cpu') -> Any:
                               f'file?): {str(err).splitlines()[0]}') from err
 
 
+def load_weights(path: str | Path) -> dict:
+    """A weights file: ``.safetensors`` (nested back into ``params`` / ``params_ema`` when its
+    keys carry those prefixes, as ``tools/convert_weights.py`` writes them) or a PyTorch file
+    (weights-only)."""
+    path = Path(path)
+    if path.suffix != '.safetensors':
+        return load_torch(path)
+    try:
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise CheckpointError(f'{path} is a .safetensors file: pip install safetensors '
+                              f'(or basicsr_lite[safetensors]).') from err
+    if not path.is_file():
+        raise CheckpointError(f'Checkpoint {path} does not exist.')
+    try:
+        flat = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f'Cannot read {path}: {err}') from err
+    return nest_param_keys(flat)
+
+
+PARAM_GROUPS = ('params', 'params_ema')
+
+
+def flatten_param_keys(checkpoint: dict) -> dict:
+    """``{'params': {k: v}}`` -> ``{'params.k': v}`` (safetensors files are flat)."""
+    flat = {}
+    for key, value in checkpoint.items():
+        if key in PARAM_GROUPS and isinstance(value, dict):
+            flat.update({f'{key}.{k}': v for k, v in value.items()})
+        elif isinstance(value, torch.Tensor):
+            flat[key] = value
+        else:
+            raise CheckpointError(f"Entry '{key}' is not a tensor (type {type(value).__name__}); "
+                                  f'only weights can be stored in safetensors.')
+    return flat
+
+
+def nest_param_keys(flat: dict) -> dict:
+    groups = {key.split('.', 1)[0] for key in flat}
+    if not groups <= set(PARAM_GROUPS):
+        return flat
+    nested: dict = {group: {} for group in groups}
+    for key, value in flat.items():
+        group, name = key.split('.', 1)
+        nested[group][name] = value
+    return nested
+
+
 def state_iterations(folder: str | Path) -> list[int]:
     """Iterations of the ``<iter>.state`` files in ``folder``, newest first."""
     folder = Path(folder)

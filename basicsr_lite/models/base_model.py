@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from basicsr_lite.engine.checkpoint import CheckpointError, load_torch, save_torch, \
+from basicsr_lite.engine.checkpoint import CheckpointError, load_weights, save_torch, \
     state_iterations
 from basicsr_lite.engine.dist import is_dist, reduce_mean
 from basicsr_lite.engine.ema import ModelEMA
@@ -29,20 +29,31 @@ def unwrap(net: nn.Module) -> nn.Module:
     return net.module if isinstance(net, DistributedDataParallel) else net
 
 
+WRAPPER_KEYS = ('state_dict', 'model')  # what other training codes wrap their weights in
+
+
 def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dict:
-    """The state dict inside a checkpoint: ``checkpoint[param_key]`` when present, else the
-    checkpoint itself if it is a bare state dict. ``module.`` prefixes are removed."""
+    """The state dict inside a checkpoint, in the forms users have: BasicSR's
+    ``{param_key: ...}`` (``params_ema`` falls back to ``params`` with a warning), a bare state
+    dict, or a ``state_dict`` / ``model`` wrapper. ``module.`` prefixes (DataParallel / DDP) are
+    removed."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} does not hold a state dict '
                               f'(got {type(checkpoint).__name__}).')
     if param_key and param_key in checkpoint:
         state = checkpoint[param_key]
+    elif param_key == 'params_ema' and 'params' in checkpoint:
+        logger.warning(f"{path} has no 'params_ema'; loading 'params'.")
+        state = checkpoint['params']
     elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         state = checkpoint
+    elif any(isinstance(checkpoint.get(k), dict) for k in WRAPPER_KEYS):
+        state = next(checkpoint[k] for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict))
     else:
         raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
                               f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
-    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
+    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items()
+                       if isinstance(v, torch.Tensor))
 
 
 def describe_mismatch(net: nn.Module, state: dict) -> str:
@@ -97,7 +108,7 @@ class BaseModel:
     def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
                      param_key: str | None = 'params') -> None:
         """Load weights into ``net``; every mismatch is reported key by key."""
-        state = extract_state_dict(load_torch(load_path), param_key, load_path)
+        state = extract_state_dict(load_weights(load_path), param_key, load_path)
         bare = unwrap(net)
         mismatch = describe_mismatch(bare, state)
         if mismatch and strict:

@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.engine.ema import ModelEMA
+from basicsr_lite.engine.tiling import tiled_inference
 from basicsr_lite.losses import build_loss
 from basicsr_lite.models.base_model import BaseModel, unwrap
 from basicsr_lite.registry import MODEL_REGISTRY
@@ -63,10 +64,17 @@ class SRModel(BaseModel):
 
     @torch.no_grad()
     def test(self) -> None:
+        """Run the inference network on ``self.lq``; tile by tile when ``val.tile`` is set."""
         net = self.inference_network()
         was_training = net.training
         net.eval()
-        self.output = net(self.lq)
+        tile = (self.opt['val'] or {}).get('tile')
+        if tile is None:
+            self.output = net(self.lq)
+        else:
+            self.output = torch.cat([
+                tiled_inference(net, lq[None], self.opt['scale'], tile['size'], tile['overlap'])
+                for lq in self.lq]).to(self.device)
         net.train(was_training)
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:

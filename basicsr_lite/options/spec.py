@@ -150,6 +150,10 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'save_img': Value((bool,), default=False),
             'suffix': Value(OPT_STR, default=None),
             'pbar': Value((bool,), default=False),
+            'tile': Section(nullable=True, default=None, fields={
+                'size': Value((int,), required=True, check=positive),
+                'overlap': Value((int,), default=16, check=non_negative),
+            }),
             'metrics': MapOf(spec_for=lambda _: Typed(
                 resolve=METRIC_REGISTRY.get, kind='metric', hidden=('img', 'img2'),
                 fields={'better': Value((str,), default='higher', choices=('higher', 'lower'))}),

@@ -1,0 +1,310 @@
+"""SwinIR (Liang et al., ICCV-W 2021), BasicSR's / the authors' state-dict keys.
+
+Upsamplers: 'pixelshuffle' (classical SR), 'pixelshuffledirect' (lightweight SR),
+'nearest+conv' (real-world SR), '' (denoising / JPEG: same size). Inputs of any size are padded
+(reflect) to a multiple of ``window_size`` and the output is cropped back.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from basicsr_lite.archs.arch_util import Upsample
+from basicsr_lite.registry import ARCH_REGISTRY
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * num_windows, ws, ws, C)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // ws, ws, w // ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, c)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
+    b = windows.shape[0] // ((h // ws) * (w // ws))
+    x = windows.view(b, h // ws, w // ws, ws, ws, -1)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, -1)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch of a sample with probability p."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside each window, with a learned relative position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool = True,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.window_size, self.num_heads = window_size, num_heads
+        self.scale = (dim // num_heads)**-0.5
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1)**2, num_heads))
+        coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size),
+                                            indexing='ij')).flatten(1)  # 2, N
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window_size - 1
+        self.register_buffer('relative_position_index',
+                             rel[..., 0] * (2 * window_size - 1) + rel[..., 1])
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b_, n, c = x.shape
+        qkv = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        attn = attn + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(b_ // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, n, n)
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b_, n, c)))
+
+
+def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """-100 between positions that come from different regions after the cyclic shift."""
+    img_mask = torch.zeros((1, h, w, 1))
+    regions = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    count = 0
+    for hs in regions:
+        for wsl in regions:
+            img_mask[:, hs, wsl, :] = count
+            count += 1
+    windows = window_partition(img_mask, ws).view(-1, ws * ws)
+    mask = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+class SwinTransformerBlock(nn.Module):
+    def __init__(self, dim: int, input_resolution: tuple[int, int], num_heads: int,
+                 window_size: int = 7, shift_size: int = 0, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.input_resolution = input_resolution
+        if min(input_resolution) <= window_size:  # the window covers the whole image
+            shift_size, window_size = 0, min(input_resolution)
+        self.window_size, self.shift_size = window_size, shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        mask = shifted_window_mask(*input_resolution, window_size, shift_size) \
+            if shift_size > 0 else None
+        self.register_buffer('attn_mask', mask)  # in the released weights, hence persistent
+
+    def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
+        h, w = x_size
+        b, _, c = x.shape
+        ws, shift = self.window_size, self.shift_size
+        y = self.norm1(x).view(b, h, w, c)
+        if shift:
+            y = torch.roll(y, shifts=(-shift, -shift), dims=(1, 2))
+        if not shift:
+            mask = None
+        elif tuple(x_size) == tuple(self.input_resolution):
+            mask = self.attn_mask
+        else:
+            mask = shifted_window_mask(h, w, ws, shift).to(x)
+        y = self.attn(window_partition(y, ws).view(-1, ws * ws, c), mask)
+        y = window_reverse(y.view(-1, ws, ws, c), ws, h, w)
+        if shift:
+            y = torch.roll(y, shifts=(shift, shift), dims=(1, 2))
+        x = x + self.drop_path(y.reshape(b, h * w, c))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class BasicLayer(nn.Module):
+    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
+                 qkv_bias, drop, attn_drop, drop_path: Sequence[float]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([
+            SwinTransformerBlock(dim, input_resolution, num_heads, window_size,
+                                 0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias,
+                                 drop, attn_drop, drop_path[i]) for i in range(depth)])
+
+    def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, x_size)
+        return x
+
+
+def residual_conv(dim: int, resi_connection: str) -> nn.Module:
+    if resi_connection == '1conv':
+        return nn.Conv2d(dim, dim, 3, 1, 1)
+    if resi_connection == '3conv':  # fewer parameters and memory
+        return nn.Sequential(
+            nn.Conv2d(dim, dim // 4, 3, 1, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(dim // 4, dim, 3, 1, 1))
+    raise ValueError(f"resi_connection must be '1conv' or '3conv'; got '{resi_connection}'.")
+
+
+def to_image(x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
+    return x.transpose(1, 2).reshape(x.shape[0], -1, *x_size)
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer block: Swin blocks, then a conv, plus the input."""
+
+    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
+                 qkv_bias, drop, attn_drop, drop_path, resi_connection) -> None:
+        super().__init__()
+        self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size,
+                                         mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
+        self.conv = residual_conv(dim, resi_connection)
+
+    def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
+        y = self.conv(to_image(self.residual_group(x, x_size), x_size))
+        return y.flatten(2).transpose(1, 2) + x
+
+
+class PatchEmbed(nn.Module):
+    """Image to token sequence (patch size 1), with an optional LayerNorm (``patch_norm``)."""
+
+    def __init__(self, dim: int, norm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim) if norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(2).transpose(1, 2)
+        return self.norm(x) if self.norm is not None else x
+
+
+class UpsampleOneStep(nn.Sequential):
+    def __init__(self, scale: int, num_feat: int, num_out_ch: int) -> None:
+        super().__init__(nn.Conv2d(num_feat, scale**2 * num_out_ch, 3, 1, 1),
+                         nn.PixelShuffle(scale))
+
+
+@ARCH_REGISTRY.register()
+class SwinIR(nn.Module):
+    """Inputs in [0, 1] (``img_range`` 1 for the released models). ``img_size`` is the training
+    patch size: it fixes the size of the stored ``attn_mask`` buffers, so loading official
+    weights needs the value they were trained with (48 or 64, see the option files)."""
+
+    def __init__(self, img_size: int = 64, patch_size: int = 1, in_chans: int = 3,
+                 embed_dim: int = 96, depths: Sequence[int] = (6, 6, 6, 6),
+                 num_heads: Sequence[int] = (6, 6, 6, 6), window_size: int = 7,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, ape: bool = False,
+                 patch_norm: bool = True, upscale: int = 2, img_range: float = 1.0,
+                 upsampler: str = '', resi_connection: str = '1conv') -> None:
+        super().__init__()
+        if patch_size != 1:
+            raise ValueError('Only patch_size 1 is used by SwinIR for restoration.')
+        if upsampler not in ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', ''):
+            raise ValueError(f"upsampler must be 'pixelshuffle', 'pixelshuffledirect', "
+                             f"'nearest+conv' or ''; got '{upsampler}'.")
+        if upsampler == 'nearest+conv' and upscale != 4:
+            raise ValueError("upsampler 'nearest+conv' supports upscale 4 only.")
+        num_feat = 64
+        self.img_range, self.upscale, self.upsampler = img_range, upscale, upsampler
+        self.window_size = window_size
+        mean = (0.4488, 0.4371, 0.4040) if in_chans == 3 else (0.0,) * in_chans
+        self.mean = torch.tensor(mean).view(1, in_chans, 1, 1)
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
+        self.patch_embed = PatchEmbed(embed_dim, patch_norm)
+        self.absolute_pos_embed = nn.Parameter(torch.zeros(1, img_size**2, embed_dim)) \
+            if ape else None
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList([
+            RSTB(embed_dim, (img_size, img_size), depth, heads, window_size, mlp_ratio,
+                 qkv_bias, drop_rate, attn_drop_rate,
+                 dpr[sum(depths[:i]):sum(depths[:i + 1])], resi_connection)
+            for i, (depth, heads) in enumerate(zip(depths, num_heads))])
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = residual_conv(embed_dim, resi_connection)
+        if upsampler in ('pixelshuffle', 'nearest+conv'):
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+        if upsampler == 'pixelshuffle':
+            self.upsample = Upsample(upscale, num_feat)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
+        elif upsampler == 'pixelshuffledirect':
+            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
+        elif upsampler == 'nearest+conv':
+            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        else:
+            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x_size = (x.shape[2], x.shape[3])
+        x = self.patch_embed(x)
+        if self.absolute_pos_embed is not None:
+            x = x + self.absolute_pos_embed
+        x = self.pos_drop(x)
+        for layer in self.layers:
+            x = layer(x, x_size)
+        return to_image(self.norm(x), x_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.window_size, (-w) % self.window_size
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
+        mean = self.mean.to(x)
+        x = (x - mean) * self.img_range
+        if self.upsampler == '':
+            first = self.conv_first(x)
+            x = x + self.conv_last(self.conv_after_body(self.forward_features(first)) + first)
+        else:
+            x = self.conv_first(x)
+            x = self.conv_after_body(self.forward_features(x)) + x
+            if self.upsampler == 'pixelshuffle':
+                x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+            elif self.upsampler == 'pixelshuffledirect':
+                x = self.upsample(x)
+            else:
+                x = self.conv_before_upsample(x)
+                x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode='nearest')))
+                x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode='nearest')))
+                x = self.conv_last(self.lrelu(self.conv_hr(x)))
+        scale = self.upscale if self.upsampler else 1
+        return (x / self.img_range + mean)[..., :h * scale, :w * scale]
