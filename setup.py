@@ -34,7 +34,9 @@ setup(
     ],
     extras_require={
         'vision': ['torchvision'],
-        'dev': ['pytest'],
+        'safetensors': ['safetensors'],  # .safetensors weights, tools/convert_weights.py
+        'onnx': ['onnx', 'onnxruntime'],  # tools/export_onnx.py and its check
+        'dev': ['pytest', 'safetensors', 'onnx', 'onnxruntime'],
         'demo-data': ['scikit-image'],  # only for tools/make_demo_data.py
     },
     entry_points={

@@ -65,7 +65,16 @@ class RRDBNet(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = F.pixel_unshuffle(x, self.unshuffle) if self.unshuffle > 1 else x
+        h, w = x.shape[-2:]
+        if self.unshuffle > 1:  # sizes not divisible by the unshuffle factor are padded
+            pad_h, pad_w = (-h) % self.unshuffle, (-w) % self.unshuffle
+            if pad_h or pad_w:
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
+            return self._body(F.pixel_unshuffle(x, self.unshuffle))[
+                ..., :h * self.scale, :w * self.scale]
+        return self._body(x)
+
+    def _body(self, feat: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(feat)
         feat = feat + self.conv_body(self.body(feat))
         feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode='nearest')))

@@ -72,6 +72,23 @@ def describe_mismatch(net: nn.Module, state: dict) -> str:
     return '; '.join(parts)
 
 
+def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
+                      param_key: str | None = 'params') -> None:
+    """Load a weights file into ``net``; mismatches are reported key by key (an error when
+    ``strict``, else a warning and only the matching tensors are loaded)."""
+    state = extract_state_dict(load_weights(load_path), param_key, load_path)
+    bare = unwrap(net)
+    mismatch = describe_mismatch(bare, state)
+    if mismatch and strict:
+        raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
+                              f'(strict_load is true): {mismatch}')
+    if mismatch:
+        logger.warning(f'Loading {load_path} non-strictly: {mismatch}')
+        own = bare.state_dict()
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    bare.load_state_dict(state, strict=strict)
+
+
 class BaseModel:
     """Shared plumbing of all models. ``network_keys`` / ``loss_keys`` declare which option keys a
     model uses, so option validation can reject the others."""
@@ -108,18 +125,8 @@ class BaseModel:
     def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
                      param_key: str | None = 'params') -> None:
         """Load weights into ``net``; every mismatch is reported key by key."""
-        state = extract_state_dict(load_weights(load_path), param_key, load_path)
-        bare = unwrap(net)
-        mismatch = describe_mismatch(bare, state)
-        if mismatch and strict:
-            raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
-                                  f'(strict_load is true): {mismatch}')
-        if mismatch:
-            logger.warning(f'Loading {load_path} non-strictly: {mismatch}')
-            own = bare.state_dict()
-            state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        bare.load_state_dict(state, strict=strict)
-        logger.info(f'Loaded {bare.__class__.__name__} from {load_path} [{param_key}].')
+        load_weights_into(net, load_path, strict, param_key)
+        logger.info(f'Loaded {unwrap(net).__class__.__name__} from {load_path} [{param_key}].')
 
     def save_network(self, nets: dict[str, nn.Module], net_label: str, current_iter: int) -> None:
         """Write ``models/<label>_<iter>.pth`` holding one state dict per param key."""
