@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.export import export_onnx, verify_onnx  # noqa: E402
-from basicsr_lite.engine.pretrained import (add_network_args, load_pretrained,  # noqa: E402
-                                            network_spec)
+from basicsr_lite.engine.pretrained import (add_network_args, in_channels,  # noqa: E402
+                                            load_pretrained, network_spec)
 from basicsr_lite.errors import UserError  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec, _, weights, key = network_spec(args)
         net = load_pretrained(spec, weights, key)
-        channels = next(m for m in net.modules() if hasattr(m, 'in_channels')).in_channels
+        channels = in_channels(net)
         export_onnx(net, args.output, channels, args.size, args.opset, not args.static)
         print(f'Wrote {args.output}.')
         if not args.no_check:

@@ -17,12 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from basicsr_lite.engine.pretrained import (add_network_args, load_pretrained,  # noqa: E402
-                                             network_spec)
+from basicsr_lite.engine.pretrained import (add_network_args, in_channels,  # noqa: E402
+                                            load_pretrained, network_spec)
 from basicsr_lite.engine.tiling import tiled_inference  # noqa: E402
 from basicsr_lite.errors import ImageReadError, UserError  # noqa: E402
 from basicsr_lite.utils.img_util import img2tensor, imread, imwrite  # noqa: E402
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f'Error: {err}', file=sys.stderr)
         return 2
+    with torch.no_grad():  # output channels of the network
+        out_channels = net(torch.rand(1, in_channels(net), 16, 16, device=device,
+                                      dtype=dtype)).shape[1]
     skipped, start = 0, time.time()
     for path in tqdm(files, unit='img'):
         try:
@@ -73,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             skipped += 1
             continue
         lq = img2tensor(img)[None]
-        sr = tiled_inference(net, lq, scale, args.tile or None, args.overlap, args.ensemble,
-                             device, dtype, as_uint8=True)
-        out = sr[0].permute(1, 2, 0).numpy()
-        imwrite(out[..., ::-1] if out.shape[2] == 3 else out,  # RGB -> BGR for cv2
-                Path(args.output) / f'{path.stem}{args.suffix}.png')
+        del img
+        # Written in place into the HWC array that is saved: no copy of a huge output.
+        out = np.empty((lq.shape[2] * scale, lq.shape[3] * scale, out_channels), np.uint8)
+        tiled_inference(net, lq, scale, args.tile or None, args.overlap, args.ensemble, device,
+                        dtype, out=torch.from_numpy(out).permute(2, 0, 1)[None])
+        if out_channels == 3:
+            cv2.cvtColor(out, cv2.COLOR_RGB2BGR, dst=out)
+        imwrite(out, Path(args.output) / f'{path.stem}{args.suffix}.png')
+        del out, lq
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'{len(files) - skipped} image(s) in {time.time() - start:.1f} s; peak RSS '
           f'{peak_mb:.0f} MB; output in {args.output}')

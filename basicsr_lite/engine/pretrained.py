@@ -55,3 +55,8 @@ def load_pretrained(spec: dict, weights: str | None, param_key: str,
         raise UserError(f'Cannot build {spec}: {err}') from err
     load_weights_into(net, weights, strict=True, param_key=param_key)
     return net.eval().to(device=device, dtype=dtype)
+
+
+def in_channels(net: nn.Module) -> int:
+    """Input channels of a network: those of its first convolution."""
+    return next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels

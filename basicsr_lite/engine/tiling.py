@@ -48,19 +48,22 @@ def tile_starts(length: int, tile: int) -> list[int]:
 def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = None,
                     overlap: int = 16, ensemble: bool = False,
                     device: torch.device | None = None, dtype: torch.dtype | None = None,
-                    as_uint8: bool = False,
+                    as_uint8: bool = False, out: torch.Tensor | None = None,
                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Super-resolve ``lq`` (1CHW, [0, 1], any device) tile by tile.
 
     ``tile``: core size in LQ pixels (None: the whole image at once); ``overlap``: context
     pixels around each tile; ``device`` / ``dtype``:
     where and in which precision the network runs (the network must already be there);
-    ``as_uint8``: return a uint8 CPU tensor (4x less memory than float for big outputs).
-    Returns 1C(H*scale)(W*scale) on the CPU.
+    ``as_uint8``: return a uint8 CPU tensor (4x less memory than float for big outputs);
+    ``out``: a 1C(H*scale)(W*scale) CPU tensor to write into, e.g. a permuted view of an HWC
+    numpy image, so that saving needs no copy of a huge output.
+    Returns 1C(H*scale)(W*scale) on the CPU (``out`` when given).
     """
     device = device or lq.device
     h, w = lq.shape[-2:]
-    output = None
+    output = out
+    as_uint8 = as_uint8 or (out is not None and out.dtype == torch.uint8)
     tile = tile or max(h, w)
     starts = [(y, x) for y in tile_starts(h, tile) for x in tile_starts(w, tile)]
     for i, (y, x) in enumerate(starts):
