@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,15 @@ def tiny_opt(tiny_data: dict) -> dict:
 def write_yaml(path: Path, opt: dict) -> Path:
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     return path
+
+
+TOOLS = Path(__file__).resolve().parent.parent / 'tools'
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -1,5 +1,3 @@
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,16 +9,9 @@ from basicsr_lite.errors import DataError
 from basicsr_lite.utils.dataset_tools import (crop_positions, extract_subimages, folder_metrics,
                                               generate_lr)
 from basicsr_lite.utils.synthetic import make_paired_folder, smooth_image
+from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_crop_positions_basicsr_rule():

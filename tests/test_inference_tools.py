@@ -1,8 +1,6 @@
 """Weight forms, tiling, self-ensemble, and the inference / conversion / ONNX tools."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +14,7 @@ from basicsr_lite.engine.tiling import ensemble_forward, tiled_inference
 from basicsr_lite.models.base_model import load_weights_into
 from basicsr_lite.utils.img_util import img2tensor, tensor2img
 from basicsr_lite.utils.synthetic import smooth_image
+from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ARCHS = {
@@ -25,14 +24,6 @@ LOCAL_ARCHS = {
     'RRDBNet': dict(num_in_ch=3, num_out_ch=3, scale=2, num_feat=8, num_block=1,
                     num_grow_ch=4),
 }
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_net(arch='MSRResNet'):
@@ -158,3 +149,12 @@ def test_export_onnx(tmp_path, capsys, arch, extra):
     out = capsys.readouterr().out
     assert code == 0, out
     assert 'max |diff|' in out and (tmp_path / 'm.onnx').stat().st_size > 1000
+
+
+def test_half_precision_path_on_cpu_bf16():
+    net = tiny_net('EDSR')
+    lq = img2tensor(smooth_image(np.random.default_rng(3), 24, 24).astype(np.float32) / 255)[None]
+    full = tiled_inference(net, lq, 2)
+    half = tiled_inference(net.to(torch.bfloat16), lq, 2, tile=12, overlap=8,
+                           dtype=torch.bfloat16)
+    assert half.dtype == torch.float32 and (half - full).abs().max() < 0.05

@@ -1,5 +1,4 @@
 import re
-from pathlib import Path
 
 import cv2
 import lmdb
@@ -134,13 +133,8 @@ def test_missing_key_is_named(pair):
 
 
 def test_create_lmdb_cli(pair, capsys):
-    import importlib.util
-    import sys
-    path = Path(__file__).resolve().parent.parent / 'tools' / 'create_lmdb.py'
-    spec = importlib.util.spec_from_file_location('create_lmdb', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['create_lmdb'] = module
-    spec.loader.exec_module(module)
+    from tests.conftest import load_tool
+    module = load_tool('create_lmdb')
     assert module.main(['--input', str(pair / 'HR'), '--output', str(pair / 'cli.lmdb'),
                         '--workers', '1', '--verify']) == 0
     assert 'cli.lmdb: 4 images' in capsys.readouterr().out

@@ -15,10 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.validate import ValidationResult, format_table, write_metrics  # noqa
-from basicsr_lite.errors import UserError  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.utils.dataset_tools import folder_metrics  # noqa: E402
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,12 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--csv', default=None, help='write the table as CSV')
     parser.add_argument('--json', default=None, help='write per-image and mean values as JSON')
     args = parser.parse_args(argv)
-    try:
-        rows = folder_metrics(args.restored, args.gt, args.crop_border, args.test_y_channel,
-                              args.restored_tmpl)
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    rows = folder_metrics(args.restored, args.gt, args.crop_border, args.test_y_channel,
+                          args.restored_tmpl)
     result = ValidationResult(Path(args.gt).name, rows)
     width = max(len(r['name']) for r in rows)
     print(f'{"image":<{width}}  {"PSNR":>9}  {"SSIM":>7}')

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.checkpoint import (CheckpointError, atomic_write,  # noqa: E402
                                             flatten_param_keys, load_weights, save_torch)
-from basicsr_lite.errors import UserError  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 
 
 def convert(src: Path, dest: Path) -> int:
@@ -35,6 +35,7 @@ def convert(src: Path, dest: Path) -> int:
     return len(flatten_param_keys(weights))
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,11 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if dest.exists() and not args.overwrite:
         print(f'Error: {dest} exists; use --overwrite.', file=sys.stderr)
         return 2
-    try:
-        count = convert(src, dest)
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    count = convert(src, dest)
     print(f'{dest}: {count} tensors.')
     return 0
 

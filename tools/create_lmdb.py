@@ -14,11 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from basicsr_lite.errors import UserError  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.utils.lmdb_util import folder_keys, make_lmdb_from_folder  # noqa: E402
 from basicsr_lite.utils.misc import sizeof_fmt  # noqa: E402
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,17 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.input) != len(args.output):
         parser.error(f'{len(args.input)} --input folders but {len(args.output)} --output paths.')
     from tqdm import tqdm
-    try:
-        for folder, out in zip(args.input, args.output):
-            with tqdm(total=len(folder_keys(folder)), unit='img', desc=Path(out).name) as bar:
-                report = make_lmdb_from_folder(
-                    folder, out, args.compress_level, args.workers, args.batch, args.overwrite,
-                    args.verify, progress=lambda i: bar.update(i - bar.n))
-            print(f'{report.path}: {report.count} images, {sizeof_fmt(report.data_bytes)} of PNG '
-                  f'data{", verified" if args.verify else ""}.')
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    for folder, out in zip(args.input, args.output):
+        with tqdm(total=len(folder_keys(folder)), unit='img', desc=Path(out).name) as bar:
+            report = make_lmdb_from_folder(
+                folder, out, args.compress_level, args.workers, args.batch, args.overwrite,
+                args.verify, progress=lambda i: bar.update(i - bar.n))
+        print(f'{report.path}: {report.count} images, {sizeof_fmt(report.data_bytes)} of PNG '
+              f'data{", verified" if args.verify else ""}.')
     return 0
 
 

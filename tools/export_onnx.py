@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from basicsr_lite.engine.export import export_onnx, verify_onnx  # noqa: E402
 from basicsr_lite.engine.pretrained import (add_network_args, in_channels,  # noqa: E402
                                             load_pretrained, network_spec)
-from basicsr_lite.errors import UserError  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,24 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-check', action='store_true', help='do not run onnxruntime')
     parser.add_argument('--tolerance', type=float, default=1e-4)
     args = parser.parse_args(argv)
-    try:
-        spec, _, weights, key = network_spec(args)
-        net = load_pretrained(spec, weights, key)
-        channels = in_channels(net)
-        export_onnx(net, args.output, channels, args.size, args.opset, not args.static)
-        print(f'Wrote {args.output}.')
-        if not args.no_check:
-            shapes = [(1, channels, args.size, args.size)]
-            if not args.static:
-                shapes.append((2, channels, args.size // 2 + 3, args.size + 5))
-            worst = verify_onnx(net, args.output, shapes)
-            print(f'onnxruntime vs PyTorch on inputs {shapes}: max |diff| {worst:.2e}')
-            if worst > args.tolerance:
-                print(f'Error: difference above --tolerance {args.tolerance}.', file=sys.stderr)
-                return 1
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    spec, _, weights, key = network_spec(args)
+    net = load_pretrained(spec, weights, key)
+    channels = in_channels(net)
+    export_onnx(net, args.output, channels, args.size, args.opset, not args.static)
+    print(f'Wrote {args.output}.')
+    if not args.no_check:
+        shapes = [(1, channels, args.size, args.size)]
+        if not args.static:
+            shapes.append((2, channels, args.size // 2 + 3, args.size + 5))
+        worst = verify_onnx(net, args.output, shapes)
+        print(f'onnxruntime vs PyTorch on inputs {shapes}: max |diff| {worst:.2e}')
+        if worst > args.tolerance:
+            print(f'Error: difference above --tolerance {args.tolerance}.', file=sys.stderr)
+            return 1
     return 0
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from basicsr_lite.errors import UserError  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.utils.dataset_tools import extract_subimages  # noqa: E402
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir  # noqa: E402
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,16 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     if (args.lq_input is None) != (args.lq_output is None):
         parser.error('--lq-input and --lq-output go together.')
     from tqdm import tqdm
-    try:
-        total = len(list(scandir(args.input, IMG_EXTENSIONS))) if Path(args.input).is_dir() else 0
-        with tqdm(total=total, unit='img') as bar:
-            report = extract_subimages(
-                args.input, args.output, args.crop_size, args.step, args.thresh_size,
-                args.lq_input, args.lq_output, args.scale, args.suffix_pattern,
-                args.compress_level, args.workers, progress=lambda: bar.update(1))
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    total = len(list(scandir(args.input, IMG_EXTENSIONS))) if Path(args.input).is_dir() else 0
+    with tqdm(total=total, unit='img') as bar:
+        report = extract_subimages(
+            args.input, args.output, args.crop_size, args.step, args.thresh_size,
+            args.lq_input, args.lq_output, args.scale, args.suffix_pattern,
+            args.compress_level, args.workers, progress=lambda: bar.update(1))
     print(f'{report.done} images -> {report.outputs} sub-images in {args.output}.')
     for message in report.skipped:
         print(f'Skipped: {message}', file=sys.stderr)

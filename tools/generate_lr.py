@@ -15,11 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from basicsr_lite.errors import UserError  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.utils.dataset_tools import generate_lr  # noqa: E402
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir  # noqa: E402
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,15 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     from tqdm import tqdm
-    try:
-        total = len(list(scandir(args.input, IMG_EXTENSIONS))) if Path(args.input).is_dir() else 0
-        with tqdm(total=total, unit='img') as bar:
-            report = generate_lr(args.input, args.output, args.scale, args.suffix,
-                                 args.hr_mod_output, args.compress_level, args.workers,
-                                 progress=lambda: bar.update(1))
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    total = len(list(scandir(args.input, IMG_EXTENSIONS))) if Path(args.input).is_dir() else 0
+    with tqdm(total=total, unit='img') as bar:
+        report = generate_lr(args.input, args.output, args.scale, args.suffix,
+                             args.hr_mod_output, args.compress_level, args.workers,
+                             progress=lambda: bar.update(1))
     print(f'{report.outputs} LR images written to {args.output}.')
     for error in report.errors:
         print(f'Error: {error}', file=sys.stderr)

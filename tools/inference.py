@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from basicsr_lite.engine.pretrained import (add_network_args, in_channels,  # noqa: E402
                                             load_pretrained, network_spec)
 from basicsr_lite.engine.tiling import tiled_inference  # noqa: E402
+from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.errors import ImageReadError, UserError  # noqa: E402
 from basicsr_lite.utils.img_util import img2tensor, imread, imwrite  # noqa: E402
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir  # noqa: E402
@@ -41,6 +42,7 @@ def input_files(path: Path) -> list[Path]:
     raise UserError(f'Input {path} does not exist.')
 
 
+@tool_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,13 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu') \
         if args.device == 'auto' else torch.device(args.device)
     dtype = DTYPES.get(args.half)
-    try:
-        spec, scale, weights, key = network_spec(args)
-        net = load_pretrained(spec, weights, key, device, dtype)
-        files = input_files(Path(args.input))
-    except UserError as err:
-        print(f'Error: {err}', file=sys.stderr)
-        return 2
+    spec, scale, weights, key = network_spec(args)
+    net = load_pretrained(spec, weights, key, device, dtype)
+    files = input_files(Path(args.input))
     with torch.no_grad():  # output channels of the network
         out_channels = net(torch.rand(1, in_channels(net), 16, 16, device=device,
                                       dtype=dtype)).shape[1]

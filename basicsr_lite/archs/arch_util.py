@@ -72,3 +72,55 @@ def channel_std(x: torch.Tensor) -> torch.Tensor:
     """Per-channel standard deviation over the spatial dims (population), shape (N, C, 1, 1)."""
     mean = x.mean(dim=(2, 3), keepdim=True)
     return (x - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+
+
+class ConcatFusionSR(nn.Module):
+    """The IMDN / RFDN skeleton: a 3x3 conv, ``num_block`` blocks in a chain whose outputs are
+    concatenated and fused (1x1 conv + LeakyReLU 0.05, key ``c``), a 3x3 conv (``LR_conv``) plus
+    the first features, and a pixel-shuffle upsampler. Blocks are attributes
+    ``<prefix>1 ... <prefix>N``, as in the released weights."""
+
+    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, num_block: int,
+                 upscale: int, block: type[nn.Module], prefix: str) -> None:
+        super().__init__()
+        self.block_names = [f'{prefix}{i}' for i in range(1, num_block + 1)]
+        self.fea_conv = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        for name in self.block_names:
+            setattr(self, name, block(num_feat))
+        self.c = nn.Sequential(nn.Conv2d(num_feat * num_block, num_feat, 1),
+                               nn.LeakyReLU(0.05, inplace=True))
+        self.LR_conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.upsampler = pixelshuffle_block(num_feat, num_out_ch, upscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.fea_conv(x)
+        outs, out = [], fea
+        for name in self.block_names:
+            out = getattr(self, name)(out)
+            outs.append(out)
+        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea)
+
+
+class MeanShiftSR(nn.Module):
+    """The EDSR / RCAN skeleton: ``(x - rgb_mean) * img_range``, a 3x3 conv, ``body`` plus a 3x3
+    conv with a global skip, upsampling, a 3x3 conv, and the mean shift undone. The mean is not
+    a buffer: BasicSR's weight files have no key for it."""
+
+    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int, upscale: int,
+                 body: nn.Module, img_range: float, rgb_mean) -> None:
+        super().__init__()
+        if len(rgb_mean) != num_in_ch:
+            raise ValueError(f'rgb_mean has {len(rgb_mean)} values but num_in_ch is {num_in_ch}.')
+        self.img_range = img_range
+        self.mean = torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = body
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.upsample = Upsample(upscale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self.mean.to(x)
+        x = self.conv_first((x - mean) * self.img_range)
+        res = self.conv_after_body(self.body(x)) + x
+        return self.conv_last(self.upsample(res)) / self.img_range + mean

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from basicsr_lite.archs.arch_util import channel_std, pixelshuffle_block
+from basicsr_lite.archs.arch_util import ConcatFusionSR, channel_std
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -47,26 +47,9 @@ class IMDModule(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class IMDN(nn.Module):
+class IMDN(ConcatFusionSR):
     """Inputs RGB in [0, 1]. The released weights: num_feat 64, num_block 6, x2/x3/x4."""
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64,
                  num_block: int = 6, upscale: int = 4) -> None:
-        super().__init__()
-        self.num_block = num_block
-        self.fea_conv = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        for i in range(1, num_block + 1):  # IMDB1 ... IMDB6, as in the release
-            setattr(self, f'IMDB{i}', IMDModule(num_feat))
-        self.c = nn.Sequential(nn.Conv2d(num_feat * num_block, num_feat, 1),
-                               nn.LeakyReLU(0.05, inplace=True))
-        self.LR_conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.upsampler = pixelshuffle_block(num_feat, num_out_ch, upscale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs, out = [], fea
-        for i in range(1, self.num_block + 1):
-            out = getattr(self, f'IMDB{i}')(out)
-            outs.append(out)
-        out_lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
-        return self.upsampler(out_lr)
+        super().__init__(num_in_ch, num_out_ch, num_feat, num_block, upscale, IMDModule, 'IMDB')

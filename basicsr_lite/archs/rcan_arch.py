@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from basicsr_lite.archs.arch_util import Upsample, make_layer
+from basicsr_lite.archs.arch_util import MeanShiftSR, make_layer
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -49,25 +49,13 @@ class ResidualGroup(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class RCAN(nn.Module):
+class RCAN(MeanShiftSR):
     """Inputs RGB in [0, 1]; internally ``(x - rgb_mean) * img_range`` like EDSR."""
 
     def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int = 64, num_group: int = 10,
                  num_block: int = 16, squeeze_factor: int = 16, upscale: int = 4,
                  res_scale: float = 1.0, img_range: float = 255.0,
                  rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040)) -> None:
-        super().__init__()
-        self.img_range = img_range
-        self.mean = torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.body = make_layer(ResidualGroup, num_group, num_feat=num_feat, num_block=num_block,
-                               squeeze_factor=squeeze_factor, res_scale=res_scale)
-        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.upsample = Upsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self.mean.to(x)
-        x = self.conv_first((x - mean) * self.img_range)
-        res = self.conv_after_body(self.body(x)) + x
-        return self.conv_last(self.upsample(res)) / self.img_range + mean
+        body = make_layer(ResidualGroup, num_group, num_feat=num_feat, num_block=num_block,
+                          squeeze_factor=squeeze_factor, res_scale=res_scale)
+        super().__init__(num_in_ch, num_out_ch, num_feat, upscale, body, img_range, rgb_mean)

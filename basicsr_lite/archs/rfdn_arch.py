@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basicsr_lite.archs.arch_util import pixelshuffle_block
+from basicsr_lite.archs.arch_util import ConcatFusionSR
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -56,25 +56,9 @@ class RFDB(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class RFDN(nn.Module):
+class RFDN(ConcatFusionSR):
     """Inputs RGB in [0, 1]. The AIM 2020 weights: num_feat 50, num_block 4, x4."""
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 50,
                  num_block: int = 4, upscale: int = 4) -> None:
-        super().__init__()
-        self.num_block = num_block
-        self.fea_conv = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        for i in range(1, num_block + 1):  # B1 ... B4, as in the release
-            setattr(self, f'B{i}', RFDB(num_feat))
-        self.c = nn.Sequential(nn.Conv2d(num_feat * num_block, num_feat, 1),
-                               nn.LeakyReLU(0.05, inplace=True))
-        self.LR_conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.upsampler = pixelshuffle_block(num_feat, num_out_ch, upscale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x)
-        outs, out = [], fea
-        for i in range(1, self.num_block + 1):
-            out = getattr(self, f'B{i}')(out)
-            outs.append(out)
-        return self.upsampler(self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea)
+        super().__init__(num_in_ch, num_out_ch, num_feat, num_block, upscale, RFDB, 'B')

@@ -1,6 +1,7 @@
 """Running an entry point: user errors become one clear message and exit code 2."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Callable, Sequence
@@ -30,3 +31,17 @@ def run_cli(pipeline: Callable[[Sequence[str] | None], None],
     finally:
         destroy_dist()
     return 0
+
+
+def tool_main(func: Callable[..., int]) -> Callable[..., int]:
+    """For the ``tools/`` scripts: a user error becomes ``Error: <message>`` and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return func(*args, **kwargs)
+        except UserError as err:
+            print(f'Error: {user_message(err)}', file=sys.stderr)
+            return 2
+
+    return wrapper
