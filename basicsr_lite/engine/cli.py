@@ -4,10 +4,14 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from typing import Callable, Sequence
 
 from basicsr_lite.engine.dist import destroy_dist
 from basicsr_lite.errors import UserError
+
+
+OTHER_RANKS_EXIT_DELAY_S = 5.0
 
 
 def user_message(err: BaseException) -> str:
@@ -27,6 +31,10 @@ def run_cli(pipeline: Callable[[Sequence[str] | None], None],
     except UserError as err:
         if int(os.environ.get('RANK', 0)) == 0:
             print(f'Error: {user_message(err)}', file=sys.stderr, flush=True)
+        else:
+            # Every rank meets the same option/data error; torchrun stops the others as soon as
+            # one exits, so give rank 0 the time to print it (once) first.
+            time.sleep(OTHER_RANKS_EXIT_DELAY_S)
         return 2
     finally:
         destroy_dist()
