@@ -75,8 +75,9 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
             finished = False
             break
         timer.restart()
-    if timer.summary():
-        logger.info(timer.summary())
+    summary = timer.summary()
+    if summary:
+        logger.info(summary)
     return finished
 
 
@@ -118,6 +119,16 @@ def setup(opt: dict) -> tuple[torch.device, Path | None]:
     return device, state_path
 
 
+PEER_FAILURE_MARKERS = ('Connection reset', 'Connection closed', 'Broken pipe', 'gloo', 'NCCL',
+                        'timed out', 'Timeout')
+
+
+def is_peer_failure(err: RuntimeError) -> bool:
+    """Whether a RuntimeError comes from a collective whose peer died or hung."""
+    dist_error = getattr(torch.distributed, 'DistError', ())
+    return isinstance(err, dist_error) or any(m in str(err) for m in PEER_FAILURE_MARKERS)
+
+
 def lost_peer_error(err: RuntimeError, model) -> TrainingError:
     return TrainingError(f'Another process of this distributed run stopped or became unreachable '
                          f'({str(err).splitlines()[0][:200]}); exiting. Last good checkpoint: '
@@ -140,24 +151,26 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     loop = restore(model, opt, state_path, state) if state is not None else LoopState()
     logger.info(f'Start training from epoch {loop.epoch}, iter {loop.current_iter}.')
     start = time.time()
-    with GracefulStop() as stopper:
-        try:
-            finished = train_loop(model, opt, loop, loader, sampler, val_loaders, tb_logger,
-                                  stopper)
-        except RuntimeError as err:
-            if opt['dist'] and get_dist_info()[1] > 1:
-                raise lost_peer_error(err, model) from err
-            raise
-    if loop.corrupt_skipped:
-        logger.warning(f'{loop.corrupt_skipped} corrupt training image(s) were skipped.')
-    if not finished:
-        return
-    logger.info(f'End of training in {time.time() - start:.1f} s. Saving the latest model.')
-    if opt['rank'] == 0:
-        model.save(loop.epoch, current_iter=-1)
-    final_report(model, opt, val_loaders, tb_logger)
-    if tb_logger is not None:
-        tb_logger.close()
+    try:
+        with GracefulStop() as stopper:
+            try:
+                finished = train_loop(model, opt, loop, loader, sampler, val_loaders, tb_logger,
+                                      stopper)
+            except RuntimeError as err:
+                if opt['world_size'] > 1 and is_peer_failure(err):
+                    raise lost_peer_error(err, model) from err
+                raise
+        if loop.corrupt_skipped:
+            logger.warning(f'{loop.corrupt_skipped} corrupt training image(s) were skipped.')
+        if finished:
+            logger.info(f'End of training in {time.time() - start:.1f} s. Saving the latest '
+                        f'model.')
+            if opt['rank'] == 0:
+                model.save(loop.epoch, current_iter=-1)
+            final_report(model, opt, val_loaders, tb_logger)
+    finally:
+        if tb_logger is not None:
+            tb_logger.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
