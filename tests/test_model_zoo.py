@@ -97,3 +97,12 @@ def test_pan_reproduces_its_logs_per_image(scale, tmp_path, monkeypatch):
         for image, (psnr, ssim) in logs[name].items():
             assert rows[image]['psnr'] == pytest.approx(psnr, abs=0.01), (name, image)
             assert rows[image]['ssim'] == pytest.approx(ssim, abs=0.0005), (name, image)
+
+
+@needs_shared
+def test_rfdn_aim_weights_give_a_sane_result(tmp_path, monkeypatch):
+    """No published numbers ship with these weights; this guards the 0..255 input convention
+    they need (with [0, 1] inputs they give 26.0 dB on Set5 x4). The RFDN paper reports 32.24."""
+    monkeypatch.chdir(ROOT)
+    results = run_test_py(ROOT / 'options/test/RFDN/test_RFDN_x4.yml', tmp_path, {'Set5'})
+    assert results['Set5']['mean']['psnr'] == pytest.approx(32.1589, abs=0.01)
