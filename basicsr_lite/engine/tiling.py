@@ -40,10 +40,6 @@ def ensemble_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return total / len(_ENSEMBLE)
 
 
-def tile_starts(length: int, tile: int) -> list[int]:
-    return list(range(0, length, tile))
-
-
 @torch.no_grad()
 def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = None,
                     overlap: int = 16, ensemble: bool = False,
@@ -53,8 +49,8 @@ def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | No
     """Super-resolve ``lq`` (1CHW, [0, 1], any device) tile by tile.
 
     ``tile``: core size in LQ pixels (None: the whole image at once); ``overlap``: context
-    pixels around each tile; ``device`` / ``dtype``:
-    where and in which precision the network runs (the network must already be there);
+    pixels around each tile; ``device`` / ``dtype``: where and in which precision the network
+    runs (the network must already be there);
     ``as_uint8``: return a uint8 CPU tensor (4x less memory than float for big outputs);
     ``out``: a 1C(H*scale)(W*scale) CPU tensor to write into, e.g. a permuted view of an HWC
     numpy image, so that saving needs no copy of a huge output.
@@ -65,7 +61,7 @@ def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | No
     output = out
     as_uint8 = as_uint8 or (out is not None and out.dtype == torch.uint8)
     tile = tile or max(h, w)
-    starts = [(y, x) for y in tile_starts(h, tile) for x in tile_starts(w, tile)]
+    starts = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     for i, (y, x) in enumerate(starts):
         y1, x1 = min(y + tile, h), min(x + tile, w)
         cy0, cx0 = max(y - overlap, 0), max(x - overlap, 0)
