@@ -20,8 +20,6 @@ LOADER_KEYS = frozenset({
     'name', 'type', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
     'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers',
     'prefetch_factor', 'skip_corrupt'})
-# Keys the framework passes to a dataset when its constructor accepts them.
-INJECTED_KEYS = ('scale', 'phase')
 
 
 def dataset_phase(key: str) -> str:

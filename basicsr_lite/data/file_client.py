@@ -75,7 +75,3 @@ class FileClient:
 
     def get(self, path: str, client_key: str = 'default') -> bytes:
         return self.client.get(path, client_key)
-
-
-def available_backends() -> list[str]:
-    return sorted(_BACKENDS)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import io
 import os
 import subprocess
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -58,18 +57,6 @@ def get_dist_info() -> tuple[int, int]:
 
 def is_dist() -> bool:
     return get_dist_info()[1] > 1
-
-
-def master_only(func: Callable) -> Callable:
-    """Run ``func`` on rank 0 only (returns None elsewhere)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        if get_dist_info()[0] == 0:
-            return func(*args, **kwargs)
-        return None
-
-    return wrapper
 
 
 def barrier() -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import random
 import time
 from pathlib import Path
@@ -58,11 +57,6 @@ def sizeof_fmt(size: float, suffix: str = 'B') -> str:
             return f'{size:3.1f} {unit}{suffix}'
         size /= 1024.0
     return f'{size:3.1f} P{suffix}'
-
-
-def make_dirs(*paths: str | Path) -> None:
-    for path in paths:
-        os.makedirs(path, exist_ok=True)
 
 
 def get_rng_state() -> dict:
