@@ -13,9 +13,8 @@ from typing import Sequence
 
 from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
-from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
-from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, prepare_folder,
-                                           select_device)
+from basicsr_lite.engine.dist import barrier
+from basicsr_lite.engine.experiment import copy_option_file, prepare_folder, start_processes
 from basicsr_lite.engine.logger import get_root_logger
 from basicsr_lite.engine.validate import format_table, write_metrics
 from basicsr_lite.models import build_model
@@ -27,12 +26,7 @@ logger = logging.getLogger('basicsr_lite')
 
 def test_pipeline(argv: Sequence[str] | None = None) -> None:
     opt, _ = parse_options(argv, is_train=False)
-    check_launcher(opt)
-    device = select_device(opt)
-    if opt['dist']:
-        params = opt['dist_params']
-        init_dist(opt['launcher'], params['backend'], params['port'], params['timeout'])
-    opt['rank'], opt['world_size'] = get_dist_info()
+    device = start_processes(opt)
     if opt['rank'] == 0:
         prepare_folder(opt['path']['results_root'], keep_existing=False)
         copy_option_file(opt, resuming=False)

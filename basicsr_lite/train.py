@@ -14,9 +14,9 @@ from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader
 from basicsr_lite.data.prefetcher import build_prefetcher
 from basicsr_lite.engine.checkpoint import remove_stale_temp_files
 from basicsr_lite.engine.cli import run_cli
-from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
-from basicsr_lite.engine.experiment import (check_launcher, copy_option_file, find_resume_state,
-                                            load_resume_state, prepare_folder, select_device)
+from basicsr_lite.engine.dist import barrier
+from basicsr_lite.engine.experiment import (copy_option_file, find_resume_state,
+                                            load_resume_state, prepare_folder, start_processes)
 from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
                                         init_tb_logger)
 from basicsr_lite.engine.resume import LoopState, adopt_saved_seed, restore, save_checkpoint
@@ -98,12 +98,7 @@ def final_report(model, opt: dict, val_loaders, tb_logger) -> None:
 
 def setup(opt: dict) -> tuple[torch.device, Path | None]:
     """Distributed init, device, folders, logger, seed; returns (device, resume state path)."""
-    check_launcher(opt)
-    device = select_device(opt)  # before any collective: a config error is not a hang
-    if opt['dist']:
-        params = opt['dist_params']
-        init_dist(opt['launcher'], params['backend'], params['port'], params['timeout'])
-    opt['rank'], opt['world_size'] = get_dist_info()
+    device = start_processes(opt)
     state_path = find_resume_state(opt)
     if opt['rank'] == 0:
         prepare_folder(opt['path']['experiments_root'], keep_existing=state_path is not None)

@@ -10,6 +10,7 @@ import torch
 
 from basicsr_lite.engine.checkpoint import CheckpointError, atomic_write, find_resumable_state, \
     load_torch
+from basicsr_lite.engine.dist import get_dist_info, init_dist
 from basicsr_lite.errors import OptionError, UserError
 from basicsr_lite.utils.misc import get_time_str
 
@@ -42,6 +43,18 @@ def select_device(opt: dict) -> torch.device:
     if num_gpu == 0:
         return torch.device('cpu')
     return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % available)
+
+
+def start_processes(opt: dict) -> torch.device:
+    """Launcher check, device, process group (after them: a config error is never a hang);
+    records ``rank`` and ``world_size`` in ``opt``."""
+    check_launcher(opt)
+    device = select_device(opt)
+    if opt['dist']:
+        params = opt['dist_params']
+        init_dist(opt['launcher'], params['backend'], params['port'], params['timeout'])
+    opt['rank'], opt['world_size'] = get_dist_info()
+    return device
 
 
 def prepare_folder(root: str | Path, keep_existing: bool) -> None:
