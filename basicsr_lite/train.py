@@ -15,8 +15,8 @@ from basicsr_lite.data.prefetcher import build_prefetcher
 from basicsr_lite.engine.checkpoint import remove_stale_temp_files
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.dist import barrier
-from basicsr_lite.engine.experiment import (copy_option_file, find_resume_state,
-                                            load_resume_state, prepare_folder, start_processes)
+from basicsr_lite.engine.experiment import (copy_option_file, find_resume_state, prepare_folder,
+                                            start_processes)
 from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
                                         init_tb_logger)
 from basicsr_lite.engine.resume import LoopState, adopt_saved_seed, restore, save_checkpoint
@@ -96,22 +96,23 @@ def final_report(model, opt: dict, val_loaders, tb_logger) -> None:
         logger.info(f'Final validation on {name} ({len(ours.rows)} images):\n{table}')
 
 
-def setup(opt: dict) -> tuple[torch.device, Path | None]:
-    """Distributed init, device, folders, logger, seed; returns (device, resume state path)."""
+def setup(opt: dict) -> tuple[torch.device, tuple[Path, dict] | None]:
+    """Distributed init, device, folders, logger; returns (device, (state path, state) to
+    resume from or None)."""
     device = start_processes(opt)
-    state_path = find_resume_state(opt)
+    resume = find_resume_state(opt)
     if opt['rank'] == 0:
-        prepare_folder(opt['path']['experiments_root'], keep_existing=state_path is not None)
+        prepare_folder(opt['path']['experiments_root'], keep_existing=resume is not None)
         for key in ('models', 'training_states'):
             os.makedirs(opt['path'][key], exist_ok=True)
             remove_stale_temp_files(opt['path'][key])
-        copy_option_file(opt, resuming=state_path is not None)
+        copy_option_file(opt, resuming=resume is not None)
     barrier()
     log_file = os.path.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
     get_root_logger(log_file, opt['rank'])
     logger.info(f'basicsr_lite, torch {torch.__version__}, device {device}, '
                 f"world size {opt['world_size']}\n{dict2str(opt)}")
-    return device, state_path
+    return device, resume
 
 
 PEER_FAILURE_MARKERS = ('Connection reset', 'Connection closed', 'Broken pipe', 'gloo', 'NCCL',
@@ -132,10 +133,9 @@ def lost_peer_error(err: RuntimeError, model) -> TrainingError:
 
 def train_pipeline(argv: Sequence[str] | None = None) -> None:
     opt, _ = parse_options(argv, is_train=True)
-    device, state_path = setup(opt)
-    state = load_resume_state(state_path) if state_path is not None else None
-    if state is not None:
-        adopt_saved_seed(opt, state)
+    device, resume = setup(opt)
+    if resume is not None:
+        adopt_saved_seed(opt, resume[1])
     set_random_seed(opt['manual_seed'] + opt['rank'])
     tb_logger = None
     if opt['logger']['use_tb_logger'] and opt['rank'] == 0:
@@ -143,7 +143,7 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
     model = build_model(opt, device)
-    loop = restore(model, opt, state_path, state) if state is not None else LoopState()
+    loop = restore(model, opt, *resume) if resume is not None else LoopState()
     logger.info(f'Start training from epoch {loop.epoch}, iter {loop.current_iter}.')
     start = time.time()
     try:

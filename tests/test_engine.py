@@ -132,5 +132,6 @@ def test_find_resumable_state_skips_bad_ones(tmp_path):
     for it in (2, 4):
         save_torch({'params': {}}, models / f'net_g_{it}.pth')
     (states / '4.state').write_bytes(b'garbage')
-    assert find_resumable_state(states, models) == states / '2.state'
+    path, state = find_resumable_state(states, models)
+    assert path == states / '2.state' and state == {'iter': 2}
     assert find_resumable_state(tmp_path / 'none', models) is None

@@ -160,10 +160,9 @@ def state_iterations(folder: str | Path) -> list[int]:
 
 
 def find_resumable_state(training_states: str | Path, models: str | Path,
-                         net_names: tuple[str, ...] = ('net_g',)) -> Path | None:
-    """The newest ``<iter>.state`` that loads and whose network files exist; None if none.
-
-    Corrupt or incomplete checkpoints are skipped with a warning.
+                         net_names: tuple[str, ...] = ('net_g',)) -> tuple[Path, dict] | None:
+    """``(path, loaded state)`` of the newest ``<iter>.state`` that loads and whose network
+    files exist; None if none. Corrupt or incomplete checkpoints are skipped with a warning.
     """
     for it in state_iterations(training_states):
         state_path = Path(training_states) / f'{it}.state'
@@ -173,11 +172,9 @@ def find_resumable_state(training_states: str | Path, models: str | Path,
                            f'missing.')
             continue
         try:
-            load_torch(state_path)
+            return state_path, load_torch(state_path)
         except CheckpointError as err:
             logger.warning(f'Skipping {state_path}: {err}')
-            continue
-        return state_path
     return None
 
 

@@ -86,14 +86,18 @@ def copy_option_file(opt: dict, resuming: bool) -> Path:
     return dest
 
 
-def find_resume_state(opt: dict) -> Path | None:
-    """``path.resume_state`` if set; else, with --auto_resume, the newest loadable state of this
-    experiment (under ``path.experiments_root``); else None."""
+def find_resume_state(opt: dict) -> tuple[Path, dict] | None:
+    """``(path, state)`` of ``path.resume_state`` if set; else, with --auto_resume, of the newest
+    loadable state of this experiment (under ``path.experiments_root``); else None. Each state
+    file is read once."""
     if opt['path']['resume_state']:
-        return Path(opt['path']['resume_state'])
+        path = Path(opt['path']['resume_state'])
+        return path, load_resume_state(path)
     if opt['auto_resume']:
-        paths = opt['path']
-        return find_resumable_state(paths['training_states'], paths['models'])
+        found = find_resumable_state(opt['path']['training_states'], opt['path']['models'])
+        if found is not None:
+            check_training_state(*found)
+        return found
     return None
 
 
@@ -111,10 +115,13 @@ def network_file_for_state(state_path: Path, current_iter: int, models_dir: str,
                           f'looked for {sibling} and {own}.')
 
 
-def load_resume_state(path: Path) -> dict:
-    state = load_torch(path)
+def check_training_state(path: Path, state: dict) -> dict:
     for key in ('iter', 'epoch', 'optimizers', 'schedulers'):
         if key not in state:
             raise CheckpointError(f"{path} is not a training state: it has no '{key}' entry.")
     return state
+
+
+def load_resume_state(path: Path) -> dict:
+    return check_training_state(path, load_torch(path))
 
