@@ -47,6 +47,13 @@ def read_meta_info(meta_info_file: str | Path) -> list[str]:
     return [name for name, _ in read_meta_info_entries(meta_info_file)]
 
 
+def image_paths(folder: str, meta_info_file: str | None = None) -> list[str]:
+    """The images of ``folder``: those listed in ``meta_info_file`` if given, else all."""
+    if meta_info_file:
+        return [os.path.join(folder, name) for name in read_meta_info(meta_info_file)]
+    return paths_from_folder(folder)
+
+
 def lmdb_keys(lmdb_path: str) -> dict[str, tuple | None]:
     """``{key: (h, w, c)}`` of an LMDB folder, from its ``meta_info.txt`` (key = name without
     extension)."""

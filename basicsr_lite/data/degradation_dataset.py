@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import os
 import random
 from typing import Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import load_image, normalize_, paths_from_folder, \
-    read_meta_info, to_float
+from basicsr_lite.data.data_util import image_paths, load_image, normalize_, to_float
 from basicsr_lite.data.degradations import degrade
 from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.data.transforms import augment, mod_crop
@@ -48,10 +46,7 @@ class DegradationDataset(Dataset):
         self.degradation = dict(blur_prob=blur_prob, blur_sigma=tuple(blur_sigma),
                                 noise_prob=noise_prob, noise_sigma=tuple(noise_sigma),
                                 jpeg_prob=jpeg_prob, jpeg_quality=tuple(jpeg_quality))
-        if meta_info_file:
-            self.paths = [os.path.join(dataroot_gt, n) for n in read_meta_info(meta_info_file)]
-        else:
-            self.paths = paths_from_folder(dataroot_gt)
+        self.paths = image_paths(dataroot_gt, meta_info_file)
 
     def __len__(self) -> int:
         return len(self.paths)

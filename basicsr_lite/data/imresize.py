@@ -53,6 +53,14 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(img + 0.5), 0, 255).astype(np.uint8)  # MATLAB rounds half up here
 
 
+def _target(h: int, w: int, scale: float,
+            output_shape: tuple[int, int] | None) -> tuple[tuple[int, int], tuple[float, float]]:
+    """(output size, per-axis scale): ``ceil(size * scale)`` like MATLAB, or the size given."""
+    if output_shape is None:
+        return (int(math.ceil(h * scale)), int(math.ceil(w * scale))), (scale, scale)
+    return tuple(output_shape), (output_shape[0] / h, output_shape[1] / w)
+
+
 def imresize(img: np.ndarray, scale: float, antialiasing: bool = True,
              output_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Resize an HW or HWC image by ``scale`` (or to ``output_shape``) like MATLAB.
@@ -60,11 +68,7 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True,
     uint8 in -> uint8 out (rounded after each pass); float in -> float64 out.
     """
     h, w = img.shape[:2]
-    if output_shape is None:
-        output_shape = (int(math.ceil(h * scale)), int(math.ceil(w * scale)))
-        scales = (scale, scale)
-    else:
-        scales = (output_shape[0] / h, output_shape[1] / w)
+    output_shape, scales = _target(h, w, scale, output_shape)
     is_uint8 = img.dtype == np.uint8
     out = img
     for axis in (0, 1):
@@ -97,11 +101,7 @@ def imresize_pt(img, scale: float, antialiasing: bool = True,
     import torch
 
     h, w = img.shape[-2:]
-    if output_shape is None:
-        output_shape = (int(math.ceil(h * scale)), int(math.ceil(w * scale)))
-        scales = (scale, scale)
-    else:
-        scales = (output_shape[0] / h, output_shape[1] / w)
+    output_shape, scales = _target(h, w, scale, output_shape)
     is_uint8 = img.dtype == torch.uint8
     dtype = torch.float64 if is_uint8 else img.dtype
     out = img.to(dtype)

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import (lmdb_keys, load_image, normalize_, paths_from_folder,
-                                         read_meta_info, to_float)
+from basicsr_lite.data.data_util import image_paths, lmdb_keys, load_image, normalize_, to_float
 from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.img_util import img2tensor
@@ -30,11 +28,8 @@ class SingleImageDataset(Dataset):
         self.mean, self.std, self.color = mean, std, color
         if backend == 'lmdb':
             self.paths = sorted(lmdb_keys(dataroot_lq))
-        elif meta_info_file:
-            names = read_meta_info(meta_info_file)
-            self.paths = [os.path.join(dataroot_lq, name) for name in names]
         else:
-            self.paths = paths_from_folder(dataroot_lq)
+            self.paths = image_paths(dataroot_lq, meta_info_file)
 
     def __len__(self) -> int:
         return len(self.paths)
