@@ -19,7 +19,8 @@ from basicsr_lite.engine.experiment import (copy_option_file, find_resume_state,
                                             start_processes)
 from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
                                         init_tb_logger)
-from basicsr_lite.engine.resume import LoopState, adopt_saved_seed, restore, save_checkpoint
+from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, resume_command,
+                                        save_checkpoint)
 from basicsr_lite.engine.signals import GracefulStop
 from basicsr_lite.engine.validate import bicubic_baseline, format_table
 from basicsr_lite.errors import TrainingError
@@ -70,8 +71,8 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
             if not saved:
                 save_checkpoint(model, loop, opt)
             logger.warning(f'Stopped by {stopper.signal_name or "a signal on another rank"} at '
-                           f'iteration {it}; the training state is saved. Resume with:\n  python '
-                           f"train.py -opt {opt['opt_path']} --auto_resume")
+                           f'iteration {it}; the training state is saved. Resume with:\n  '
+                           f'{resume_command(opt)}')
             finished = False
             break
         timer.restart()

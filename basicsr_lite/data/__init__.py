@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import inspect
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,20 @@ def build_dataset(dataset_opt: dict, phase: str, scale: int) -> Dataset:
     return cls(**dataset_kwargs(dataset_opt, phase, scale))
 
 
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """Loader workers ignore SIGTERM / SIGINT: a stop sent to the whole process group (Ctrl+C,
+    a scheduler's pre-emption, torchrun's forwarding) must reach only the main process, which
+    saves a state and shuts its workers down. Otherwise the workers die first and the main process
+    fails on its next batch without saving. A worker still exits when its parent is gone
+    (PyTorch's watchdog); only a worker hung inside ``__getitem__`` would outlive it."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def seed_worker(worker_id: int, num_workers: int, rank: int, seed: int) -> None:
-    """Give every loader worker of every rank its own, reproducible random streams."""
+    """Give every loader worker of every rank its own, reproducible random streams (and make it
+    ignore stop signals, see :func:`ignore_stop_signals`)."""
+    ignore_stop_signals()
     worker_seed = seed + rank * num_workers + worker_id
     random.seed(worker_seed)
     np.random.seed(worker_seed % (2**32))
@@ -65,7 +78,9 @@ def build_dataloader(dataset: Dataset, dataset_opt: dict, phase: str,
             kwargs['persistent_workers'] = dataset_opt.get('persistent_workers', True)
             kwargs['prefetch_factor'] = dataset_opt.get('prefetch_factor', 2)
     else:
-        kwargs = dict(batch_size=1, sampler=sampler, shuffle=False,
-                      num_workers=dataset_opt.get('num_worker_per_gpu', 0))
+        num_workers = dataset_opt.get('num_worker_per_gpu', 0)
+        kwargs = dict(batch_size=1, sampler=sampler, shuffle=False, num_workers=num_workers)
+        if num_workers > 0:
+            kwargs['worker_init_fn'] = ignore_stop_signals
     kwargs['pin_memory'] = dataset_opt.get('pin_memory', pin_memory_default)
     return DataLoader(dataset, **kwargs)

@@ -3,6 +3,9 @@ RNG states of every rank; and the pruning of old checkpoints."""
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,3 +64,22 @@ def restore(model, opt: dict, state_path: Path, state: dict) -> LoopState:
     loop = state.get('loop') or {}  # BasicSR states have only epoch and iter
     return LoopState(state['iter'], state['epoch'], loop.get('batches_in_epoch', 0),
                      loop.get('corrupt_skipped', 0))
+
+
+def resume_command(opt: dict) -> str:
+    """The command that continues this run as it was started: the same script and arguments plus
+    ``--auto_resume``, under torchrun with the same world size (or srun) when distributed."""
+    script = sys.argv[0] if Path(sys.argv[0]).name in ('train.py', 'basicsr-train') else 'train.py'
+    args = [a for a in opt['command_args'] if a != '--auto_resume'] + ['--auto_resume']
+    command = shlex.join([script, *args])
+    python = 'python ' if script.endswith('.py') else ''
+    if opt['launcher'] == 'pytorch':
+        nodes = int(os.environ.get('GROUP_WORLD_SIZE', 1))
+        per_node = int(os.environ.get('LOCAL_WORLD_SIZE', opt['world_size']))
+        if nodes > 1:
+            return (f'torchrun --nnodes={nodes} --nproc_per_node={per_node} {command} (on every '
+                    f'node, with the same rendezvous options)')
+        return f'torchrun --nproc_per_node={per_node} {command}'
+    if opt['launcher'] == 'slurm':
+        return f"srun <the same job options: {opt['world_size']} tasks> {python}{command}"
+    return f'{python}{command}'

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -158,9 +159,11 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
     """Parse the command line and the option file into a validated option dict.
 
     Adds the runtime keys BasicSR code expects: ``is_train``, ``auto_resume``, ``launcher``,
-    ``dist``, ``rank``, ``world_size``, ``opt_path`` and the derived ``path.*`` folders.
+    ``dist``, ``rank``, ``world_size``, ``opt_path``, ``command_args`` (the command line) and
+    the derived ``path.*`` folders.
     """
     parser = build_arg_parser('Train a model.' if is_train else 'Test a model.')
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     raw = load_option_file(args.opt)
     if args.force_yml:
@@ -172,7 +175,8 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
         opt['manual_seed'] = random.randint(1, 10000)
     _resolve_paths(opt, is_train, Path(os.getcwd()))
     opt.update(is_train=is_train, auto_resume=args.auto_resume, launcher=args.launcher,
-               dist=args.launcher != 'none', rank=0, world_size=1, opt_path=str(args.opt))
+               dist=args.launcher != 'none', rank=0, world_size=1, opt_path=str(args.opt),
+               command_args=argv)
     return opt, args
 
 
