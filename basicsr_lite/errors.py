@@ -1,4 +1,9 @@
 """Errors caused by the user's input. Entry points print these without a traceback."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
 
 
 class UserError(Exception):
@@ -20,3 +25,23 @@ class ImageReadError(DataError):
 class TrainingError(UserError):
     """Training cannot go on (non-finite loss, lost distributed peer); the message says why and
     where the last good checkpoint is."""
+
+
+# What a constructor raises for an argument value it does not accept.
+REJECTED_VALUE_ERRORS = (ValueError, TypeError, AssertionError, NotImplementedError, KeyError,
+                         RuntimeError)
+
+
+@contextlib.contextmanager
+def rejected_options(what: str) -> Iterator[None]:
+    """Build something from the user's options: an error its constructor raises for a value it
+    does not accept becomes an OptionError naming ``what`` (e.g. ``network_g (MSRResNet)``)
+    instead of a traceback. Only for constructors: they run on the user's values, on the CPU."""
+    try:
+        yield
+    except UserError:
+        raise
+    except REJECTED_VALUE_ERRORS as err:
+        detail = str(err).strip() or 'an invalid value (no message)'
+        raise OptionError(f'{what} rejected its options: {type(err).__name__}: '
+                          f'{detail.splitlines()[0]}') from err

@@ -6,8 +6,11 @@ import difflib
 import importlib
 from typing import Any, Callable, Iterator
 
+from basicsr_lite.basicsr_names import not_available_message
+from basicsr_lite.errors import UserError, rejected_options
 
-class RegistryError(KeyError):
+
+class RegistryError(UserError, KeyError):
     """A name that is not registered (the message lists what exists)."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -57,6 +60,9 @@ class Registry:
 
     def missing_message(self, name: Any) -> str:
         self._load()
+        msg = not_available_message(self.name, str(name))
+        if msg is not None:
+            return f"{msg} Available: {', '.join(sorted(self._items))}."
         msg = f"No {self.name} named '{name}'."
         close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
         if close:
@@ -82,9 +88,13 @@ LOSS_REGISTRY = Registry('loss', 'basicsr_lite.losses')
 METRIC_REGISTRY = Registry('metric', 'basicsr_lite.metrics')
 
 
-def build_from_opt(registry: Registry, opt: dict, **extra: Any) -> Any:
-    """Build ``registry[opt['type']](**rest, **extra)`` without mutating ``opt``."""
+def build_from_opt(registry: Registry, opt: dict, where: str | None = None,
+                   **extra: Any) -> Any:
+    """Build ``registry[opt['type']](**rest, **extra)`` without mutating ``opt``. A value the
+    constructor rejects is an OptionError naming ``where`` (the option key, e.g. 'network_g')."""
     kwargs = copy.deepcopy(dict(opt))
     type_name = kwargs.pop('type')
     kwargs.update(extra)
-    return registry.get(type_name)(**kwargs)
+    cls = registry.get(type_name)
+    with rejected_options(f'{where or registry.name} ({type_name})'):
+        return cls(**kwargs)

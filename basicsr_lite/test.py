@@ -6,20 +6,18 @@ per image and on average to ``results/<name>/metrics.csv`` and ``metrics.json``.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
-from basicsr_lite.engine.dist import barrier
-from basicsr_lite.engine.experiment import copy_option_file, prepare_folder, start_processes
+from basicsr_lite.engine.experiment import open_run_folder, start_processes
 from basicsr_lite.engine.logger import get_root_logger
 from basicsr_lite.engine.validate import format_table, write_metrics
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
-from basicsr_lite.utils.misc import get_time_str, set_random_seed
+from basicsr_lite.utils.misc import set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -27,16 +25,13 @@ logger = logging.getLogger('basicsr_lite')
 def test_pipeline(argv: Sequence[str] | None = None) -> None:
     opt, _ = parse_options(argv, is_train=False)
     device = start_processes(opt)
-    if opt['rank'] == 0:
-        prepare_folder(opt['path']['results_root'], keep_existing=False)
-        copy_option_file(opt, resuming=False)
-    barrier()
-    get_root_logger(os.path.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log"),
-                    opt['rank'])
+    get_root_logger(rank=opt['rank'])  # the log file starts once the results folder exists
     logger.info(dict2str(opt))
     set_random_seed(opt['manual_seed'])
+    # Datasets and weights are checked before the results folder is created or archived.
     loaders = build_eval_loaders(opt, ('val', 'test'))
     model = build_model(opt, device)
+    open_run_folder(opt)
     save_img = opt['val']['save_img'] if opt['val'] is not None else True
     results = [model.validation(loader, name, 0, None, save_img)
                for name, loader in loaders.items()]

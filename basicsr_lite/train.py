@@ -2,21 +2,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader
 from basicsr_lite.data.prefetcher import build_prefetcher
-from basicsr_lite.engine.checkpoint import remove_stale_temp_files
 from basicsr_lite.engine.cli import run_cli
-from basicsr_lite.engine.dist import barrier
-from basicsr_lite.engine.experiment import (copy_option_file, find_resume_state, prepare_folder,
-                                            start_processes)
+from basicsr_lite.engine.experiment import find_resume_state, open_run_folder, start_processes
 from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
                                         init_tb_logger)
 from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, resume_command,
@@ -26,7 +21,7 @@ from basicsr_lite.engine.validate import bicubic_baseline, format_table
 from basicsr_lite.errors import TrainingError
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
-from basicsr_lite.utils.misc import get_time_str, set_random_seed
+from basicsr_lite.utils.misc import set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -97,25 +92,6 @@ def final_report(model, opt: dict, val_loaders, tb_logger) -> None:
         logger.info(f'Final validation on {name} ({len(ours.rows)} images):\n{table}')
 
 
-def setup(opt: dict) -> tuple[torch.device, tuple[Path, dict] | None]:
-    """Distributed init, device, folders, logger; returns (device, (state path, state) to
-    resume from or None)."""
-    device = start_processes(opt)
-    resume = find_resume_state(opt)
-    if opt['rank'] == 0:
-        prepare_folder(opt['path']['experiments_root'], keep_existing=resume is not None)
-        for key in ('models', 'training_states'):
-            os.makedirs(opt['path'][key], exist_ok=True)
-            remove_stale_temp_files(opt['path'][key])
-        copy_option_file(opt, resuming=resume is not None)
-    barrier()
-    log_file = os.path.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
-    get_root_logger(log_file, opt['rank'])
-    logger.info(f'basicsr_lite, torch {torch.__version__}, device {device}, '
-                f"world size {opt['world_size']}\n{dict2str(opt)}")
-    return device, resume
-
-
 PEER_FAILURE_MARKERS = ('Connection reset', 'Connection closed', 'Broken pipe', 'gloo', 'NCCL',
                         'timed out', 'Timeout')
 
@@ -134,17 +110,27 @@ def lost_peer_error(err: RuntimeError, model) -> TrainingError:
 
 def train_pipeline(argv: Sequence[str] | None = None) -> None:
     opt, _ = parse_options(argv, is_train=True)
-    device, resume = setup(opt)
+    device = start_processes(opt)
+    get_root_logger(rank=opt['rank'])  # the log file starts once the folder exists
+    logger.info(f'basicsr_lite, torch {torch.__version__}, device {device}, '
+                f"world size {opt['world_size']}\n{dict2str(opt)}")
+    # Everything that can fail on the user's input (resume state, datasets, networks, weight
+    # files, constructor arguments) runs before anything on disk is created or renamed.
+    resume = find_resume_state(opt)
     if resume is not None:
         adopt_saved_seed(opt, resume[1])
+    elif opt['auto_resume']:
+        logger.warning(f"--auto_resume: no loadable training state in "
+                       f"{opt['path']['training_states']}; starting from iteration 0.")
     set_random_seed(opt['manual_seed'] + opt['rank'])
-    tb_logger = None
-    if opt['logger']['use_tb_logger'] and opt['rank'] == 0:
-        tb_logger = init_tb_logger(opt['path']['tb_logger'])
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
     model = build_model(opt, device)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
+    open_run_folder(opt, resuming=resume is not None)
+    tb_logger = None
+    if opt['logger']['use_tb_logger'] and opt['rank'] == 0:
+        tb_logger = init_tb_logger(opt['path']['tb_logger'])
     logger.info(f'Start training from epoch {loop.epoch}, iter {loop.current_iter}.')
     start = time.time()
     try:

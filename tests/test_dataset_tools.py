@@ -79,7 +79,10 @@ def test_folder_metrics_and_cli(tmp_path, capsys):
                     .astype(np.uint8))
     rows = folder_metrics(restored, gt, 2, False, '{}_SR')
     assert [r['name'] for r in rows] == ['a', 'b']
-    assert 30 < rows[0]['psnr'] < 40.0
+    for row in rows:  # PSNR written out: 10 log10(255^2 / MSE) on the cropped images
+        ref = cv2.imread(str(gt / f"{row['name']}.png")).astype(np.float64)[2:-2, 2:-2]
+        mse = ((np.clip(ref + 3, 0, 255) - ref) ** 2).mean()
+        assert row['psnr'] == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-10)
     tool = load_tool('calculate_metrics')
     assert tool.main(['--restored', str(restored), '--gt', str(gt), '--restored-tmpl', '{}_SR',
                       '--crop-border', '2', '--csv', str(tmp_path / 'm.csv'),
@@ -88,7 +91,10 @@ def test_folder_metrics_and_cli(tmp_path, capsys):
     assert 'mean' in out and 'psnr' in out
     assert (tmp_path / 'm.csv').read_text().splitlines()[-1].startswith('HR,mean,')
     assert tool.main(['--restored', str(restored), '--gt', str(gt)]) == 2
-    assert "no restored image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"2 GT image(s) have no restored image in {restored} (--restored-tmpl '{{}}'): " \
+           'looked for a, b (any image extension); that folder has a_SR.png, b_SR.png. test.py ' \
+           "names its images '<image>_<name>.png': use --restored-tmpl '{}_<name>'." in err
 
 
 def test_tool_clis(tmp_path):

@@ -2,7 +2,9 @@ import io
 import math
 import os
 import pickle
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -43,17 +45,34 @@ def test_cosine_restart_values():
     assert got == pytest.approx(expected)
 
 
-def test_scheduler_resume_continues_identically():
-    opt_a = optimizer()
-    sched_a = build_scheduler(opt_a, {'type': 'CosineAnnealingRestartLR', 'periods': [10]})
-    first = lrs(sched_a, 4)
-    state = sched_a.state_dict()
-    opt_b = optimizer()
-    sched_b = build_scheduler(opt_b, {'type': 'CosineAnnealingRestartLR', 'periods': [10]})
-    sched_b.load_state_dict(state)
-    opt_b.param_groups[0]['lr'] = opt_a.param_groups[0]['lr']
-    assert lrs(sched_b, 3) == lrs(sched_a, 3)
-    assert len(first) == 4
+def model_with_schedule() -> BaseModel:
+    model = BaseModel.__new__(BaseModel)  # only the optimizer / scheduler plumbing
+    opt = optimizer()
+    model.optimizers = [opt]
+    model.schedulers = [build_scheduler(opt, {'type': 'CosineAnnealingRestartLR',
+                                              'periods': [10]})]
+    model.best_metric_results, model.skipped_steps = {}, 0
+    return model
+
+
+def test_training_state_resume_continues_the_schedule():
+    """Through BaseModel.training_state / resume_training (what a resumed run does), nothing
+    copied by hand: the resumed learning rates continue the uninterrupted ones."""
+    straight, first = model_with_schedule(), model_with_schedule()
+    expected = lrs(straight.schedulers[0], 7)
+    assert lrs(first.schedulers[0], 4) == expected[:4]
+    state = torch.load(save_state(first), weights_only=True)
+    resumed = model_with_schedule()
+    resumed.resume_training(state)
+    assert resumed.get_current_learning_rate() == first.get_current_learning_rate()
+    assert lrs(resumed.schedulers[0], 3) == expected[4:]
+
+
+def save_state(model: BaseModel) -> io.BytesIO:
+    buffer = io.BytesIO()
+    torch.save(model.training_state(epoch=0, current_iter=4), buffer)
+    buffer.seek(0)
+    return buffer
 
 
 def test_warmup_is_linear_then_schedule_takes_over():
@@ -100,29 +119,46 @@ def test_atomic_save_and_safe_load(tmp_path):
 
 
 class Evil:
+    """Unpickling it runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ('echo pwned > /dev/null',))
+        return (os.system, (f'touch {self.marker}',))
 
 
-def test_pickled_code_is_refused(tmp_path):
+def test_pickled_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / 'payload_ran'
+    plain = pickle.dumps({'a': Evil(marker)}, protocol=2)  # torch.load reads legacy pickles
+    pickle.loads(plain)  # the payload is real: a plain unpickler runs it
+    assert marker.exists()
+    marker.unlink()
     path = tmp_path / 'evil.pth'
     buffer = io.BytesIO()
-    torch.save({'params': Evil()}, buffer)
+    torch.save({'params': Evil(marker)}, buffer)
     path.write_bytes(buffer.getvalue())
-    with pytest.raises(CheckpointError, match='Refusing to load .*evil.pth'):
+    with pytest.raises(CheckpointError, match=r'Refusing to load .*evil.pth.*GLOBAL posix.system'):
         load_torch(path)
-    plain = tmp_path / 'plain.pkl'
-    plain.write_bytes(pickle.dumps({'a': Evil()}))
-    with pytest.raises(CheckpointError):
-        load_torch(plain)
+    (tmp_path / 'plain.pkl').write_bytes(plain)
+    with pytest.raises(CheckpointError, match='Refusing to load'):
+        load_torch(tmp_path / 'plain.pkl')
+    assert not marker.exists()
 
 
-def test_truncated_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize('damage', ['truncated', 'random bytes', 'text'])
+def test_damaged_file_is_not_a_readable_checkpoint(tmp_path, damage):
     path = tmp_path / 'x.pth'
     save_torch({'w': torch.ones(1000)}, path)
-    path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match='Cannot read checkpoint'):
+    if damage == 'truncated':
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == 'random bytes':
+        path.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)))
+    else:
+        path.write_text('not a checkpoint\n' * 5)
+    with pytest.raises(CheckpointError, match='x.pth is not a readable checkpoint') as err:
         load_torch(path)
+    assert 'Refusing' not in str(err.value)
 
 
 def test_find_resumable_state_skips_bad_ones(tmp_path):

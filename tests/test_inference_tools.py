@@ -43,13 +43,24 @@ def test_tiled_equals_untiled_within_one_level(arch):
     assert as_uint8.dtype == torch.uint8 and as_uint8.shape == (1, 3, 122, 90)
 
 
+def dihedral_mean(net, x: torch.Tensor) -> torch.Tensor:
+    """The x8 self-ensemble written out with torch.rot90 (independent of tiling.py's code)."""
+    outs = []
+    for flip in (False, True):
+        for k in range(4):
+            y = torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
+            out = torch.rot90(net(y), -k, (-2, -1))
+            outs.append(out.flip(-1) if flip else out)
+    return torch.stack(outs).mean(0)
+
+
 def test_self_ensemble():
-    upsample = torch.nn.Upsample(scale_factor=2, mode='nearest')  # commutes with flips
+    net = tiny_net('EDSR')  # random 3x3 kernels: not symmetric, so flips change its output
     x = torch.rand(1, 3, 9, 7)
-    torch.testing.assert_close(ensemble_forward(upsample, x), upsample(x))
-    net = tiny_net('EDSR')
     with torch.no_grad():
-        whole = ensemble_forward(net, x)
+        plain, whole, expected = net(x), ensemble_forward(net, x), dihedral_mean(net, x)
+    torch.testing.assert_close(whole, expected, atol=1e-6, rtol=0)
+    assert (whole - plain).abs().max() > 1e-3  # a no-op ensemble would fail the line above
     tiled = tiled_inference(net, x, 2, tile=4, overlap=8, ensemble=True)
     torch.testing.assert_close(tiled, whole.clamp(0, 1), atol=1e-5, rtol=0)
 
@@ -110,6 +121,26 @@ def test_inference_tool(tmp_path, capsys):
         expected = tensor2img(net(img2tensor(img.astype(np.float32) / 255)[None]))
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1  # BGR order, values
     assert tool.main(['-i', str(inputs), '-o', str(tmp_path / 'o2'), '--arch', 'EDSR']) == 2
+
+
+def test_inference_device_options_that_cannot_work(tmp_path, capsys, monkeypatch):
+    save_torch({'params': tiny_net('EDSR').state_dict()}, tmp_path / 'w.pth')
+    cv2.imwrite(str(tmp_path / 'a.png'), smooth_image(np.random.default_rng(2), 12, 12))
+    tool = load_tool('inference')
+    args = ['-i', str(tmp_path / 'a.png'), '-o', str(tmp_path / 'out'), '--arch', 'EDSR',
+            '--scale', '2', '--arch-opt', 'num_in_ch=3', 'num_out_ch=3', 'num_feat=16',
+            'num_block=2', '--weights', str(tmp_path / 'w.pth')]
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert tool.main([*args, '--device', 'cuda']) == 2
+    assert 'Error: --device cuda: CUDA is not available on this machine' in \
+        capsys.readouterr().err
+    assert tool.main([*args, '--device', 'gpu0']) == 2
+    assert "--device 'gpu0' is not a device name" in capsys.readouterr().err
+    assert tool.main([*args, '--device', 'cpu', '--half', 'fp16']) == 0
+    assert 'Warning: --half fp16 on the CPU is far slower' in capsys.readouterr().err
+    assert tool.main([*args, '--device', 'cpu', '--half', 'bf16']) == 0
+    assert 'Warning' not in capsys.readouterr().err
 
 
 def test_validation_with_tiles_matches_untiled(tiny_opt, tmp_path):

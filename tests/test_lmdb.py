@@ -139,3 +139,11 @@ def test_create_lmdb_cli(pair, capsys):
                         '--workers', '1', '--verify']) == 0
     assert 'cli.lmdb: 4 images' in capsys.readouterr().out
     assert module.main(['--input', str(pair / 'HR'), '--output', str(pair / 'cli.lmdb')]) == 2
+    capsys.readouterr()
+    # Every output is checked before the first conversion (and its progress bar) starts.
+    assert module.main(['--input', str(pair / 'HR'), str(pair / 'HR'), '--output',
+                        str(pair / 'first.lmdb'), str(pair / 'cli.lmdb')]) == 2
+    captured = capsys.readouterr()
+    assert 'cli.lmdb already exists; use --overwrite' in captured.err
+    assert 'img/s' not in captured.err and '%|' not in captured.err
+    assert not (pair / 'first.lmdb').exists() and not (pair / 'first.lmdb.partial').exists()

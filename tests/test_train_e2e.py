@@ -168,3 +168,11 @@ def test_shipped_demo_config_runs(tmp_path, monkeypatch):
     assert (exp / 'training_states' / '4.state').is_file()
     log = next(exp.glob('train_*.log')).read_text()
     assert 'Final validation on demo_val (2 images)' in log and 'bicubic' in log
+
+
+def test_cuda_prefetch_on_a_cpu_run_warns(tiny_opt, tmp_path):
+    tiny_opt['datasets']['train']['prefetch_mode'] = 'cuda'
+    tiny_opt['train']['total_iter'] = 2
+    assert run_train(tmp_path, tiny_opt) == 0
+    log = next(Path(tiny_opt['path']['experiments_root']).glob('train_*.log')).read_text()
+    assert 'prefetch_mode: cuda needs a CUDA device; this run is on cpu' in log

@@ -1,7 +1,7 @@
 """PSNR / SSIM of restored images against ground truth, paired by file name:
 
-    python tools/calculate_metrics.py --restored results/x/visualization/Set5 \\
-        --gt datasets/Set5/GTmod12 --restored-tmpl '{}_x' --crop-border 4 --test-y-channel \\
+    python tools/calculate_metrics.py --restored results/<name>/visualization/Set5 \\
+        --gt datasets/Set5/GTmod12 --restored-tmpl '{}_<name>' --crop-border 4 --test-y-channel \\
         --csv set5.csv --json set5.json
 
 Prints one row per image and the mean.

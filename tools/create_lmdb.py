@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.utils.lmdb_util import folder_keys, make_lmdb_from_folder  # noqa: E402
+from basicsr_lite.utils.lmdb_util import (check_lmdb_target, folder_keys,  # noqa: E402
+                                           make_lmdb_from_folder)
 from basicsr_lite.utils.misc import sizeof_fmt  # noqa: E402
 
 
@@ -34,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.input) != len(args.output):
         parser.error(f'{len(args.input)} --input folders but {len(args.output)} --output paths.')
     from tqdm import tqdm
+    counts = []  # every input and output is checked before the first conversion starts
     for folder, out in zip(args.input, args.output):
-        with tqdm(total=len(folder_keys(folder)), unit='img', desc=Path(out).name) as bar:
+        check_lmdb_target(out, args.overwrite, args.compress_level)
+        counts.append(len(folder_keys(folder)))
+    for folder, out, count in zip(args.input, args.output, counts):
+        with tqdm(total=count, unit='img', desc=Path(out).name) as bar:
             report = make_lmdb_from_folder(
                 folder, out, args.compress_level, args.workers, args.batch, args.overwrite,
                 args.verify, progress=lambda i: bar.update(i - bar.n))

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.pretrained import (add_network_args, in_channels,  # noqa: E402
-                                            load_pretrained, network_spec)
+                                            load_pretrained, network_spec, resolve_device)
 from basicsr_lite.engine.tiling import tiled_inference  # noqa: E402
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.errors import ImageReadError, UserError  # noqa: E402
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu') \
-        if args.device == 'auto' else torch.device(args.device)
+    device = resolve_device(args.device, args.half)
     dtype = DTYPES.get(args.half)
     spec, scale, weights, key = network_spec(args)
     net = load_pretrained(spec, weights, key, device, dtype)

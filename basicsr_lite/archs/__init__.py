@@ -9,6 +9,7 @@ from basicsr_lite.utils.misc import import_modules_with_suffix
 import_modules_with_suffix(__name__, Path(__file__).parent, '_arch')
 
 
-def build_network(opt: dict) -> nn.Module:
-    """Build the network described by ``opt`` (``type`` plus constructor kwargs)."""
-    return build_from_opt(ARCH_REGISTRY, opt)
+def build_network(opt: dict, where: str = 'network') -> nn.Module:
+    """Build the network described by ``opt`` (``type`` plus constructor kwargs); ``where``
+    names its option key in errors."""
+    return build_from_opt(ARCH_REGISTRY, opt, where)

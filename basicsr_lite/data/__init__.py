@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import random
-import signal
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from basicsr_lite.errors import rejected_options
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.misc import import_modules_with_suffix
 
@@ -37,26 +38,27 @@ def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
     return kwargs
 
 
-def build_dataset(dataset_opt: dict, phase: str, scale: int) -> Dataset:
-    """Build the dataset of a ``datasets.<phase>`` option entry (phase: 'train', 'val', 'test')."""
+def build_dataset(dataset_opt: dict, phase: str, scale: int, key: str | None = None) -> Dataset:
+    """Build the dataset of a ``datasets.<key>`` option entry (phase: 'train', 'val', 'test')."""
     cls = DATASET_REGISTRY.get(dataset_opt['type'])
-    return cls(**dataset_kwargs(dataset_opt, phase, scale))
+    with rejected_options(f"datasets.{key or phase} ({dataset_opt['type']})"):
+        return cls(**dataset_kwargs(dataset_opt, phase, scale))
 
 
-def ignore_stop_signals(worker_id: int = 0) -> None:
-    """Loader workers ignore SIGTERM / SIGINT: a stop sent to the whole process group (Ctrl+C,
-    a scheduler's pre-emption, torchrun's forwarding) must reach only the main process, which
-    saves a state and shuts its workers down. Otherwise the workers die first and the main process
-    fails on its next batch without saving. A worker still exits when its parent is gone
-    (PyTorch's watchdog); only a worker hung inside ``__getitem__`` would outlive it."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
+def leave_process_group(worker_id: int = 0) -> None:
+    """Loader workers get a process group of their own: a stop sent to the run's process group
+    (Ctrl+C in a terminal, a scheduler's pre-emption, torchrun forwarding a signal) then reaches
+    only the main process, which saves a state and shuts its workers down. In the run's group,
+    the workers would die first and the main process fail on its next batch without saving.
+    Signals sent to the worker itself (the loader's own shutdown) work as before, and a worker
+    still exits when its parent is gone (PyTorch's watchdog)."""
+    os.setpgid(0, 0)
 
 
 def seed_worker(worker_id: int, num_workers: int, rank: int, seed: int) -> None:
-    """Give every loader worker of every rank its own, reproducible random streams (and make it
-    ignore stop signals, see :func:`ignore_stop_signals`)."""
-    ignore_stop_signals()
+    """Give every loader worker of every rank its own, reproducible random streams (and its own
+    process group, see :func:`leave_process_group`)."""
+    leave_process_group()
     worker_seed = seed + rank * num_workers + worker_id
     random.seed(worker_seed)
     np.random.seed(worker_seed % (2**32))
@@ -81,6 +83,6 @@ def build_dataloader(dataset: Dataset, dataset_opt: dict, phase: str,
         num_workers = dataset_opt.get('num_worker_per_gpu', 0)
         kwargs = dict(batch_size=1, sampler=sampler, shuffle=False, num_workers=num_workers)
         if num_workers > 0:
-            kwargs['worker_init_fn'] = ignore_stop_signals
+            kwargs['worker_init_fn'] = leave_process_group
     kwargs['pin_memory'] = dataset_opt.get('pin_memory', pin_memory_default)
     return DataLoader(dataset, **kwargs)

@@ -48,7 +48,7 @@ def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoad
         phase = dataset_phase(key)
         if phase not in phases:
             continue
-        dataset = build_dataset(dataset_opt, phase, opt['scale'])
+        dataset = build_dataset(dataset_opt, phase, opt['scale'], key)
         if dataset_opt['skip_corrupt']:
             dataset = SkipCorruptEval(dataset)
         sampler = ShardSampler(len(dataset), world_size, rank) if world_size > 1 else None

@@ -2,6 +2,7 @@
 the epoch; ``reset()`` starts a new pass. CPU and CUDA versions share this interface."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 import torch
@@ -77,7 +78,12 @@ class CUDAPrefetcher(CPUPrefetcher):
 
 def build_prefetcher(loader: Iterable, prefetch_mode: str | None,
                      device: torch.device) -> CPUPrefetcher:
-    """``prefetch_mode``: None or 'cpu' -> CPUPrefetcher; 'cuda' -> CUDAPrefetcher."""
+    """``prefetch_mode``: None or 'cpu' -> CPUPrefetcher; 'cuda' -> CUDAPrefetcher (on a run
+    without CUDA: a warning, and the CPU prefetcher)."""
     if prefetch_mode == 'cuda':
-        return CUDAPrefetcher(loader, device)
+        if device.type == 'cuda':
+            return CUDAPrefetcher(loader, device)
+        logging.getLogger('basicsr_lite').warning(
+            f'prefetch_mode: cuda needs a CUDA device; this run is on {device}: prefetching with '
+            f'the loader workers only (prefetch_mode: cpu).')
     return CPUPrefetcher(loader)

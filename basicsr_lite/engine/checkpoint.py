@@ -92,13 +92,29 @@ def load_torch(path: str | Path, map_location: Any = 'cpu') -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f'Refusing to load {path}: it holds objects other than tensors and plain containers '
-            f'(loading it could run code from the file). Details: {str(err).splitlines()[0]}'
-        ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f'Cannot read checkpoint {path} (truncated or not a PyTorch '
-                              f'file?): {str(err).splitlines()[0]}') from err
+        # weights_only refuses objects by their global name (a class or function the file
+        # would call); any other unpickling error means the bytes are not a checkpoint at all.
+        code = [line for line in str(err).splitlines() if 'GLOBAL' in line]
+        if code:
+            raise CheckpointError(
+                f'Refusing to load {path}: it holds objects other than tensors and plain '
+                f'containers (loading it could run code from the file). Details: {code[0]}'
+            ) from err
+        raise _unreadable(path, err) from err
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
+        raise _unreadable(path, err) from err
+
+
+# Lines of torch.load's errors that say nothing about the file.
+_BOILERPLATE = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    lines = [line.strip() for line in str(err).splitlines()
+             if line.strip() and not line.startswith(_BOILERPLATE)]
+    detail = lines[0].split('. ')[0] if lines else type(err).__name__
+    return CheckpointError(f'{path} is not a readable checkpoint (truncated, damaged or not a '
+                           f'PyTorch file): {detail}.')
 
 
 def load_weights(path: str | Path) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import io
 import os
+import logging
 import subprocess
 from typing import Any
 
@@ -33,6 +34,11 @@ def init_dist(launcher: str, backend: str | None = None, port: int | None = None
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    if backend == 'nccl' and not use_cuda:
+        # Every BasicSR option file says nccl; on a CPU machine that can only be meant as gloo.
+        logging.getLogger('basicsr_lite').warning(
+            'dist_params.backend is nccl but CUDA is not available: using gloo.')
+        backend = 'gloo'
     backend = backend or ('nccl' if use_cuda else 'gloo')
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from basicsr_lite.engine.checkpoint import CheckpointError, atomic_write, find_resumable_state, \
-    load_torch
-from basicsr_lite.engine.dist import get_dist_info, init_dist
+from basicsr_lite.engine.checkpoint import (CheckpointError, atomic_write, find_resumable_state,
+                                            load_torch, remove_stale_temp_files)
+from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
+from basicsr_lite.engine.logger import attach_log_file
 from basicsr_lite.errors import OptionError, UserError
 from basicsr_lite.utils.misc import get_time_str
 
@@ -74,6 +75,24 @@ def prepare_folder(root: str | Path, keep_existing: bool) -> None:
         raise UserError(f'Cannot create the output folder {root}: {err.strerror}.') from err
     if not os.access(root, os.W_OK):
         raise UserError(f'The output folder {root} is not writable.')
+
+
+def open_run_folder(opt: dict, resuming: bool = False) -> None:
+    """Rank 0 creates the run's folder (``experiments_root`` for training, ``results_root`` for
+    testing; an existing one is archived unless resuming), removes temp files of interrupted
+    saves, copies the option file and starts the log file; every rank waits for it. Call it only
+    once every check of the user's input has passed: before it, nothing on disk is touched."""
+    paths = opt['path']
+    if opt['rank'] == 0:
+        prepare_folder(paths['experiments_root' if opt['is_train'] else 'results_root'],
+                       keep_existing=resuming)
+        for key in ('models', 'training_states') if opt['is_train'] else ():
+            os.makedirs(paths[key], exist_ok=True)
+            remove_stale_temp_files(paths[key])
+        copy_option_file(opt, resuming)
+        phase = 'train' if opt['is_train'] else 'test'
+        attach_log_file(Path(paths['log']) / f"{phase}_{opt['name']}_{get_time_str()}.log")
+    barrier()
 
 
 def copy_option_file(opt: dict, resuming: bool) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import logging.handlers
 import sys
 import time
 from pathlib import Path
@@ -11,22 +12,51 @@ from typing import Any
 LOGGER_NAME = 'basicsr_lite'
 
 
+FORMAT = '%(asctime)s %(levelname)s: %(message)s'
+
+
+class PendingLogFile(logging.handlers.BufferingHandler):
+    """Keeps the records logged before the run's folder exists (the checks of the user's input
+    run first), for :func:`attach_log_file` to write at the top of the log file."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=0)
+
+    def shouldFlush(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's name)
+        return False
+
+
 def get_root_logger(log_file: str | Path | None = None, rank: int = 0,
                     level: int = logging.INFO) -> logging.Logger:
-    """The project logger: console + optional file on rank 0, errors only on other ranks."""
+    """The project logger: console, plus on rank 0 the log file (or, without one yet, a buffer
+    that :func:`attach_log_file` writes into it later); errors only on other ranks."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.propagate = False
     for old in list(logger.handlers):  # a new run in the same process gets fresh handlers
         logger.removeHandler(old)
         old.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None and rank == 0:
-        handlers.append(logging.FileHandler(log_file, 'a'))
+    if rank == 0:
+        handlers.append(PendingLogFile() if log_file is None else logging.FileHandler(log_file))
     for handler in handlers:
-        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s: %(message)s'))
+        handler.setFormatter(logging.Formatter(FORMAT))
         logger.addHandler(handler)
     logger.setLevel(level if rank == 0 else logging.ERROR)
     return logger
+
+
+def attach_log_file(log_file: str | Path) -> None:
+    """Start writing the log to ``log_file``, beginning with the records kept so far."""
+    logger = logging.getLogger(LOGGER_NAME)
+    pending = [h for h in logger.handlers if isinstance(h, PendingLogFile)]
+    if not pending:
+        return  # not rank 0
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter(FORMAT))
+    for record in pending[0].buffer:
+        file_handler.handle(record)
+    logger.removeHandler(pending[0])
+    logger.addHandler(file_handler)
 
 
 def init_tb_logger(log_dir: str | Path):

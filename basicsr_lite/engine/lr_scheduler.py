@@ -9,6 +9,8 @@ from typing import Sequence
 import torch
 from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
+from basicsr_lite.errors import rejected_options
+
 
 class MultiStepRestartLR(LRScheduler):
     """lr = initial * restart_weight * gamma^(milestones passed since the last restart)."""
@@ -72,13 +74,15 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(params, opt: dict) -> torch.optim.Optimizer:
+def build_optimizer(params, opt: dict, where: str = 'train.optim_g') -> torch.optim.Optimizer:
     kwargs = {k: v for k, v in opt.items() if k != 'type'}
     if 'betas' in kwargs:
         kwargs['betas'] = tuple(kwargs['betas'])
-    return OPTIMIZERS[opt['type']](params, **kwargs)
+    with rejected_options(f"{where} ({opt['type']})"):
+        return OPTIMIZERS[opt['type']](params, **kwargs)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, opt: dict) -> LRScheduler:
     kwargs = {k: v for k, v in opt.items() if k != 'type'}
-    return SCHEDULERS[opt['type']](optimizer, **kwargs)
+    with rejected_options(f"train.scheduler ({opt['type']})"):
+        return SCHEDULERS[opt['type']](optimizer, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import yaml
@@ -49,12 +50,34 @@ def load_pretrained(spec: dict, weights: str | None, param_key: str,
     """Build ``spec``, load ``weights`` strictly, eval mode, on ``device`` in ``dtype``."""
     if not weights:
         raise UserError('No weights: give --weights (or path.pretrain_network_g in --opt).')
-    try:
-        net = build_network(spec)
-    except (TypeError, ValueError, KeyError) as err:
-        raise UserError(f'Cannot build {spec}: {err}') from err
+    net = build_network(spec, 'network_g')
     load_weights_into(net, weights, strict=True, param_key=param_key)
     return net.eval().to(device=device, dtype=dtype)
+
+
+def resolve_device(name: str, half: str | None = None) -> torch.device:
+    """The device of ``--device`` ('auto': CUDA when available); one that this machine lacks is
+    a UserError. ``--half fp16`` on the CPU runs (slowly): it gets a warning."""
+    if name == 'auto':
+        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise UserError(f"--device '{name}' is not a device name (expected auto, cpu, cuda "
+                            f'or cuda:N).') from err
+    if device.type == 'cuda':
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f'--device {name}: CUDA is not available on this machine; use '
+                            f'--device cpu (or auto).')
+        if device.index is not None and device.index >= count:
+            raise UserError(f'--device {name}: this machine has {count} CUDA device(s) '
+                            f'(cuda:0 to cuda:{count - 1}).')
+    if half == 'fp16' and device.type == 'cpu':
+        print('Warning: --half fp16 on the CPU is far slower than fp32 (few CPU kernels run in '
+              'fp16); leave --half out, or use --half bf16.', file=sys.stderr)
+    return device
 
 
 def in_channels(net: nn.Module) -> int:

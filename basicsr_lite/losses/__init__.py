@@ -9,5 +9,5 @@ from basicsr_lite.utils.misc import import_modules_with_suffix
 import_modules_with_suffix(__name__, Path(__file__).parent, '_loss')
 
 
-def build_loss(opt: dict) -> nn.Module:
-    return build_from_opt(LOSS_REGISTRY, opt)
+def build_loss(opt: dict, where: str = 'loss') -> nn.Module:
+    return build_from_opt(LOSS_REGISTRY, opt, where)

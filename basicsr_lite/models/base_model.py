@@ -136,8 +136,9 @@ class BaseModel:
                     for key, net in nets.items()}, path)
 
     # ---- optimisation ----------------------------------------------------------------------------
-    def setup_optimizer(self, params, optim_opt: dict) -> torch.optim.Optimizer:
-        optimizer = build_optimizer(params, optim_opt)
+    def setup_optimizer(self, params, optim_opt: dict,
+                        where: str = 'train.optim_g') -> torch.optim.Optimizer:
+        optimizer = build_optimizer(params, optim_opt, where)
         for group in optimizer.param_groups:  # warm-up needs it even without a scheduler
             group.setdefault('initial_lr', group['lr'])
         self.optimizers.append(optimizer)
@@ -189,7 +190,8 @@ class BaseModel:
         return False
 
     def handle_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
-        bad = [f'{k} = {float(v):g}' for k, v in losses.items() if not torch.isfinite(v).all()]
+        bad = [f'{k} = {float(v.detach()):g}' for k, v in losses.items()
+               if not torch.isfinite(v).all()]
         what = f'loss ({", ".join(bad)})' if bad else 'gradient (the losses are finite)'
         if self.opt['train']['nan_policy'] == 'skip':
             self.skipped_steps += 1

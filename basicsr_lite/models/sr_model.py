@@ -24,7 +24,7 @@ class SRModel(BaseModel):
         self.gt: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.cri_pix = None
-        net_g = build_network(opt['network_g'])
+        net_g = build_network(opt['network_g'], 'network_g')
         paths = opt['path']
         if paths['pretrain_network_g']:
             self.load_network(net_g, paths['pretrain_network_g'], paths['strict_load_g'],
@@ -40,7 +40,7 @@ class SRModel(BaseModel):
         if train_opt['ema_decay'] > 0:
             self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
         if train_opt['pixel_opt'] is not None:
-            self.cri_pix = build_loss(train_opt['pixel_opt']).to(self.device)
+            self.cri_pix = build_loss(train_opt['pixel_opt'], 'train.pixel_opt').to(self.device)
         params = [p for p in self.net_g.parameters() if p.requires_grad]
         self.optimizer_g = self.setup_optimizer(params, train_opt['optim_g'])
         self.setup_schedulers()
@@ -100,3 +100,8 @@ class SRModel(BaseModel):
         """Resume the EMA network from ``params_ema`` of a saved ``net_g`` file."""
         if self.ema is not None:
             self.load_network(self.ema.module, path, strict=True, param_key='params_ema')
+
+
+# BasicSR's SwinIRModel is SRModel plus padding of the input to a multiple of the window size at
+# test time; the SwinIR arch here pads inside forward, so BasicSR's SwinIR files run unchanged.
+MODEL_REGISTRY.register(SRModel, name='SwinIRModel')

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 import yaml
 
 from basicsr_lite.errors import OptionError
@@ -98,23 +99,35 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
     """Check every key and value; return a new dict with defaults filled in.
 
     Raises OptionError listing every problem (key path, what is wrong, closest valid key).
-    ``check_paths=False`` skips the checks that data folders and files exist (to validate a
-    shipped option file on a machine without its data).
+    ``check_paths=False`` skips the checks of this machine (data folders and files exist, CUDA
+    for ``num_gpu``), to validate a shipped option file anywhere.
     """
     from basicsr_lite.models import MODEL_REGISTRY
 
+    errors: list[str] = _machine_checks(raw) if check_paths else []
     model_type = raw.get('model_type', 'SRModel')
-    if model_type not in MODEL_REGISTRY:
-        raise OptionError(f'{source}: model_type: {MODEL_REGISTRY.missing_message(model_type)}')
-    ctx = {'scale': raw.get('scale', 1), 'is_train': is_train, 'check_paths': check_paths}
-    errors: list[str] = []
-    opt = option_spec(MODEL_REGISTRY.get(model_type), is_train).validate(raw, '', errors, ctx)
+    if model_type not in MODEL_REGISTRY:  # the other keys depend on the model: stop here
+        errors.insert(0, f'model_type: {MODEL_REGISTRY.missing_message(model_type)}')
+        opt = raw
+    else:
+        ctx = {'scale': raw.get('scale', 1), 'is_train': is_train, 'check_paths': check_paths}
+        opt = option_spec(MODEL_REGISTRY.get(model_type), is_train).validate(raw, '', errors, ctx)
     if not errors:
         errors += _cross_checks(opt, is_train, check_paths)
     if errors:
         lines = '\n'.join(f'  - {e}' for e in errors)
         raise OptionError(f'{source} has {len(errors)} problem(s):\n{lines}')
     return opt
+
+
+def _machine_checks(opt: dict) -> list[str]:
+    """What this machine cannot do (reported together with every other problem)."""
+    num_gpu = opt.get('num_gpu')
+    if isinstance(num_gpu, int) and not isinstance(num_gpu, bool) and num_gpu > 0 \
+            and not torch.cuda.is_available():
+        return [f"num_gpu: {num_gpu} but no CUDA device is available; set num_gpu: 0 (or "
+                f"'auto') to run on the CPU."]
+    return []
 
 
 def _cross_checks(opt: dict, is_train: bool, check_paths: bool) -> list[str]:

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from basicsr_lite.basicsr_names import foreign_key_message
+
 MISSING = object()
 Check = Callable[[Any], 'str | None']
 
@@ -99,6 +101,8 @@ def validate_fields(fields: dict[str, Spec], value: dict, path: str, errors: lis
             out[key] = fields[key].validate(item, prefix + key, errors, ctx)
         elif extra_ok(key):
             out[key] = item
+        elif foreign_key_message(path, str(key)) is not None:
+            errors.append(f'{prefix}{key}: {foreign_key_message(path, str(key))}.')
         else:
             errors.append(f'{prefix}{key}: unknown key{did_you_mean(str(key), fields)}'
                           f' (valid keys here: {", ".join(sorted(fields))}).')

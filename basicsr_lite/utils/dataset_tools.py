@@ -181,8 +181,13 @@ def pair_by_name(restored: str | Path, gt: str | Path,
         else:
             pairs.append((stem, Path(restored) / match, Path(gt) / name))
     if missing:
+        found = sorted(restored_names.values())
         raise DataError(f'{len(missing)} GT image(s) have no restored image in {restored} '
-                        f"(--restored-tmpl '{restored_tmpl}'), e.g. {', '.join(missing[:3])}.")
+                        f"(--restored-tmpl '{restored_tmpl}'): looked for "
+                        f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''} (any "
+                        f"image extension); that folder has {', '.join(found[:3])}"
+                        f"{', ...' if len(found) > 3 else ''}. test.py names its images "
+                        f"'<image>_<name>.png': use --restored-tmpl '{{}}_<name>'.")
     return pairs
 
 

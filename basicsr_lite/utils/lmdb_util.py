@@ -97,6 +97,18 @@ def _encoded(items: list[tuple[str, str]], compress_level: int,
             pool.join()
 
 
+def check_lmdb_target(lmdb_path: str | Path, overwrite: bool = False,
+                      compress_level: int = 1) -> None:
+    """The checks of a conversion's output and level, to run before any work starts."""
+    lmdb_path = Path(lmdb_path)
+    if lmdb_path.suffix != '.lmdb':
+        raise DataError(f"LMDB path {lmdb_path} must end with '.lmdb'.")
+    if lmdb_path.exists() and not overwrite:
+        raise DataError(f'{lmdb_path} already exists; use --overwrite to replace it.')
+    if not 0 <= compress_level <= 9:
+        raise DataError(f'compress_level must be in 0..9; got {compress_level}.')
+
+
 def make_lmdb_from_folder(folder: str | Path, lmdb_path: str | Path, compress_level: int = 1,
                           workers: int = 1, batch: int = 5000, overwrite: bool = False,
                           verify: bool = False,
@@ -110,12 +122,7 @@ def make_lmdb_from_folder(folder: str | Path, lmdb_path: str | Path, compress_le
     import lmdb
 
     lmdb_path = Path(lmdb_path)
-    if lmdb_path.suffix != '.lmdb':
-        raise DataError(f"LMDB path {lmdb_path} must end with '.lmdb'.")
-    if lmdb_path.exists() and not overwrite:
-        raise DataError(f'{lmdb_path} already exists; use --overwrite to replace it.')
-    if not 0 <= compress_level <= 9:
-        raise DataError(f'compress_level must be in 0..9; got {compress_level}.')
+    check_lmdb_target(lmdb_path, overwrite, compress_level)
     items = folder_keys(folder)
     partial = lmdb_path.with_name(lmdb_path.name + PARTIAL_SUFFIX)
     shutil.rmtree(partial, ignore_errors=True)
