@@ -3,9 +3,9 @@
 
     python tools/fault_injection.py --kills 10 --iters 300 --workers 2
 
-Saves are slowed down (``--save-delay`` seconds before each file's rename) so that many kills
-land in the middle of writing a checkpoint. Exit code 0 when the final ``params`` and
-``params_ema`` are identical, 1 otherwise.
+Saves are slowed down (``--save-delay`` seconds before each file's rename). Every other kill is
+sent the moment a save's temp file appears (so it lands mid-save); the others at random
+moments. Exit code 0 when the final ``params`` and ``params_ema`` are identical, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from basicsr_lite.engine.checkpoint import state_iterations  # noqa: E402
+from basicsr_lite.engine.checkpoint import TEMP_MARK, state_iterations  # noqa: E402
 from basicsr_lite.utils.synthetic import make_paired_folder  # noqa: E402
 
 
@@ -88,8 +88,28 @@ def finish(proc: subprocess.Popen) -> None:
         raise RuntimeError(f'training run failed ({proc.returncode}):\n{err.decode()[-3000:]}')
 
 
+def _temp_files(exp: Path, pid: int) -> list[Path]:
+    """Temp files of the saves in progress of process ``pid`` (their names end with it)."""
+    return list(exp.rglob(f'.*{TEMP_MARK}{pid}')) if exp.exists() else []
+
+
+def _kill_moment(proc: subprocess.Popen, exp: Path, after_iter: int, mid_save: bool,
+                 extra_wait: float) -> None:
+    """Wait until the run has a checkpoint at ``after_iter`` or later; then, for a mid-save kill,
+    until a temp file of the next save appears, else ``extra_wait`` more seconds."""
+    while proc.poll() is None and _newest(exp) < after_iter:
+        time.sleep(0.005)
+    if mid_save:
+        while proc.poll() is None and not _temp_files(exp, proc.pid):
+            time.sleep(0.002)
+    else:
+        time.sleep(extra_wait)
+
+
 def run_fault_injection(kills: int, iters: int, workers: int, save_delay: float, seed: int,
                         work: Path) -> Report:
+    """Every other kill is aimed at a save in progress (sent as soon as a temp file of the save
+    exists); the others at a random moment, often inside a save too."""
     rng = random.Random(seed)
     env = {**os.environ, 'BASICSR_LITE_FAULT_SAVE_DELAY': str(save_delay)}
     report = Report()
@@ -99,30 +119,26 @@ def run_fault_injection(kills: int, iters: int, workers: int, save_delay: float,
     finish(start(straight_opt, env))
     report.straight_s = time.time() - began
     faulty = work / 'faulty'
-    # Each kill aims at a random iteration: wait for the checkpoint before it, then a random
-    # extra moment (often inside the next, slowed-down save). A target already passed gives a
-    # kill during start-up.
-    targets = sorted(rng.sample(range(SAVE_FREQ, iters - SAVE_FREQ), kills))
-    for target in targets:
+    # Targets end 2 checkpoints before the last one, so that a run is still going at each kill.
+    targets = sorted(rng.sample(range(SAVE_FREQ, iters - 2 * SAVE_FREQ), kills))
+    for i, target in enumerate(targets):
         proc = start(faulty_opt, env)
         began = time.time()
-        while proc.poll() is None and _newest(faulty) < target - target % SAVE_FREQ:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 4 * save_delay + 0.05))
-        if proc.poll() is not None:  # finished before the kill: nothing left to interrupt
-            break
+        _kill_moment(proc, faulty, target - target % SAVE_FREQ, mid_save=i % 2 == 0,
+                     extra_wait=rng.uniform(0.0, 4 * save_delay + 0.05))
+        if proc.poll() is not None:
+            raise RuntimeError(f'the run ended ({proc.returncode}) before kill {i + 1}: '
+                               f'{proc.stderr.read().decode()[-2000:]}')
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        after = time.time() - began
-        temp = [p for p in faulty.rglob('.*.tmp*')] if faulty.exists() else []
         newest = state_iterations(faulty / 'training_states')
-        report.kills.append({'alive_s': after, 'newest_state': newest[0] if newest else None,
-                             'mid_save': bool(temp)})
+        report.kills.append({'alive_s': time.time() - began,
+                             'newest_state': newest[0] if newest else None,
+                             'mid_save': bool(_temp_files(faulty, proc.pid))})
     finish(start(faulty_opt, env))
     a = torch.load(work / 'straight' / 'models' / 'net_g_latest.pth', weights_only=True)
     b = torch.load(faulty / 'models' / 'net_g_latest.pth', weights_only=True)
-    report.identical = all(torch.equal(a[k][n], b[k][n]) for k in ('params', 'params_ema')
-                           for n in a[k])
+    report.identical = all(torch.equal(a[k][n], b[k][n]) for k, v in a.items() for n in v)
     return report
 
 
