@@ -108,12 +108,14 @@ def test_archs_have_typed_defaults_for_validation():
             assert param.kind is param.POSITIONAL_OR_KEYWORD
 
 
+@pytest.mark.regression  # exact counts; the released weights confirm them (next test)
 @pytest.mark.parametrize('arch,kwargs,path,count', OFFICIAL)
 def test_official_parameter_counts(arch, kwargs, path, count):
     net = build_network({'type': arch, **kwargs})
     assert sum(p.numel() for p in net.parameters()) == count
 
 
+@pytest.mark.reproduction  # the authors' released weight files
 @pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason='../shared/weights is absent')
 @pytest.mark.parametrize('arch,kwargs,path,count', OFFICIAL)
 def test_official_weights_load_strictly(arch, kwargs, path, count):
@@ -125,6 +127,7 @@ def test_official_weights_load_strictly(arch, kwargs, path, count):
     assert sum(v.numel() for v in state.values()) == count
 
 
+@pytest.mark.regression  # no BasicSR weights offline to confirm them
 def test_basicsr_default_counts():
     def count(opt):
         return sum(p.numel() for p in build_network(opt).parameters())
@@ -162,15 +165,26 @@ SWINIR_LIGHT = dict(type='SwinIR', img_size=64, window_size=8, embed_dim=60, dep
                     num_heads=[6] * 4, mlp_ratio=2, upsampler='pixelshuffledirect')
 
 
+@pytest.mark.reproduction
 def test_swinir_lightweight_counts_match_paper():
     # The paper counts 897K (x4) / 878K (x2) parameters without the relative position bias
     # tables: 24 blocks x (2 * 8 - 1)^2 x 6 heads = 32,400 entries.
-    for upscale, paper in ((4, 897_228), (2, 877_752)):  # "897K", "878K"
-        net = build_network({**SWINIR_LIGHT, 'upscale': upscale})
-        tables = sum(p.numel() for n, p in net.named_parameters()
-                     if n.endswith('relative_position_bias_table'))
-        assert tables == 32_400
-        assert sum(p.numel() for p in net.parameters()) - tables == paper
+    for upscale, paper_k in ((4, 897), (2, 878)):
+        assert round(swinir_light_counts(upscale)[0] / 1000) == paper_k
+
+
+@pytest.mark.regression  # the exact counts behind the paper's rounded ones
+def test_swinir_lightweight_exact_counts():
+    assert swinir_light_counts(4) == (897_228, 32_400)
+    assert swinir_light_counts(2) == (877_752, 32_400)
+
+
+def swinir_light_counts(upscale: int) -> tuple[int, int]:
+    """(parameters without the bias tables, bias table entries) of SwinIR-light."""
+    net = build_network({**SWINIR_LIGHT, 'upscale': upscale})
+    tables = sum(p.numel() for n, p in net.named_parameters()
+                 if n.endswith('relative_position_bias_table'))
+    return sum(p.numel() for p in net.parameters()) - tables, tables
 
 
 def test_swinir_keys_buffers_and_any_input_size():

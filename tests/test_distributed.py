@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import write_yaml
+from tests.runs import children_by_rank, run_to_end
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +37,48 @@ def test_two_process_training_on_cpu(tiny_opt, tmp_path):
     assert len(state['rng_states']) == 2  # one per rank
     assert sorted(p.name for p in (exp / 'models').iterdir()) == \
         ['net_g_3.pth', 'net_g_6.pth', 'net_g_latest.pth']
+    for it in (3, 6):  # every rank's weights hashed and compared at each checkpoint
+        assert f'Saving models and training state at iter {it} (weights identical on all 2 ' \
+               f'ranks).' in log
 
 
+def test_rank_disagreement_is_reported(caplog):
+    import logging
+    from basicsr_lite.engine.resume import rank_agreement
+    logging.getLogger('basicsr_lite').addHandler(caplog.handler)  # it does not propagate
+    assert rank_agreement([], 5) == ''
+    assert rank_agreement(['a', 'a'], 5) == ' (weights identical on all 2 ranks)'
+    assert rank_agreement(['a', 'a', 'b'], 5) == ' (weights DIFFER between ranks)'
+    assert "Iteration 5: the weights of rank(s) [2] differ from rank 0's" in caplog.text
+
+
+@pytest.mark.slow
+def test_gathered_validation_equals_one_process(tiny_opt, tmp_path):
+    """test.py on 2 processes (each scores a shard, rank 0 gathers) writes the same per-image
+    and mean metrics as on 1 process."""
+    tiny_opt['train']['total_iter'] = 2
+    run_to_end(write_yaml(tmp_path / 'train.yml', tiny_opt))
+    weights = Path(tiny_opt['path']['experiments_root']) / 'models' / 'net_g_latest.pth'
+    test_opt = {k: v for k, v in tiny_opt.items() if k not in ('train', 'logger')}
+    test_opt['datasets'] = {'test_1': tiny_opt['datasets']['val']}
+    tables = {}
+    for nproc in (1, 2):
+        test_opt['path'] = {'pretrain_network_g': str(weights),
+                            'results_root': str(tmp_path / f'results{nproc}')}
+        opt_path = write_yaml(tmp_path / f'test{nproc}.yml', test_opt)
+        cmd = ([sys.executable, str(ROOT / 'test.py')] if nproc == 1 else
+               [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                '--nproc_per_node=2', str(ROOT / 'test.py')])
+        extra = ['--launcher', 'pytorch'] if nproc == 2 else []
+        proc = subprocess.run([*cmd, '-opt', str(opt_path), *extra], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        tables[nproc] = (tmp_path / f'results{nproc}' / 'metrics.csv').read_text()
+    assert tables[1].count('\n') == 4  # header, a, b, mean
+    assert tables[1] == tables[2]
+
+
+@pytest.mark.slow
 def test_config_error_reported_once_not_a_hang(tiny_opt, tmp_path):
     tiny_opt['train']['optim_g']['lrr'] = 1
     proc = torchrun(tmp_path, 'train.py', write_yaml(tmp_path / 'opt.yml', tiny_opt))
@@ -45,6 +87,7 @@ def test_config_error_reported_once_not_a_hang(tiny_opt, tmp_path):
     assert combined.count("train.optim_g.lrr: unknown argument") == 1
 
 
+@pytest.mark.slow
 def test_torchrun_without_launcher_is_refused(tiny_opt, tmp_path):
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
@@ -55,24 +98,7 @@ def test_torchrun_without_launcher_is_refused(tiny_opt, tmp_path):
     assert not Path(tiny_opt['path']['experiments_root']).exists()
 
 
-def children_by_rank(parent_pid: int) -> dict[int, int]:
-    """{RANK: pid} of the worker processes started by torchrun (read from /proc)."""
-    ranks = {}
-    for entry in Path('/proc').iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
-            env = (entry / 'environ').read_bytes().split(b'\0')
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent_pid:
-            for item in env:
-                if item.startswith(b'RANK='):
-                    ranks[int(item[5:])] = int(entry.name)
-    return ranks
-
-
+@pytest.mark.slow
 def test_dead_rank_ends_the_run_with_a_message(tiny_opt, tmp_path):
     import signal
     import time
@@ -96,3 +122,38 @@ def test_dead_rank_ends_the_run_with_a_message(tiny_opt, tmp_path):
     assert time.time() - killed_at < 60
     assert 'Another process of this distributed run stopped or became unreachable' in output
     assert 'Last good checkpoint:' in output
+
+
+@pytest.mark.slow
+def test_hung_rank_ends_the_run_after_dist_params_timeout(tiny_opt, tmp_path):
+    """A rank that stops answering without closing its connections (SIGSTOP) is only noticed
+    through dist_params.timeout: the other rank exits with the message once it has passed."""
+    import signal
+    import time
+    tiny_opt['train']['total_iter'] = 100000
+    tiny_opt['logger'].update(save_checkpoint_freq=20, print_freq=1000)
+    tiny_opt['val']['val_freq'] = 10**6
+    tiny_opt['dist_params'] = {'timeout': 5}
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           str(ROOT / 'train.py'), '-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt)),
+           '--launcher', 'pytorch']
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    state = Path(tiny_opt['path']['experiments_root']) / 'training_states' / '20.state'
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert state.exists()
+    ranks = children_by_rank(proc.pid)
+    os.kill(ranks[1], signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        while proc.poll() is None and ranks[0] in children_by_rank(proc.pid).values():
+            assert time.time() - stopped_at < 90, 'rank 0 did not give up on the hung rank'
+            time.sleep(0.1)
+        waited = time.time() - stopped_at
+    finally:
+        os.kill(ranks[1], signal.SIGKILL)
+    output, _ = proc.communicate(timeout=120)
+    assert 4 <= waited < 60  # the 5 s timeout, not an immediate connection error
+    assert 'Another process of this distributed run stopped or became unreachable' in output

@@ -1,6 +1,7 @@
 """Faults and bad input: each gives a clear message, a non-zero exit, and loses nothing."""
 from __future__ import annotations
 
+import copy
 import errno
 import os
 from pathlib import Path
@@ -75,11 +76,27 @@ def test_nan_policy_skip_counts_and_continues(tiny_opt, tmp_path):
     assert all(torch.isfinite(v).all() for v in weights['params'].values())
 
 
-def test_keep_last_checkpoints(tiny_opt, tmp_path):
+def test_keep_last_checkpoints(tiny_opt, tmp_path, monkeypatch):
+    """Old checkpoints are deleted only once the new one is completely written (both files
+    loadable), and only the newest ``keep_last_checkpoints`` stay."""
+    from basicsr_lite.engine import resume
+    from basicsr_lite.engine.checkpoint import load_torch
+    exp = exp_dir(tiny_opt)
+    seen = []
+
+    def checked_prune(states, models, keep, *args):
+        newest = max(int(p.stem) for p in Path(states).glob('*.state'))
+        state = load_torch(Path(states) / f'{newest}.state')  # complete, or this raises
+        net = load_torch(Path(models) / f'net_g_{newest}.pth')
+        seen.append((newest, state['iter'], sorted(net)))
+        return real_prune(states, models, keep, *args)
+
+    real_prune = resume.prune_checkpoints
+    monkeypatch.setattr(resume, 'prune_checkpoints', checked_prune)
     tiny_opt['train']['total_iter'] = 12
     tiny_opt['logger'].update(save_checkpoint_freq=3, keep_last_checkpoints=2)
     assert run(tmp_path, tiny_opt) == 0
-    exp = exp_dir(tiny_opt)
+    assert seen == [(it, it, ['params', 'params_ema']) for it in (3, 6, 9, 12)]
     assert sorted(p.name for p in (exp / 'training_states').iterdir()) == ['12.state', '9.state']
     assert sorted(p.name for p in (exp / 'models').iterdir()) == \
         ['net_g_12.pth', 'net_g_9.pth', 'net_g_latest.pth']
@@ -96,6 +113,21 @@ def test_corrupt_training_image_is_named(tiny_opt, tiny_data, tmp_path, capsys, 
     assert 'Traceback' not in err
 
 
+def expected_visits(tiny_opt: dict, image_index: int) -> int:
+    """How often the training run of ``tiny_opt`` draws ``image_index`` (from the sampler)."""
+    from basicsr_lite.data.sampler import EnlargedSampler
+    train = tiny_opt['datasets']['train']
+    sampler = EnlargedSampler(4, ratio=train['dataset_enlarge_ratio'],
+                              seed=tiny_opt['manual_seed'], with_sample_seeds=True)
+    drawn, epoch = [], 0
+    needed = tiny_opt['train']['total_iter'] * train['batch_size_per_gpu']
+    while len(drawn) < needed:
+        sampler.set_epoch(epoch)
+        drawn += [index for index, _ in sampler][:len(sampler) // 2 * 2]  # whole batches
+        epoch += 1
+    return sum(index % 4 == image_index for index in drawn[:needed])
+
+
 def test_skip_corrupt_skips_and_counts(tiny_opt, tiny_data, tmp_path):
     (Path(tiny_data['train_gt']) / 'img2.png').write_bytes(b'')
     (Path(tiny_data['val_lq']) / 'bx2.png').write_bytes(b'junk')
@@ -103,9 +135,56 @@ def test_skip_corrupt_skips_and_counts(tiny_opt, tiny_data, tmp_path):
     tiny_opt['datasets']['val']['skip_corrupt'] = True
     assert run(tmp_path, tiny_opt) == 0
     log = next(exp_dir(tiny_opt).glob('train_*.log')).read_text()
-    assert 'corrupt training image(s) were skipped.' in log
+    visits = expected_visits(tiny_opt, 2)
+    assert visits > 0
+    assert f'{visits} corrupt training image(s) were skipped.' in log
     assert 'tiny_val: 1 corrupt image(s) skipped.' in log
     assert 'Validation tiny_val (1 images)' in log
+
+
+def test_skip_corrupt_uses_the_next_image(tiny_opt, tiny_data):
+    from basicsr_lite.data import build_dataset
+    from basicsr_lite.data.sample_wrappers import SeededSamples
+    (Path(tiny_data['train_gt']) / 'img2.png').write_bytes(b'')
+    dataset_opt = {k: v for k, v in tiny_opt['datasets']['train'].items()
+                   if k not in ('num_worker_per_gpu', 'batch_size_per_gpu',
+                                'dataset_enlarge_ratio')}
+    samples = SeededSamples(build_dataset(dataset_opt, 'train', 2), skip_corrupt=True)
+    sample = samples[(2, 123)]
+    assert sample['corrupt_skipped'] == 1
+    assert Path(sample['gt_path']).name == 'img3.png'
+    # img3 with the seed the next position would have: the same crop as a direct draw of it.
+    direct = SeededSamples(build_dataset(dataset_opt, 'train', 2), skip_corrupt=True)[(3, 124)]
+    assert torch.equal(sample['gt'], direct['gt'])
+    assert samples[(1, 5)]['corrupt_skipped'] == 0
+
+
+def test_non_finite_stop_leaves_weights_and_optimizer_untouched(tiny_opt):
+    from basicsr_lite.errors import TrainingError
+    from basicsr_lite.models import build_model
+    from basicsr_lite.options import validate_options
+    _NonFiniteAt.calls = 0
+    tiny_opt['train']['pixel_opt'] = {'type': 'NonFiniteAtLoss', 'at': 3, 'kind': 'grad'}
+    opt = validate_options(tiny_opt, True)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    opt['path'].update(training_states='/nonexistent')
+    torch.manual_seed(0)
+    model = build_model(opt, torch.device('cpu'))
+    batch = {'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)}
+    for it in (1, 2):
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+    params = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    ema = {k: v.clone() for k, v in model.ema.module.state_dict().items()}
+    adam = copy.deepcopy(model.optimizer_g.state_dict())
+    model.feed_data(batch)
+    with pytest.raises(TrainingError, match='Non-finite gradient'):
+        model.optimize_parameters(3)
+    assert all(torch.equal(v, params[k]) for k, v in model.net_g.state_dict().items())
+    assert all(torch.equal(v, ema[k]) for k, v in model.ema.module.state_dict().items())
+    after = model.optimizer_g.state_dict()
+    assert all(torch.equal(after['state'][i][key], adam['state'][i][key])
+               for i in adam['state'] for key in adam['state'][i])
 
 
 def test_pretrain_with_mismatching_keys(tiny_opt, tmp_path, capsys):

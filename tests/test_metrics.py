@@ -96,6 +96,7 @@ def test_calculate_metric_from_options():
                                                                          test_y_channel=True)
 
 
+@pytest.mark.reproduction
 @pytest.mark.skipif(not SHARED.is_dir(), reason='../shared/data is absent')
 def test_matches_rcan_matlab_results():
     ref = (SHARED / 'reference' / 'RCAN_Set5' / 'PSNR_SSIM_Results_BI_model.txt').read_text()

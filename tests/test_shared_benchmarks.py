@@ -13,7 +13,8 @@ from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.metrics import calculate_psnr, calculate_ssim
 
 DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason='../shared/data is absent')
+pytestmark = [pytest.mark.skipif(not DATA.is_dir(), reason='../shared/data is absent'),
+              pytest.mark.reproduction]
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
@@ -27,7 +28,7 @@ def test_set5_lr_bit_exact_numpy_and_torch(scale):
         np.testing.assert_array_equal(lr_pt.permute(1, 2, 0).numpy(), ref)
 
 
-@pytest.mark.parametrize('dataset', ['Set5', 'Set14', 'B100'])
+@pytest.mark.parametrize('dataset', ['Set5', 'Set14', pytest.param('B100', marks=pytest.mark.slow)])
 def test_bicubic_baseline_per_image(dataset):
     reference = json.loads((DATA / 'reference' / 'bicubic_baseline_per_image.json').read_text())
     for scale in (2, 3, 4):

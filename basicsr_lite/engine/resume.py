@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from basicsr_lite.engine.checkpoint import prune_checkpoints
-from basicsr_lite.engine.dist import all_gather_tensor_state, barrier, get_dist_info
+from basicsr_lite.engine.dist import (all_gather_objects, all_gather_tensor_state, barrier,
+                                      get_dist_info, is_dist)
 from basicsr_lite.engine.experiment import network_file_for_state
 from basicsr_lite.utils.misc import get_rng_state, set_rng_state
 
@@ -30,8 +31,10 @@ class LoopState:
 def save_checkpoint(model, loop: LoopState, opt: dict) -> None:
     """Networks + training state (with every rank's RNG state), then pruning of old ones."""
     rng_states = all_gather_tensor_state(get_rng_state())
+    fingerprints = all_gather_objects(model.weights_fingerprint()) if is_dist() else []
     if get_dist_info()[0] == 0:
-        logger.info(f'Saving models and training state at iter {loop.current_iter}.')
+        logger.info(f'Saving models and training state at iter {loop.current_iter}'
+                    f'{rank_agreement(fingerprints, loop.current_iter)}.')
         model.save(loop.epoch, loop.current_iter,
                    {'loop': asdict(loop), 'seed': opt['manual_seed'], 'rng_states': rng_states})
         keep = opt['logger']['keep_last_checkpoints']
@@ -40,6 +43,20 @@ def save_checkpoint(model, loop: LoopState, opt: dict) -> None:
             if removed:
                 logger.info(f'Removed old checkpoints (keep_last_checkpoints {keep}): {removed}')
     barrier()
+
+
+def rank_agreement(fingerprints: list[str], current_iter: int) -> str:
+    """'' when not distributed; a note that the ranks hold identical weights; or a warning (the
+    checkpoint holds rank 0's weights) when they diverged."""
+    if not fingerprints:
+        return ''
+    if len(set(fingerprints)) == 1:
+        return f' (weights identical on all {len(fingerprints)} ranks)'
+    differing = [rank for rank, fp in enumerate(fingerprints) if fp != fingerprints[0]]
+    logger.warning(f'Iteration {current_iter}: the weights of rank(s) {differing} differ from '
+                   f"rank 0's; the checkpoint holds rank 0's. Ranks diverge when a layer is "
+                   f'not synchronised by DDP or an operation is not deterministic.')
+    return ' (weights DIFFER between ranks)'
 
 
 def adopt_saved_seed(opt: dict, state: dict) -> None:

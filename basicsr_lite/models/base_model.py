@@ -4,6 +4,7 @@ Subclasses hold the maths of a training step (``feed_data``, ``optimize_paramete
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections import OrderedDict
@@ -127,6 +128,28 @@ class BaseModel:
         """Load weights into ``net``; every mismatch is reported key by key."""
         load_weights_into(net, load_path, strict, param_key)
         logger.info(f'Loaded {unwrap(net).__class__.__name__} from {load_path} [{param_key}].')
+
+    def networks_to_save(self) -> dict[str, dict[str, nn.Module]]:
+        """``{file label: {param key: network}}``, e.g. ``{'net_g': {'params': net_g,
+        'params_ema': ema}}`` -> ``models/net_g_<iter>.pth`` holding both state dicts."""
+        raise NotImplementedError
+
+    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
+        """Every network file; the training state too unless ``current_iter`` is -1 (latest)."""
+        for label, nets in self.networks_to_save().items():
+            self.save_network(nets, label, current_iter)
+        if current_iter != -1:
+            self.save_training_state(epoch, current_iter, extra_state)
+
+    def weights_fingerprint(self) -> str:
+        """SHA-256 of every saved network's tensors: equal on all ranks unless they diverged."""
+        digest = hashlib.sha256()
+        for label, nets in sorted(self.networks_to_save().items()):
+            for key, net in sorted(nets.items()):
+                for name, tensor in unwrap(net).state_dict().items():
+                    digest.update(f'{label}.{key}.{name}'.encode())
+                    digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+        return digest.hexdigest()
 
     def save_network(self, nets: dict[str, nn.Module], net_label: str, current_iter: int) -> None:
         """Write ``models/<label>_<iter>.pth`` holding one state dict per param key."""

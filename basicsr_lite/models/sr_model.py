@@ -88,13 +88,11 @@ class SRModel(BaseModel):
         from basicsr_lite.engine.validate import validate
         return validate(self, dataloader, dataset_name, current_iter, tb_logger, save_img)
 
-    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
+    def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:
         nets = {'params': self.net_g}
         if self.ema is not None:
             nets['params_ema'] = self.ema.module
-        self.save_network(nets, 'net_g', current_iter)
-        if current_iter != -1:
-            self.save_training_state(epoch, current_iter, extra_state)
+        return {'net_g': nets}
 
     def load_ema_weights(self, path: str) -> None:
         """Resume the EMA network from ``params_ema`` of a saved ``net_g`` file."""
