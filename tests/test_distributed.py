@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.conftest import write_yaml
-from tests.runs import children_by_rank, run_to_end
+from tests.runs import children_by_rank, configure, run_to_end, start_run, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,23 +100,18 @@ def test_torchrun_without_launcher_is_refused(tiny_opt, tmp_path):
     assert not Path(tiny_opt['path']['experiments_root']).exists()
 
 
+def long_run_with_checkpoint(tiny_opt: dict, tmp_path: Path):
+    """A 2-process run that would go on for long; returned once its checkpoint 20 exists."""
+    opt = configure(tiny_opt, Path(tiny_opt['path']['experiments_root']), 100000, 20)
+    opt_path = write_yaml(tmp_path / 'opt.yml', opt)
+    proc = start_run(opt_path, nproc=2)
+    wait_for(Path(opt['path']['experiments_root']) / 'training_states' / '20.state', proc)
+    return proc
+
+
 @pytest.mark.slow
 def test_dead_rank_ends_the_run_with_a_message(tiny_opt, tmp_path):
-    import signal
-    import time
-    tiny_opt['train']['total_iter'] = 100000
-    tiny_opt['logger'].update(save_checkpoint_freq=20, print_freq=1000)
-    tiny_opt['val']['val_freq'] = 10**6
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           str(ROOT / 'train.py'), '-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt)),
-           '--launcher', 'pytorch']
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    state = Path(tiny_opt['path']['experiments_root']) / 'training_states' / '20.state'
-    deadline = time.time() + 120
-    while not state.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert state.exists()
+    proc = long_run_with_checkpoint(tiny_opt, tmp_path)
     os.kill(children_by_rank(proc.pid)[1], signal.SIGKILL)
     killed_at = time.time()
     output, _ = proc.communicate(timeout=120)
@@ -128,22 +125,8 @@ def test_dead_rank_ends_the_run_with_a_message(tiny_opt, tmp_path):
 def test_hung_rank_ends_the_run_after_dist_params_timeout(tiny_opt, tmp_path):
     """A rank that stops answering without closing its connections (SIGSTOP) is only noticed
     through dist_params.timeout: the other rank exits with the message once it has passed."""
-    import signal
-    import time
-    tiny_opt['train']['total_iter'] = 100000
-    tiny_opt['logger'].update(save_checkpoint_freq=20, print_freq=1000)
-    tiny_opt['val']['val_freq'] = 10**6
     tiny_opt['dist_params'] = {'timeout': 5}
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           str(ROOT / 'train.py'), '-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt)),
-           '--launcher', 'pytorch']
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    state = Path(tiny_opt['path']['experiments_root']) / 'training_states' / '20.state'
-    deadline = time.time() + 120
-    while not state.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert state.exists()
+    proc = long_run_with_checkpoint(tiny_opt, tmp_path)
     ranks = children_by_rank(proc.pid)
     os.kill(ranks[1], signal.SIGSTOP)
     stopped_at = time.time()

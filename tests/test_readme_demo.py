@@ -1,7 +1,8 @@
 """The README's demo, run as a user types it, ends with the numbers the README prints.
 
-Regression: these numbers are this code's own (the demo data and training are deterministic on
-the CPU); a change to them needs a reason and a README update."""
+Regression: these numbers are this code's own. Training is deterministic on one machine, but
+CPUs with other floating-point kernels end slightly apart after 600 iterations (0.015 dB seen),
+so the model column is checked within 0.03 dB / 0.0005; the bicubic column is exact."""
 from __future__ import annotations
 
 import re
@@ -29,8 +30,13 @@ def test_demo_ends_with_the_readme_numbers(tmp_path):
                            '--force_yml', f'path:experiments_root={exp}'], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = next(exp.glob('train_*.log')).read_text()
-    expected = readme_table().splitlines()
-    start = next(i for i, line in enumerate(log.splitlines()) if expected[0] in line)
-    got = log.splitlines()[start + 1:start + len(expected)]
-    assert [line.rstrip() for line in got] == [line.rstrip() for line in expected[1:]]
+    log = next(exp.glob('train_*.log')).read_text().splitlines()
+    title, header, *rows = readme_table().splitlines()
+    start = next(i for i, line in enumerate(log) if line.endswith(title))
+    assert log[start + 1].split() == header.split()
+    for expected, got in zip(rows, log[start + 2:start + 2 + len(rows)]):
+        name, model, bicubic = expected.split()
+        got_name, got_model, got_bicubic = got.split()
+        assert got_name == name and got_bicubic == bicubic
+        assert float(got_model) == pytest.approx(float(model), abs=0.03 if name == 'psnr'
+                                                 else 0.0005)
