@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime
 import io
-import os
 import logging
+import os
 import subprocess
 from typing import Any
 

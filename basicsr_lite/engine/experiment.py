@@ -28,14 +28,12 @@ def check_launcher(opt: dict) -> None:
 
 
 def select_device(opt: dict) -> torch.device:
-    """Resolve ``num_gpu`` ('auto' or a count) into the device of this process."""
+    """Resolve ``num_gpu`` ('auto' or a count) into the device of this process (option
+    validation has already refused a count without CUDA)."""
     available = torch.cuda.device_count()
     num_gpu = opt['num_gpu']
     if num_gpu == 'auto':
         num_gpu = 1 if available else 0
-    if num_gpu > 0 and available == 0:
-        raise OptionError(f'num_gpu is {num_gpu} but no CUDA device is available; '
-                          f"set num_gpu: 0 (or 'auto') to run on the CPU.")
     if num_gpu > 1 and not opt['dist']:
         raise OptionError(f'num_gpu is {num_gpu}: several GPUs need a distributed launch, e.g. '
                           f'torchrun --nproc_per_node={num_gpu} train.py -opt ... --launcher '
