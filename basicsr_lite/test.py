@@ -14,7 +14,7 @@ from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.experiment import open_run_folder, start_processes
 from basicsr_lite.engine.logger import get_root_logger
-from basicsr_lite.engine.validate import format_table, write_metrics
+from basicsr_lite.engine.validate import check_metrics, format_table, write_metrics
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
 from basicsr_lite.utils.misc import set_random_seed
@@ -30,6 +30,8 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
     set_random_seed(opt['manual_seed'])
     # Datasets and weights are checked before the results folder is created or archived.
     loaders = build_eval_loaders(opt, ('val', 'test'))
+    if opt['val'] is not None:
+        check_metrics(opt['val']['metrics'])
     model = build_model(opt, device)
     open_run_folder(opt)
     save_img = opt['val']['save_img'] if opt['val'] is not None else True

@@ -17,7 +17,7 @@ from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_
 from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, resume_command,
                                         save_checkpoint)
 from basicsr_lite.engine.signals import GracefulStop
-from basicsr_lite.engine.validate import bicubic_baseline, format_table
+from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table
 from basicsr_lite.errors import TrainingError
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
@@ -125,6 +125,8 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     set_random_seed(opt['manual_seed'] + opt['rank'])
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
+    if opt['val'] is not None:
+        check_metrics(opt['val']['metrics'])
     model = build_model(opt, device)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
     open_run_folder(opt, resuming=resume is not None)

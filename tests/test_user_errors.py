@@ -64,6 +64,10 @@ CASES = {
             'restart_weights': [1]}),
         'train.scheduler (MultiStepRestartLR) rejected its options: ValueError: restarts (2) '
         'and restart_weights (1) must have the same length.'),
+    'metric rejects its values': (
+        lambda opt, tmp: opt['val']['metrics']['psnr'].update(input_order='WHC'),
+        "val.metrics.psnr (calculate_psnr) rejected its options: ValueError: input_order must be "
+        "'HWC' or 'CHW'; got 'WHC'."),
     'optimizer rejects its values': (
         lambda opt, tmp: opt['train']['optim_g'].update(lr=-1.0),
         'train.optim_g (Adam) rejected its options: ValueError: Invalid learning rate: -1.0'),

@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 
 from basicsr_lite.engine.checkpoint import atomic_write
 from basicsr_lite.engine.dist import all_gather_objects, get_dist_info
-from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
 from basicsr_lite.data.imresize import imresize
+from basicsr_lite.errors import rejected_options
+from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
 from basicsr_lite.utils.img_util import img2tensor, imwrite, tensor2img
 
 logger = logging.getLogger('basicsr_lite')
@@ -49,6 +50,18 @@ def image_metrics(result: torch.Tensor, gt: torch.Tensor, metrics_opt: dict) -> 
         value = calculate_metric(data, metric_opt)
         values[name] = float(value.mean()) if isinstance(value, torch.Tensor) else float(value)
     return values
+
+
+def check_metrics(metrics_opt: dict) -> None:
+    """Run every metric once on a synthetic 256x256 pair (own generator: the training RNG is not
+    touched), so that an argument value a metric rejects is reported at start-up, before anything
+    is written, and not at the first validation hours later."""
+    generator = torch.Generator().manual_seed(0)
+    gt = torch.rand(1, 3, 256, 256, generator=generator)
+    result = (gt + 0.1 * torch.rand(gt.shape, generator=generator)).clamp(0, 1)
+    for name, metric_opt in metrics_opt.items():
+        with rejected_options(f"val.metrics.{name} ({metric_opt['type']})"):
+            image_metrics(result, gt, {name: metric_opt})
 
 
 def _gather_rows(rows: list[dict]) -> list[dict]:
