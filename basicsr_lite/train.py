@@ -19,7 +19,7 @@ from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, re
 from basicsr_lite.engine.signals import GracefulStop
 from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table
 from basicsr_lite.errors import TrainingError
-from basicsr_lite.models import build_model
+from basicsr_lite.models import MODEL_REGISTRY, build_model
 from basicsr_lite.options import dict2str, parse_options
 from basicsr_lite.utils.misc import set_random_seed
 
@@ -35,22 +35,28 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
     prefetcher = build_prefetcher(loader, opt['datasets']['train']['prefetch_mode'], model.device)
     msg_logger = MessageLogger(opt['name'], total_iter, loop.current_iter, tb_logger)
     timer = IterationTimer()
-    finished = True
-    while loop.current_iter < total_iter:
-        batch = prefetcher.next()
-        if batch is None:  # end of the epoch
+    accumulate = train_opt['accumulate_grad_batches']
+
+    def next_batch() -> dict:
+        """The next training batch; a new epoch starts when one ends."""
+        while (batch := prefetcher.next()) is None:
             loop.epoch, loop.batches_in_epoch = loop.epoch + 1, 0
             sampler.set_epoch(loop.epoch)
             prefetcher.reset()
-            continue
-        timer.data_ready()
-        loop.current_iter, loop.batches_in_epoch = loop.current_iter + 1, loop.batches_in_epoch + 1
+        loop.batches_in_epoch += 1
         if 'corrupt_skipped' in batch:
             loop.corrupt_skipped += int(batch.pop('corrupt_skipped').sum())
-        it = loop.current_iter
+        return batch
+
+    finished = True
+    while loop.current_iter < total_iter:
+        it = loop.current_iter + 1
         model.update_learning_rate(it, train_opt['warmup_iter'])
-        model.feed_data(batch)
-        model.optimize_parameters(it)
+        for micro in range(accumulate):  # one optimizer step over ``accumulate`` batches
+            model.feed_data(timer.fetch(next_batch))
+            with model.no_sync(active=micro < accumulate - 1):
+                model.optimize_parameters(it)
+        loop.current_iter = it
         timer.iteration_done()
         if it % log_opt['print_freq'] == 0:
             msg_logger({'epoch': loop.epoch, 'iter': it, 'lrs': model.get_current_learning_rate(),
@@ -116,7 +122,7 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
                 f"world size {opt['world_size']}\n{dict2str(opt)}")
     # Everything that can fail on the user's input (resume state, datasets, networks, weight
     # files, constructor arguments) runs before anything on disk is created or renamed.
-    resume = find_resume_state(opt)
+    resume = find_resume_state(opt, MODEL_REGISTRY.get(opt['model_type']).network_labels())
     if resume is not None:
         adopt_saved_seed(opt, resume[1])
     elif opt['auto_resume']:

@@ -51,7 +51,7 @@ def model_with_schedule() -> BaseModel:
     model.optimizers = [opt]
     model.schedulers = [build_scheduler(opt, {'type': 'CosineAnnealingRestartLR',
                                               'periods': [10]})]
-    model.best_metric_results, model.skipped_steps = {}, 0
+    model.best_metric_results, model.skipped_steps, model.steppers = {}, 0, {}
     return model
 
 

@@ -31,12 +31,14 @@ def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, Enl
     loader = build_dataloader(SeededSamples(dataset, dataset_opt['skip_corrupt']), dataset_opt,
                               'train', sampler, opt['manual_seed'], rank,
                               pin_memory_default=device.type == 'cuda')
-    iters_per_epoch = len(sampler) // batch_size
-    total_iter = opt['train']['total_iter']
+    batches_per_epoch = len(sampler) // batch_size
+    total_iter, accumulate = opt['train']['total_iter'], opt['train']['accumulate_grad_batches']
+    steps = f' x {accumulate} accumulated' if accumulate > 1 else ''
     logger.info(f"Training statistics: {len(dataset)} images, enlarge ratio "
-                f"{dataset_opt['dataset_enlarge_ratio']}, batch {batch_size} x {world_size} "
-                f'process(es), {iters_per_epoch} iters per epoch, {total_iter} iters = '
-                f'{math.ceil(total_iter / iters_per_epoch)} epochs.')
+                f"{dataset_opt['dataset_enlarge_ratio']}, batch {batch_size}{steps} x "
+                f'{world_size} process(es), {batches_per_epoch / accumulate:g} iters per epoch, '
+                f'{total_iter} iters = {math.ceil(total_iter * accumulate / batches_per_epoch)} '
+                f'epochs.')
     return loader, sampler
 
 

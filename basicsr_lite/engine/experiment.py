@@ -103,15 +103,18 @@ def copy_option_file(opt: dict, resuming: bool) -> Path:
     return dest
 
 
-def find_resume_state(opt: dict) -> tuple[Path, dict] | None:
+def find_resume_state(opt: dict, net_labels: tuple[str, ...] = ('net_g',)
+                      ) -> tuple[Path, dict] | None:
     """``(path, state)`` of ``path.resume_state`` if set; else, with --auto_resume, of the newest
-    loadable state of this experiment (under ``path.experiments_root``); else None. Each state
-    file is read once."""
+    loadable state of this experiment (under ``path.experiments_root``) whose network files
+    (``<label>_<iter>.pth`` for each of ``net_labels``) exist; else None. Each state file is
+    read once."""
     if opt['path']['resume_state']:
         path = Path(opt['path']['resume_state'])
         return path, load_resume_state(path)
     if opt['auto_resume']:
-        found = find_resumable_state(opt['path']['training_states'], opt['path']['models'])
+        found = find_resumable_state(opt['path']['training_states'], opt['path']['models'],
+                                     net_labels)
         if found is not None:
             check_training_state(*found)
         return found

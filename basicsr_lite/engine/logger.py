@@ -7,7 +7,7 @@ import logging.handlers
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 LOGGER_NAME = 'basicsr_lite'
 
@@ -119,10 +119,14 @@ class IterationTimer:
         """Start timing the next iteration (call after work that is not an iteration's)."""
         self.tick = time.perf_counter()
 
-    def data_ready(self) -> None:
-        waited = time.perf_counter() - self.tick
+    def fetch(self, next_batch: Callable[[], Any]) -> Any:
+        """``next_batch()``, its duration counted as waiting for data."""
+        began = time.perf_counter()
+        batch = next_batch()
+        waited = time.perf_counter() - began
         self.window_data += waited
         self.total_data += waited
+        return batch
 
     def iteration_done(self) -> None:
         spent = time.perf_counter() - self.tick

@@ -69,10 +69,11 @@ def adopt_saved_seed(opt: dict, state: dict) -> None:
 
 
 def restore(model, opt: dict, state_path: Path, state: dict) -> LoopState:
-    """Load networks, optimizers, schedulers, RNG states; return the loop position."""
-    net_path = network_file_for_state(state_path, state['iter'], opt['path']['models'])
-    model.load_network(model.net_g, str(net_path), strict=True, param_key='params')
-    model.load_ema_weights(str(net_path))
+    """Load every network the model saves (and its EMA copies), optimizers, schedulers, scalers,
+    RNG states; return the loop position."""
+    model.load_networks({label: network_file_for_state(state_path, state['iter'],
+                                                       opt['path']['models'], label)
+                         for label in model.networks_to_save()})
     model.resume_training(state)
     rank = get_dist_info()[0]
     if rank < len(state.get('rng_states', [])):

@@ -17,9 +17,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_lite.engine.checkpoint import CheckpointError, load_weights, save_torch, \
     state_iterations
-from basicsr_lite.engine.dist import is_dist, reduce_mean
+from basicsr_lite.engine.dist import reduce_mean
 from basicsr_lite.engine.ema import ModelEMA
 from basicsr_lite.engine.lr_scheduler import build_optimizer, build_scheduler
+from basicsr_lite.engine.step import OptimizerStepper, autocast, no_sync
 from basicsr_lite.errors import TrainingError
 
 logger = logging.getLogger('basicsr_lite')
@@ -103,6 +104,7 @@ class BaseModel:
         self.is_train = opt['is_train']
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+        self.steppers: dict[str, OptimizerStepper] = {}  # name -> step helper of an optimizer
         self.ema: ModelEMA | None = None
         self.log_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
         # {dataset_name: {metric: {'val': best value, 'iter': iteration}}}
@@ -133,6 +135,18 @@ class BaseModel:
         """``{file label: {param key: network}}``, e.g. ``{'net_g': {'params': net_g,
         'params_ema': ema}}`` -> ``models/net_g_<iter>.pth`` holding both state dicts."""
         raise NotImplementedError
+
+    @classmethod
+    def network_labels(cls) -> tuple[str, ...]:
+        """File labels of the networks: ``network_g`` -> ``net_g``, ``network_d`` -> ``net_d``."""
+        return tuple(f"net_{key.split('_', 1)[1]}" for key in cls.network_keys)
+
+    def load_networks(self, files: dict[str, Path]) -> None:
+        """Load every saved network (each param key, e.g. ``params`` and ``params_ema``) from
+        ``{label: file}``, strictly: the inverse of :meth:`save`'s network files."""
+        for label, nets in self.networks_to_save().items():
+            for param_key, net in nets.items():
+                self.load_network(net, str(files[label]), strict=True, param_key=param_key)
 
     def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
         """Every network file; the training state too unless ``current_iter`` is -1 (latest)."""
@@ -187,30 +201,41 @@ class BaseModel:
     def get_current_learning_rate(self) -> list[float]:
         return [group['lr'] for group in self.optimizers[0].param_groups]
 
-    def backward_and_step(self, losses: dict[str, torch.Tensor],
-                          optimizer: torch.optim.Optimizer, net: nn.Module,
-                          current_iter: int) -> bool:
-        """Backpropagate the summed losses and step ``optimizer`` if the loss and the gradients
-        are finite. Otherwise apply ``train.nan_policy``: 'stop' raises TrainingError (no weight
-        is touched), 'skip' drops the step. Returns whether the optimizer stepped.
+    def setup_stepper(self, name: str, optimizer: torch.optim.Optimizer,
+                      networks: dict[str, nn.Module]) -> OptimizerStepper:
+        """The step helper of ``optimizer``, which trains ``networks`` ({label: network}), with
+        the run's ``train.amp``, ``accumulate_grad_batches`` and ``clip_grad_norm``."""
+        train_opt = self.opt['train']
+        clip = train_opt.get('clip_grad_norm')
+        if isinstance(clip, dict):
+            limits = [clip[label] for label in networks if label in clip]
+            clip = min(limits) if limits else None
+        scaler = torch.amp.GradScaler(self.device.type) if train_opt.get('amp') == 'fp16' \
+            else None
+        stepper = OptimizerStepper(name, optimizer, list(networks.values()),
+                                   train_opt.get('accumulate_grad_batches', 1), clip, scaler)
+        self.steppers[name] = stepper
+        return stepper
 
-        The decision uses the gradients after DDP's all-reduce (and, distributed, an all-reduce
-        of the flag), so every rank makes the same one.
-        """
-        total = sum(losses.values())
-        total.backward()
-        grads = [p.grad for p in net.parameters() if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
-                                                          for g in grads])) if grads else total
-        finite = (torch.isfinite(total.detach()) & torch.isfinite(grad_norm)).float()
-        if is_dist():
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if bool(finite):  # one host-device sync per step
-            optimizer.step()
-            return True
-        optimizer.zero_grad(set_to_none=True)
-        self.handle_non_finite(losses, current_iter)
-        return False
+    def autocast(self):
+        """Mixed precision for the forward passes of training (``train.amp``)."""
+        return autocast(self.device, (self.opt.get('train') or {}).get('amp'))
+
+    def no_sync(self, active: bool):
+        """DDP gradient synchronisation off for every trained network (all micro-batches of an
+        accumulated step but the last)."""
+        return no_sync([net for s in self.steppers.values() for net in s.networks], active)
+
+    def step(self, name: str, losses: dict[str, torch.Tensor], current_iter: int) -> bool:
+        """Backward ``losses`` through stepper ``name``; returns whether its optimizer stepped.
+        A non-finite loss or gradient applies ``train.nan_policy`` (no weight is touched)."""
+        result = self.steppers[name].backward(losses)
+        if result.non_finite:
+            self.handle_non_finite(losses, current_iter)
+        elif result.scaler_skipped:
+            logger.debug(f'Iteration {current_iter}: fp16 gradient overflow, the GradScaler '
+                         f'skipped the {name} step and lowered its scale.')
+        return result.stepped
 
     def handle_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
         bad = [f'{k} = {float(v.detach()):g}' for k, v in losses.items()
@@ -249,6 +274,8 @@ class BaseModel:
             'iter': current_iter,
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
+            'scalers': {name: s.scaler.state_dict() for name, s in self.steppers.items()
+                        if s.scaler is not None},
             'best_metric_results': self.best_metric_results,
             'skipped_steps': self.skipped_steps,
         }
@@ -270,6 +297,10 @@ class BaseModel:
             optimizer.load_state_dict(saved)
         for scheduler, saved in zip(self.schedulers, state['schedulers']):
             scheduler.load_state_dict(saved)
+        for name, saved in state.get('scalers', {}).items():
+            scaler = self.steppers[name].scaler if name in self.steppers else None
+            if scaler is not None:  # a run may resume with train.amp changed
+                scaler.load_state_dict(saved)
         self.best_metric_results = state.get('best_metric_results', {})
         self.skipped_steps = state.get('skipped_steps', 0)
 

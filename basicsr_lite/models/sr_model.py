@@ -43,6 +43,7 @@ class SRModel(BaseModel):
             self.cri_pix = build_loss(train_opt['pixel_opt'], 'train.pixel_opt').to(self.device)
         params = [p for p in self.net_g.parameters() if p.requires_grad]
         self.optimizer_g = self.setup_optimizer(params, train_opt['optim_g'])
+        self.setup_stepper('g', self.optimizer_g, {'net_g': self.net_g})
         self.setup_schedulers()
 
     def feed_data(self, data: dict) -> None:
@@ -50,11 +51,10 @@ class SRModel(BaseModel):
         self.gt = data['gt'].to(self.device, non_blocking=True) if 'gt' in data else None
 
     def optimize_parameters(self, current_iter: int) -> None:
-        self.optimizer_g.zero_grad(set_to_none=True)
-        self.output = self.net_g(self.lq)
-        losses = {'l_pix': self.cri_pix(self.output, self.gt)}
-        stepped = self.backward_and_step(losses, self.optimizer_g, self.net_g, current_iter)
-        if stepped and self.ema is not None:
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
+        if self.step('g', losses, current_iter) and self.ema is not None:
             self.ema.update(unwrap(self.net_g))
         self.record_losses(losses)
 
@@ -93,11 +93,6 @@ class SRModel(BaseModel):
         if self.ema is not None:
             nets['params_ema'] = self.ema.module
         return {'net_g': nets}
-
-    def load_ema_weights(self, path: str) -> None:
-        """Resume the EMA network from ``params_ema`` of a saved ``net_g`` file."""
-        if self.ema is not None:
-            self.load_network(self.ema.module, path, strict=True, param_key='params_ema')
 
 
 # BasicSR's SwinIRModel is SRModel plus padding of the input to a multiple of the window size at

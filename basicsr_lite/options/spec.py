@@ -46,6 +46,23 @@ class FilePath(Value):
         return value
 
 
+def clip_check(model_cls: type):
+    """``train.clip_grad_norm``: a max norm > 0 for every network, or ``{net_g: 0.5, ...}``."""
+    labels = model_cls.network_labels()
+
+    def check(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return positive(value)
+        for label, limit in value.items():
+            if label not in labels:
+                return (f"'{label}' is not a network of {model_cls.__name__} (its networks: "
+                        f"{', '.join(labels)}){did_you_mean(str(label), labels)}")
+            if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
+                return f'{label}: expected a max norm > 0; got {limit!r}.'
+        return None
+    return check
+
+
 # ---- resolvers: type name -> the callable whose signature defines the allowed keys ------------
 
 def _from_table(table: dict, kind: str):
@@ -107,6 +124,10 @@ def train_spec(model_cls: type) -> Section:
         'warmup_iter': Value((int,), default=-1),
         'nan_policy': Value((str,), default='stop', choices=('stop', 'skip')),
         'ema_decay': Value(NUM, default=0.0, check=in_unit_interval),
+        'amp': Value(OPT_STR, default=None, choices=(None, 'bf16', 'fp16')),
+        'accumulate_grad_batches': Value((int,), default=1, check=positive),
+        'clip_grad_norm': Value((int, float, dict, type(None)), default=None,
+                                check=clip_check(model_cls)),
         'optim_g': Typed(resolve=_from_table(lr_scheduler.OPTIMIZERS, 'optimizer'),
                          kind='optimizer', hidden=('params',), required=True),
         'scheduler': Typed(resolve=_from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
