@@ -92,11 +92,17 @@ def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
 
 
 class BaseModel:
-    """Shared plumbing of all models. ``network_keys`` / ``loss_keys`` declare which option keys a
-    model uses, so option validation can reject the others."""
+    """Shared plumbing of all models. ``network_keys`` and :meth:`train_keys` declare which
+    option keys a model uses, so option validation can reject the others."""
 
     network_keys: tuple[str, ...] = ('network_g',)
-    loss_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def train_keys(cls, kit) -> dict:
+        """The model's own ``train.*`` keys, ``{key: spec}``, made with ``kit``
+        (:class:`basicsr_lite.options.spec.SpecKit`: ``optimizer()``, ``loss()``, ``Value``);
+        the loop's keys (total_iter, scheduler, amp, ...) are always there."""
+        return {}
 
     def __init__(self, opt: dict, device: torch.device) -> None:
         self.opt = opt

@@ -16,7 +16,10 @@ class SRModel(BaseModel):
     """Single-network restoration: ``output = net_g(lq)``, trained with a pixel loss."""
 
     network_keys = ('network_g',)
-    loss_keys = ('pixel_opt',)
+
+    @classmethod
+    def train_keys(cls, kit) -> dict:
+        return {'optim_g': kit.optimizer(), 'pixel_opt': kit.loss()}
 
     def __init__(self, opt: dict, device: torch.device) -> None:
         super().__init__(opt, device)

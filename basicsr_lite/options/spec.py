@@ -116,6 +116,24 @@ def dataset_spec(key: str) -> Spec:
         })
 
 
+class SpecKit:
+    """What a model declares its own ``train.*`` keys with (``BaseModel.train_keys``), so that
+    models need not know the schema's classes."""
+    Value = Value
+    positive = staticmethod(positive)
+    non_negative = staticmethod(non_negative)
+
+    @staticmethod
+    def optimizer(required: bool = True) -> Typed:
+        return Typed(resolve=_from_table(lr_scheduler.OPTIMIZERS, 'optimizer'), kind='optimizer',
+                     hidden=('params',), required=required)
+
+    @staticmethod
+    def loss() -> Typed:
+        """An optional loss (``{type: L1Loss, loss_weight: ...}`` or null)."""
+        return Typed(resolve=LOSS_REGISTRY.get, kind='loss', nullable=True, default=None)
+
+
 # ---- the whole file ------------------------------------------------------------------------------
 
 def train_spec(model_cls: type) -> Section:
@@ -128,15 +146,11 @@ def train_spec(model_cls: type) -> Section:
         'accumulate_grad_batches': Value((int,), default=1, check=positive),
         'clip_grad_norm': Value((int, float, dict, type(None)), default=None,
                                 check=clip_check(model_cls)),
-        'optim_g': Typed(resolve=_from_table(lr_scheduler.OPTIMIZERS, 'optimizer'),
-                         kind='optimizer', hidden=('params',), required=True),
         'scheduler': Typed(resolve=_from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
                            kind='scheduler', hidden=('optimizer', 'last_epoch', 'verbose'),
                            nullable=True, default=None),
     }
-    for loss_key in model_cls.loss_keys:
-        fields[loss_key] = Typed(resolve=LOSS_REGISTRY.get, kind='loss', nullable=True,
-                                 default=None)
+    fields.update(model_cls.train_keys(SpecKit))
     return Section(fields=fields, required=True)
 
 
