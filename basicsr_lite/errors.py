@@ -5,7 +5,6 @@ import contextlib
 from typing import Iterator
 
 
-
 class UserError(Exception):
     """Base class: a message that names the file / option / value and what was expected."""
 

@@ -14,7 +14,7 @@ from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.experiment import open_run_folder, start_processes
 from basicsr_lite.engine.logger import get_root_logger
-from basicsr_lite.engine.validate import check_metrics, format_table, write_metrics
+from basicsr_lite.engine.validate import check_metrics, format_table, validate, write_metrics
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
 from basicsr_lite.utils.misc import set_random_seed
@@ -35,7 +35,7 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
     model = build_model(opt, device)
     open_run_folder(opt)
     save_img = opt['val']['save_img'] if opt['val'] is not None else True
-    results = [model.validation(loader, name, 0, None, save_img)
+    results = [validate(model, loader, name, 0, None, save_img)
                for name, loader in loaders.items()]
     if opt['rank'] != 0:
         return

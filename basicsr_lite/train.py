@@ -17,7 +17,7 @@ from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_
 from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, resume_command,
                                         save_checkpoint)
 from basicsr_lite.engine.signals import GracefulStop
-from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table
+from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table, validate
 from basicsr_lite.errors import TrainingError
 from basicsr_lite.models import MODEL_REGISTRY, build_model
 from basicsr_lite.options import dict2str, parse_options
@@ -67,7 +67,7 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
         # The final iteration is validated by final_report, next to the bicubic baseline.
         if val_opt is not None and it % val_opt['val_freq'] == 0 and it < total_iter:
             for name, val_loader in val_loaders.items():
-                model.validation(val_loader, name, it, tb_logger, val_opt['save_img'])
+                validate(model, val_loader, name, it, tb_logger, val_opt['save_img'])
         if stopper.requested(model.device):
             if not saved:
                 save_checkpoint(model, loop, opt)
@@ -89,8 +89,8 @@ def final_report(model, opt: dict, val_loaders, tb_logger) -> None:
         return
     metrics_opt = opt['val']['metrics']
     for name, val_loader in val_loaders.items():
-        ours = model.validation(val_loader, name, opt['train']['total_iter'], tb_logger,
-                                opt['val']['save_img'])
+        ours = validate(model, val_loader, name, opt['train']['total_iter'], tb_logger,
+                        opt['val']['save_img'])
         if not ours.means:  # no metrics, or no GT images to score against
             continue
         bicubic = bicubic_baseline(val_loader, name, opt['scale'], metrics_opt)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from basicsr_lite.utils.synthetic import make_paired_folder
+from basicsr_lite.prep.synthetic import make_paired_folder
 
 SCALE = 2
 

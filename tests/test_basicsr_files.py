@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from basicsr_lite.options import validate_options
+from basicsr_lite.prep.synthetic import make_paired_folder
 from basicsr_lite.train import main as train_main
-from basicsr_lite.utils.synthetic import make_paired_folder
 from tests.conftest import write_yaml
 from tests.runs import run_to_end
 

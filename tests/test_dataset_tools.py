@@ -6,9 +6,9 @@ import pytest
 
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.dataset_tools import (crop_positions, extract_subimages, folder_metrics,
-                                              generate_lr)
-from basicsr_lite.utils.synthetic import make_paired_folder, smooth_image
+from basicsr_lite.prep.dataset_tools import (crop_positions, extract_subimages, folder_metrics,
+                                             generate_lr)
+from basicsr_lite.prep.synthetic import make_paired_folder, smooth_image
 from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent

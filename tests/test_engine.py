@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from basicsr_lite.engine.checkpoint import (CheckpointError, find_resumable_state, load_torch,
-                                            save_torch)
-from basicsr_lite.engine.ema import ModelEMA
-from basicsr_lite.engine.lr_scheduler import (CosineAnnealingRestartLR, MultiStepRestartLR,
-                                              build_optimizer, build_scheduler)
 from basicsr_lite.models.base_model import BaseModel
+from basicsr_lite.runtime.checkpoint import (CheckpointError, find_resumable_state, load_torch,
+                                             save_torch)
+from basicsr_lite.runtime.ema import ModelEMA
+from basicsr_lite.runtime.lr_scheduler import (CosineAnnealingRestartLR, MultiStepRestartLR,
+                                               build_optimizer, build_scheduler)
 
 
 def lrs(scheduler, steps):

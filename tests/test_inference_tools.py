@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.engine.checkpoint import CheckpointError, load_weights, save_torch
-from basicsr_lite.engine.tiling import ensemble_forward, tiled_inference
-from basicsr_lite.models.base_model import load_weights_into
+from basicsr_lite.prep.synthetic import smooth_image
+from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights, load_weights_into,
+                                             save_torch)
+from basicsr_lite.runtime.tiling import ensemble_forward, tiled_inference
 from basicsr_lite.utils.img_util import img2tensor, tensor2img
-from basicsr_lite.utils.synthetic import smooth_image
 from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,9 +144,9 @@ def test_inference_device_options_that_cannot_work(tmp_path, capsys, monkeypatch
 
 
 def test_validation_with_tiles_matches_untiled(tiny_opt, tmp_path):
+    from basicsr_lite.data import build_dataloader, build_dataset
     from basicsr_lite.engine.validate import validate
     from basicsr_lite.models import build_model
-    from basicsr_lite.data import build_dataloader, build_dataset
     from basicsr_lite.options import validate_options
     results = []
     for tile in (None, {'size': 8, 'overlap': 8}):

@@ -9,9 +9,9 @@ import torch
 from basicsr_lite.data import build_dataloader, build_dataset
 from basicsr_lite.data.data_util import lmdb_keys
 from basicsr_lite.errors import DataError, ImageReadError
-from basicsr_lite.utils import lmdb_util
-from basicsr_lite.utils.lmdb_util import make_lmdb_from_folder, verify_lmdb
-from basicsr_lite.utils.synthetic import make_paired_folder
+from basicsr_lite.prep import lmdb_util
+from basicsr_lite.prep.lmdb_util import make_lmdb_from_folder, verify_lmdb
+from basicsr_lite.prep.synthetic import make_paired_folder
 
 
 @pytest.fixture

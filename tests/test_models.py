@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from basicsr_lite.engine.checkpoint import CheckpointError, save_torch
 from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
+from basicsr_lite.runtime.checkpoint import CheckpointError, save_torch
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from tests.conftest import write_yaml
 from tests.runs import (assert_identical, configure, final_weights, run_to_end, saved_iterations,
                         start_run, wait_for)
 
+
 def straight_run(tiny_opt, tmp_path, total, workers, enlarge) -> dict:
     tmp_path.mkdir(parents=True, exist_ok=True)
     opt = configure(tiny_opt, tmp_path / 'straight', total, 4, workers, enlarge)

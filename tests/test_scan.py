@@ -5,8 +5,8 @@ import pytest
 from basicsr_lite.data import build_dataset
 from basicsr_lite.data.scan import image_size, size_from_header
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.lmdb_util import make_lmdb_from_folder
-from basicsr_lite.utils.synthetic import make_paired_folder
+from basicsr_lite.prep.lmdb_util import make_lmdb_from_folder
+from basicsr_lite.prep.synthetic import make_paired_folder
 
 
 @pytest.mark.parametrize('ext', ['.png', '.jpg', '.bmp'])

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from basicsr_lite.engine.step import OptimizerStepper
 from basicsr_lite.options import validate_options
+from basicsr_lite.runtime.step import OptimizerStepper
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
 from tests.runs import assert_identical, configure, final_weights, load

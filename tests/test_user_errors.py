@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from basicsr_lite.engine.checkpoint import save_torch
+from basicsr_lite.runtime.checkpoint import save_torch
 from basicsr_lite.test import main as evaluate_main
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
@@ -82,8 +82,8 @@ def test_training_input_errors_leave_the_experiment_untouched(tiny_opt, tmp_path
     assert_user_error_keeps_disk(train_main, tiny_opt, folder, tmp_path, capsys, expected)
 
 
-def test_resume_state_that_does_not_match_leaves_the_experiment_untouched(tiny_opt, tmp_path,
-                                                                           capsys):
+def test_resume_state_that_does_not_match_leaves_the_experiment_untouched(
+        tiny_opt, tmp_path, capsys):
     folder = existing_run(tiny_opt, tmp_path)
     tiny_opt['network_g']['num_feat'] = 16  # the saved net_g_3.pth has 8 features
     tiny_opt['train']['total_iter'] = 6

@@ -34,9 +34,9 @@ from basicsr_lite.data import build_dataloader, build_dataset  # noqa: E402
 from basicsr_lite.data.imresize import imresize  # noqa: E402
 from basicsr_lite.data.sample_wrappers import SeededSamples  # noqa: E402
 from basicsr_lite.data.sampler import EnlargedSampler  # noqa: E402
+from basicsr_lite.prep.lmdb_util import make_lmdb_from_folder  # noqa: E402
 from basicsr_lite.train import main as train_main  # noqa: E402
 from basicsr_lite.utils.img_util import imwrite  # noqa: E402
-from basicsr_lite.utils.lmdb_util import make_lmdb_from_folder  # noqa: E402
 
 SCALE, GT_SIZE, BATCH = 4, 128, 16
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from basicsr_lite.engine.export import export_onnx, verify_onnx  # noqa: E402
-from basicsr_lite.engine.pretrained import (add_network_args, in_channels,  # noqa: E402
-                                            load_pretrained, network_spec)
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
+from basicsr_lite.inference.export import export_onnx, verify_onnx  # noqa: E402
+from basicsr_lite.inference.pretrained import (add_network_args, in_channels,  # noqa: E402
+                                               load_pretrained, network_spec)
 
 
 @tool_main

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.utils.dataset_tools import generate_lr  # noqa: E402
+from basicsr_lite.prep.dataset_tools import generate_lr  # noqa: E402
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir  # noqa: E402
 
 

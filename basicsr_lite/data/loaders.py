@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
 from basicsr_lite.data.sample_wrappers import SeededSamples, SkipCorruptEval
 from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
-from basicsr_lite.engine.dist import get_dist_info
 from basicsr_lite.errors import UserError
+from basicsr_lite.runtime.dist import get_dist_info
 
 logger = logging.getLogger('basicsr_lite')
 

@@ -7,9 +7,8 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from basicsr_lite.engine.dist import destroy_dist
 from basicsr_lite.errors import UserError
-
+from basicsr_lite.runtime.dist import destroy_dist
 
 OTHER_RANKS_EXIT_DELAY_S = 5.0
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from basicsr_lite.engine.checkpoint import (CheckpointError, atomic_write, find_resumable_state,
-                                            load_torch, remove_stale_temp_files)
-from basicsr_lite.engine.dist import barrier, get_dist_info, init_dist
 from basicsr_lite.engine.logger import attach_log_file
 from basicsr_lite.errors import OptionError, UserError
+from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write, find_resumable_state,
+                                             load_torch, remove_stale_temp_files)
+from basicsr_lite.runtime.dist import barrier, get_dist_info, init_dist
 from basicsr_lite.utils.misc import get_time_str
 
 logger = logging.getLogger('basicsr_lite')
@@ -144,4 +144,3 @@ def check_training_state(path: Path, state: dict) -> dict:
 
 def load_resume_state(path: Path) -> dict:
     return check_training_state(path, load_torch(path))
-

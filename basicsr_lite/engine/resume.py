@@ -9,10 +9,10 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from basicsr_lite.engine.checkpoint import prune_checkpoints
-from basicsr_lite.engine.dist import (all_gather_objects, all_gather_tensor_state, barrier,
-                                      get_dist_info, is_dist)
 from basicsr_lite.engine.experiment import network_file_for_state
+from basicsr_lite.runtime.checkpoint import prune_checkpoints
+from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
+                                       get_dist_info, is_dist)
 from basicsr_lite.utils.misc import get_rng_state, set_rng_state
 
 logger = logging.getLogger('basicsr_lite')

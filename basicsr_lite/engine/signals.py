@@ -9,7 +9,7 @@ import threading
 
 import torch
 
-from basicsr_lite.engine.dist import is_dist
+from basicsr_lite.runtime.dist import is_dist
 
 logger = logging.getLogger('basicsr_lite')
 

@@ -13,11 +13,11 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader
 
-from basicsr_lite.engine.checkpoint import atomic_write
-from basicsr_lite.engine.dist import all_gather_objects, get_dist_info
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.errors import rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
+from basicsr_lite.runtime.checkpoint import atomic_write
+from basicsr_lite.runtime.dist import all_gather_objects, get_dist_info
 from basicsr_lite.utils.img_util import img2tensor, imwrite, tensor2img
 
 logger = logging.getLogger('basicsr_lite')

@@ -9,86 +9,20 @@ import logging
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from basicsr_lite.engine.checkpoint import CheckpointError, load_weights, save_torch, \
-    state_iterations
-from basicsr_lite.engine.dist import reduce_mean
-from basicsr_lite.engine.ema import ModelEMA
-from basicsr_lite.engine.lr_scheduler import build_optimizer, build_scheduler
-from basicsr_lite.engine.step import OptimizerStepper, autocast, no_sync
 from basicsr_lite.errors import TrainingError
+from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights_into, save_torch,
+                                             state_iterations)
+from basicsr_lite.runtime.dist import reduce_mean, unwrap
+from basicsr_lite.runtime.ema import ModelEMA
+from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler
+from basicsr_lite.runtime.step import OptimizerStepper, autocast, no_sync
 
 logger = logging.getLogger('basicsr_lite')
-
-
-def unwrap(net: nn.Module) -> nn.Module:
-    """The network inside a DDP wrapper (or the network itself)."""
-    return net.module if isinstance(net, DistributedDataParallel) else net
-
-
-WRAPPER_KEYS = ('state_dict', 'model')  # what other training codes wrap their weights in
-
-
-def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dict:
-    """The state dict inside a checkpoint, in the forms users have: BasicSR's
-    ``{param_key: ...}`` (``params_ema`` falls back to ``params`` with a warning), a bare state
-    dict, or a ``state_dict`` / ``model`` wrapper. ``module.`` prefixes (DataParallel / DDP) are
-    removed."""
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'{path} does not hold a state dict '
-                              f'(got {type(checkpoint).__name__}).')
-    if param_key and param_key in checkpoint:
-        state = checkpoint[param_key]
-    elif param_key == 'params_ema' and 'params' in checkpoint:
-        logger.warning(f"{path} has no 'params_ema'; loading 'params'.")
-        state = checkpoint['params']
-    elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state = checkpoint
-    elif any(isinstance(checkpoint.get(k), dict) for k in WRAPPER_KEYS):
-        state = next(checkpoint[k] for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict))
-    else:
-        raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
-                              f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
-    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items()
-                       if isinstance(v, torch.Tensor))
-
-
-def describe_mismatch(net: nn.Module, state: dict) -> str:
-    """Missing / unexpected keys and shape differences between ``net`` and ``state``."""
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}'
-              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
-    parts = []
-    for title, items in (('missing keys', missing), ('unexpected keys', unexpected),
-                         ('shape mismatches', shapes)):
-        if items:
-            shown = items[:10] + ([f'... {len(items) - 10} more'] if len(items) > 10 else [])
-            parts.append(f'{title} ({len(items)}): ' + ', '.join(shown))
-    return '; '.join(parts)
-
-
-def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
-                      param_key: str | None = 'params') -> None:
-    """Load a weights file into ``net``; mismatches are reported key by key (an error when
-    ``strict``, else a warning and only the matching tensors are loaded)."""
-    state = extract_state_dict(load_weights(load_path), param_key, load_path)
-    bare = unwrap(net)
-    mismatch = describe_mismatch(bare, state)
-    if mismatch and strict:
-        raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
-                              f'(strict_load is true): {mismatch}')
-    if mismatch:
-        logger.warning(f'Loading {load_path} non-strictly: {mismatch}')
-        own = bare.state_dict()
-        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    bare.load_state_dict(state, strict=strict)
 
 
 class BaseModel:

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.engine.ema import ModelEMA
-from basicsr_lite.engine.tiling import tiled_inference
 from basicsr_lite.losses import build_loss
-from basicsr_lite.models.base_model import BaseModel, unwrap
+from basicsr_lite.models.base_model import BaseModel
 from basicsr_lite.registry import MODEL_REGISTRY
+from basicsr_lite.runtime.dist import unwrap
+from basicsr_lite.runtime.ema import ModelEMA
+from basicsr_lite.runtime.tiling import tiled_inference
 
 
 @MODEL_REGISTRY.register()
@@ -85,11 +85,6 @@ class SRModel(BaseModel):
         if self.gt is not None:
             visuals['gt'] = self.gt.detach().cpu()
         return visuals
-
-    def validation(self, dataloader: DataLoader, dataset_name: str, current_iter: int,
-                   tb_logger=None, save_img: bool = False):
-        from basicsr_lite.engine.validate import validate
-        return validate(self, dataloader, dataset_name, current_iter, tb_logger, save_img)
 
     def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:
         nets = {'params': self.net_g}

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from basicsr_lite.data import dataset_phase
-from basicsr_lite.engine import lr_scheduler
 from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value, did_you_mean
 from basicsr_lite.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+from basicsr_lite.runtime import lr_scheduler
 
 NUM = (int, float)
 OPT_STR = (str, type(None))

@@ -11,8 +11,8 @@ from torch import nn
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.errors import UserError
-from basicsr_lite.models.base_model import load_weights_into
 from basicsr_lite.options import load_option_file
+from basicsr_lite.runtime.checkpoint import load_weights_into
 
 
 def add_network_args(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-
 # The 8 dihedral transforms: (transpose, flip H, flip W); each is its own inverse up to order.
 _ENSEMBLE = [(t, fh, fw) for t in (False, True) for fh in (False, True) for fw in (False, True)]
 

@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from basicsr_lite.engine.dist import is_dist
+from basicsr_lite.runtime.dist import is_dist
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 

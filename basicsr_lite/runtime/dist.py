@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_lite.errors import OptionError
 
@@ -101,3 +103,8 @@ def reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, flo
 def destroy_dist() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (or the network itself)."""
+    return net.module if isinstance(net, DistributedDataParallel) else net

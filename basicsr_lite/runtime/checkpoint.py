@@ -1,16 +1,20 @@
-"""Checkpoint files: atomic writes, safe (weights-only) reads, and finding the state to resume."""
+"""Checkpoint files: atomic writes, safe (weights-only) reads, finding the state to resume, and
+loading weight files (every form users have) into a network."""
 from __future__ import annotations
 
 import logging
 import os
 import pickle
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from basicsr_lite.errors import UserError
+from basicsr_lite.runtime.dist import unwrap
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -205,3 +209,65 @@ def prune_checkpoints(training_states: str | Path, models: str | Path, keep: int
         for label in net_labels:
             (Path(models) / f'{label}_{it}.pth').unlink(missing_ok=True)
     return removed
+
+
+# ---- weights into a network -------------------------------------------------------------------
+
+WRAPPER_KEYS = ('state_dict', 'model')  # what other training codes wrap their weights in
+
+
+def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dict:
+    """The state dict inside a checkpoint, in the forms users have: BasicSR's
+    ``{param_key: ...}`` (``params_ema`` falls back to ``params`` with a warning), a bare state
+    dict, or a ``state_dict`` / ``model`` wrapper. ``module.`` prefixes (DataParallel / DDP) are
+    removed."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{path} does not hold a state dict '
+                              f'(got {type(checkpoint).__name__}).')
+    if param_key and param_key in checkpoint:
+        state = checkpoint[param_key]
+    elif param_key == 'params_ema' and 'params' in checkpoint:
+        logger.warning(f"{path} has no 'params_ema'; loading 'params'.")
+        state = checkpoint['params']
+    elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state = checkpoint
+    elif any(isinstance(checkpoint.get(k), dict) for k in WRAPPER_KEYS):
+        state = next(checkpoint[k] for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict))
+    else:
+        raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
+                              f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
+    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items()
+                       if isinstance(v, torch.Tensor))
+
+
+def describe_mismatch(net: nn.Module, state: dict) -> str:
+    """Missing / unexpected keys and shape differences between ``net`` and ``state``."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}'
+              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    parts = []
+    for title, items in (('missing keys', missing), ('unexpected keys', unexpected),
+                         ('shape mismatches', shapes)):
+        if items:
+            shown = items[:10] + ([f'... {len(items) - 10} more'] if len(items) > 10 else [])
+            parts.append(f'{title} ({len(items)}): ' + ', '.join(shown))
+    return '; '.join(parts)
+
+
+def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
+                      param_key: str | None = 'params') -> None:
+    """Load a weights file into ``net``; mismatches are reported key by key (an error when
+    ``strict``, else a warning and only the matching tensors are loaded)."""
+    state = extract_state_dict(load_weights(load_path), param_key, load_path)
+    bare = unwrap(net)
+    mismatch = describe_mismatch(bare, state)
+    if mismatch and strict:
+        raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
+                              f'(strict_load is true): {mismatch}')
+    if mismatch:
+        logger.warning(f'Loading {load_path} non-strictly: {mismatch}')
+        own = bare.state_dict()
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    bare.load_state_dict(state, strict=strict)
