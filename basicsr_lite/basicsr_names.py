@@ -15,12 +15,11 @@ NOT_AVAILABLE: dict[str, frozenset[str]] = {
         'VideoGANModel', 'EDVRModel', 'VideoRecurrentModel', 'VideoRecurrentGANModel',
         'HiFaceGANModel', 'StyleGAN2Model'}),
     'arch': frozenset({
-        'VGGStyleDiscriminator', 'UNetDiscriminatorSN', 'EDVR', 'BasicVSR', 'IconVSR',
+        'EDVR', 'BasicVSR', 'IconVSR',
         'BasicVSRPlusPlus', 'DUF', 'TOFlow', 'SPyNet', 'RIDNet', 'DFDNet', 'ECBSR',
         'StyleGAN2Generator', 'StyleGAN2Discriminator', 'StyleGAN2GeneratorC',
         'HiFaceGAN', 'HiFaceGANDiscriminator'}),
-    'loss': frozenset({
-        'PerceptualLoss', 'GANLoss', 'MultiScaleGANLoss', 'WeightedTVLoss', 'GANFeatLoss'}),
+    'loss': frozenset({'MultiScaleGANLoss', 'WeightedTVLoss', 'GANFeatLoss'}),
     'dataset': frozenset({
         'RealESRGANDataset', 'RealESRGANPairedDataset', 'REDSDataset', 'REDSRecurrentDataset',
         'Vimeo90KDataset', 'Vimeo90KRecurrentDataset', 'VideoTestDataset',

@@ -21,6 +21,13 @@ TINY = {
     'SwinIR': dict(img_size=16, window_size=4, embed_dim=12, depths=[2], num_heads=[2],
                    mlp_ratio=2, upsampler='pixelshuffledirect', upscale=2),
 }
+# Discriminators: (tiny arguments, input shape, output shape).
+TINY_D = {
+    'VGGStyleDiscriminator': (dict(num_feat=4), (2, 3, 128, 128), (2, 1)),
+    'UNetDiscriminatorSN': (dict(num_feat=4), (2, 3, 16, 16), (2, 1, 16, 16)),
+    'NLayerDiscriminator': (dict(num_in_ch=3, num_feat=4, n_layers=2), (2, 3, 32, 32),
+                            (2, 1, 6, 6)),
+}
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 # (arch, constructor arguments, official file, exact parameter count of that release)
 OFFICIAL = [
@@ -43,13 +50,19 @@ def conv(cin, cout, k=3):
 
 @pytest.mark.parametrize('name', ARCH_REGISTRY.keys())
 def test_every_arch_contract(name):
-    assert name in TINY, f'add tiny arguments for {name} to TINY'
+    assert name in TINY or name in TINY_D, f'add tiny arguments for {name} to TINY / TINY_D'
     torch.manual_seed(0)
-    net = build_network({'type': name, **TINY[name]})
-    x = torch.rand(2, 3, 16, 16, requires_grad=True)  # RFDN's attention pools 7x7 windows
+    if name in TINY:
+        net = build_network({'type': name, **TINY[name]})
+        x = torch.rand(2, 3, 16, 16, requires_grad=True)  # RFDN's attention pools 7x7 windows
+        scale = TINY[name].get('upscale', TINY[name].get('scale'))
+        expected = (2, 3, 16 * scale, 16 * scale)
+    else:
+        kwargs, in_shape, expected = TINY_D[name]
+        net = build_network({'type': name, **kwargs})
+        x = torch.rand(*in_shape, requires_grad=True)
     out = net(x)
-    scale = TINY[name].get('upscale', TINY[name].get('scale'))
-    assert out.shape == (2, 3, 16 * scale, 16 * scale)
+    assert out.shape == expected
     assert torch.isfinite(out).all()
     out.mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())

@@ -1,0 +1,79 @@
+"""Adversarial losses: GANLoss (BasicSR's types and semantics), the relativistic average form
+(ESRGAN), the R1 gradient penalty, and a warm-up of the adversarial weight."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from basicsr_lite.registry import LOSS_REGISTRY
+
+GAN_TYPES = ('vanilla', 'lsgan', 'wgan', 'wgan_softplus', 'hinge')
+
+
+@LOSS_REGISTRY.register()
+class GANLoss(nn.Module):
+    """``forward(pred, target_is_real, is_disc)`` on discriminator outputs (logits).
+
+    vanilla: BCE with logits against the real / fake label values; lsgan: MSE against them;
+    wgan: -mean (real) / +mean (fake); wgan_softplus: softplus(-x) / softplus(x); hinge:
+    relu(1 - x) / relu(1 + x) for the discriminator, -mean(x) for the generator.
+    ``loss_weight`` applies to the generator's loss only (``is_disc=False``), as in BasicSR.
+    """
+
+    def __init__(self, gan_type: str = 'vanilla', real_label_val: float = 1.0,
+                 fake_label_val: float = 0.0, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if gan_type not in GAN_TYPES:
+            raise ValueError(f"gan_type '{gan_type}' is not one of {list(GAN_TYPES)}.")
+        self.gan_type = gan_type
+        self.real_label_val, self.fake_label_val = real_label_val, fake_label_val
+        self.loss_weight = loss_weight
+
+    def forward(self, pred: torch.Tensor, target_is_real: bool,
+                is_disc: bool = False) -> torch.Tensor:
+        pred = pred.float()
+        sign = -1.0 if target_is_real else 1.0
+        if self.gan_type == 'vanilla':
+            loss = F.binary_cross_entropy_with_logits(pred, self._labels(pred, target_is_real))
+        elif self.gan_type == 'lsgan':
+            loss = F.mse_loss(pred, self._labels(pred, target_is_real))
+        elif self.gan_type == 'wgan':
+            loss = sign * pred.mean()
+        elif self.gan_type == 'wgan_softplus':
+            loss = F.softplus(sign * pred).mean()
+        elif is_disc:  # hinge
+            loss = F.relu(1.0 + sign * pred).mean()
+        else:
+            loss = -pred.mean()
+        return loss if is_disc else loss * self.loss_weight
+
+    def _labels(self, pred: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        return torch.full_like(pred, self.real_label_val if target_is_real else
+                               self.fake_label_val)
+
+
+def relativistic_pair(gan: GANLoss, pred_a: torch.Tensor, pred_b: torch.Tensor,
+                      a_is_real: bool, is_disc: bool) -> torch.Tensor:
+    """Relativistic average loss of outputs ``pred_a`` against ``pred_b`` (ESRGAN): ``a`` is
+    judged by how much more (or less) real it looks than ``b`` on average:
+    ``gan(pred_a - mean(pred_b), a_is_real)``."""
+    return gan(pred_a - pred_b.mean(), a_is_real, is_disc=is_disc)
+
+
+def r1_penalty(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
+    """R1 regularisation: the mean over the batch of ``||d D(x) / d x||^2`` at real images
+    (``real_img`` needs ``requires_grad``); differentiable (create_graph)."""
+    grad, = torch.autograd.grad(real_pred.sum(), real_img, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def adversarial_weight(current_iter: int, warmup_iter: int, mode: str = 'linear') -> float:
+    """Factor of the adversarial loss at ``current_iter``: rising from 0 to 1 over the first
+    ``warmup_iter`` iterations ('linear', or 'cosine': 0.5 * (1 - cos(pi t))), then 1."""
+    if warmup_iter <= 0 or current_iter >= warmup_iter:
+        return 1.0
+    t = max(current_iter, 0) / warmup_iter
+    return t if mode == 'linear' else 0.5 * (1.0 - math.cos(math.pi * t))
