@@ -188,8 +188,9 @@ def test_patchgan_counts_keys_and_receptive_grid(norm):
     nf, c = 64, 6
     bias = norm == 'instance'
     bn = 2 if norm == 'batch' else 0
-    count = (conv(c, nf, 4) + conv(nf, 2 * nf, 4, bias) + bn * 2 * nf + conv(2 * nf, 4 * nf, 4, bias)
-             + bn * 4 * nf + conv(4 * nf, 8 * nf, 4, bias) + bn * 8 * nf + conv(8 * nf, 1, 4))
+    count = (conv(c, nf, 4) + conv(nf, 2 * nf, 4, bias) + bn * 2 * nf
+             + conv(2 * nf, 4 * nf, 4, bias) + bn * 4 * nf + conv(4 * nf, 8 * nf, 4, bias)
+             + bn * 8 * nf + conv(8 * nf, 1, 4))
     net = build_network({'type': 'NLayerDiscriminator', 'num_in_ch': c, 'norm': norm})
     assert sum(p.numel() for p in net.parameters()) == count
     assert {'model.0.weight', 'model.2.weight', 'model.11.weight'} <= set(net.state_dict())
