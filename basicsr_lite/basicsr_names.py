@@ -5,13 +5,13 @@ Remove a name from here when it lands in a registry.
 """
 from __future__ import annotations
 
-GAN_MODELS = 'BasicSR\'s GAN models (SRGANModel, ESRGANModel, RealESRGANModel)'
+GAN_MODELS = 'the GAN models (model_type SRGANModel / ESRGANModel)'
 REAL_ESRGAN_MODELS = 'BasicSR\'s RealESRNetModel / RealESRGANModel'
 
 # Registered names of BasicSR (per registry kind) missing here.
 NOT_AVAILABLE: dict[str, frozenset[str]] = {
     'model': frozenset({
-        'SRGANModel', 'ESRGANModel', 'RealESRGANModel', 'RealESRNetModel', 'VideoBaseModel',
+        'RealESRGANModel', 'RealESRNetModel', 'VideoBaseModel',
         'VideoGANModel', 'EDVRModel', 'VideoRecurrentModel', 'VideoRecurrentGANModel',
         'HiFaceGANModel', 'StyleGAN2Model'}),
     'arch': frozenset({
@@ -28,7 +28,8 @@ NOT_AVAILABLE: dict[str, frozenset[str]] = {
     'metric': frozenset({'calculate_niqe', 'calculate_lpips', 'calculate_fid'}),
 }
 
-# Option keys of BasicSR models missing here: section ('' = top level) -> key -> who uses it.
+# Option keys that other models use: section ('' = top level) -> key -> who uses it; the
+# models that basicsr_lite has are in AVAILABLE_USERS.
 FOREIGN_KEYS: dict[str, dict[str, str]] = {
     '': {
         'network_d': GAN_MODELS,
@@ -52,9 +53,14 @@ def not_available_message(kind: str, name: str) -> str | None:
     return None
 
 
+AVAILABLE_USERS = frozenset({GAN_MODELS})
+
+
 def foreign_key_message(section: str, key: str) -> str | None:
-    """Why an option key unknown here exists in BasicSR files, else None."""
+    """Why an option key unknown to this model exists in (BasicSR) option files, else None."""
     users = FOREIGN_KEYS.get(section, {}).get(key)
     if users is None:
         return None
+    if users in AVAILABLE_USERS:
+        return f'used by {users}, not by this model_type; remove it or change model_type'
     return f'used by {users}, which basicsr_lite does not have yet; remove it'

@@ -109,7 +109,7 @@ def test_no_loss_and_unsupported_options(tiny_opt):
     tiny_opt['train']['perceptual_opt'] = {'type': 'L1Loss'}
     tiny_opt['logger']['wandb'] = {'project': 'p'}
     message = errors_of(tiny_opt)
-    assert "train.perceptual_opt: used by BasicSR's GAN models" in message
+    assert 'train.perceptual_opt: used by the GAN models (model_type SRGANModel' in message
     assert "did you mean 'pixel_opt'" not in message
     assert 'logger.wandb.project: wandb logging is not supported' in message
     del tiny_opt['train']['perceptual_opt']

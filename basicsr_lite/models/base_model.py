@@ -14,13 +14,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from basicsr_lite.archs import build_network
 from basicsr_lite.errors import TrainingError
 from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights_into, save_torch,
                                              state_iterations)
 from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler
-from basicsr_lite.runtime.step import OptimizerStepper, autocast, no_sync
+from basicsr_lite.runtime.step import OptimizerStepper, StepResult, autocast, no_sync
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -59,6 +60,17 @@ class BaseModel:
             net = DistributedDataParallel(net, device_ids=device_ids,
                                           find_unused_parameters=self.opt['find_unused_parameters'])
         return net
+
+    def build_net(self, key: str) -> nn.Module:
+        """``network_<x>``: build it, load ``path.pretrain_network_<x>`` (with
+        ``strict_load_<x>``, ``param_key_<x>``) if set, describe it, put it on the device."""
+        net = build_network(self.opt[key], key)
+        suffix, paths = key.split('_', 1)[1], self.opt['path']
+        if paths.get(f'pretrain_network_{suffix}'):
+            self.load_network(net, paths[f'pretrain_network_{suffix}'],
+                              paths[f'strict_load_{suffix}'], paths[f'param_key_{suffix}'])
+        self.describe_network(net)
+        return self.model_to_device(net)
 
     def describe_network(self, net: nn.Module) -> None:
         bare = unwrap(net)
@@ -166,8 +178,8 @@ class BaseModel:
         accumulated step but the last)."""
         return no_sync([net for s in self.steppers.values() for net in s.networks], active)
 
-    def step(self, name: str, losses: dict[str, torch.Tensor], current_iter: int) -> bool:
-        """Backward ``losses`` through stepper ``name``; returns whether its optimizer stepped.
+    def step(self, name: str, losses: dict[str, torch.Tensor], current_iter: int) -> StepResult:
+        """Backward ``losses`` through stepper ``name`` (``.stepped``: its optimizer stepped).
         A non-finite loss or gradient applies ``train.nan_policy`` (no weight is touched)."""
         result = self.steppers[name].backward(losses)
         if result.non_finite:
@@ -175,7 +187,7 @@ class BaseModel:
         elif result.scaler_skipped:
             logger.debug(f'Iteration {current_iter}: fp16 gradient overflow, the GradScaler '
                          f'skipped the {name} step and lowered its scale.')
-        return result.stepped
+        return result
 
     def handle_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
         bad = [f'{k} = {float(v.detach()):g}' for k, v in losses.items()

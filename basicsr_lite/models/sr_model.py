@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import torch
 
-from basicsr_lite.archs import build_network
 from basicsr_lite.losses import build_loss
 from basicsr_lite.models.base_model import BaseModel
 from basicsr_lite.registry import MODEL_REGISTRY
@@ -27,13 +26,7 @@ class SRModel(BaseModel):
         self.gt: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.cri_pix = None
-        net_g = build_network(opt['network_g'], 'network_g')
-        paths = opt['path']
-        if paths['pretrain_network_g']:
-            self.load_network(net_g, paths['pretrain_network_g'], paths['strict_load_g'],
-                              paths['param_key_g'])
-        self.describe_network(net_g)
-        self.net_g = self.model_to_device(net_g)
+        self.net_g = self.build_net('network_g')
         if self.is_train:
             self.init_training_settings()
 
@@ -57,7 +50,7 @@ class SRModel(BaseModel):
         with self.autocast():
             self.output = self.net_g(self.lq)
         losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
-        if self.step('g', losses, current_iter) and self.ema is not None:
+        if self.step('g', losses, current_iter).stepped and self.ema is not None:
             self.ema.update(unwrap(self.net_g))
         self.record_losses(losses)
 

@@ -129,9 +129,10 @@ class SpecKit:
                      hidden=('params',), required=required)
 
     @staticmethod
-    def loss() -> Typed:
-        """An optional loss (``{type: L1Loss, loss_weight: ...}`` or null)."""
-        return Typed(resolve=LOSS_REGISTRY.get, kind='loss', nullable=True, default=None)
+    def loss(required: bool = False) -> Typed:
+        """A loss (``{type: L1Loss, loss_weight: ...}``); optional ones may be null."""
+        return Typed(resolve=LOSS_REGISTRY.get, kind='loss', required=required,
+                     nullable=not required, default=None)
 
 
 # ---- the whole file ------------------------------------------------------------------------------
@@ -156,7 +157,10 @@ def train_spec(model_cls: type) -> Section:
 
 def option_spec(model_cls: type, is_train: bool) -> Section:
     """The spec of a whole option file for ``model_cls`` (train or test)."""
-    networks = {key: Typed(resolve=ARCH_REGISTRY.get, kind='arch', required=True)
+    # Testing needs only the generator (BasicSR's test files of GAN models have no network_d).
+    networks = {key: Typed(resolve=ARCH_REGISTRY.get, kind='arch',
+                           required=is_train or key == 'network_g',
+                           nullable=not is_train and key != 'network_g', default=None)
                 for key in model_cls.network_keys}
     path_fields: dict[str, Spec] = {
         'experiments_root': Value(OPT_STR, default=None),

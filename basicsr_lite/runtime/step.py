@@ -21,9 +21,11 @@ AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 @dataclass
 class StepResult:
-    """What the last micro-batch's call did: ``stepped`` (the optimizer stepped),
-    ``non_finite`` (a non-finite loss, or gradient without fp16 scaling: the step was dropped),
-    ``scaler_skipped`` (fp16: the GradScaler dropped a step with inf/NaN gradients)."""
+    """What a micro-batch's call did: ``completed`` (it was the last of the step: the step was
+    taken or dropped), ``stepped`` (the optimizer stepped), ``non_finite`` (a non-finite loss, or
+    gradient without fp16 scaling: the step was dropped), ``scaler_skipped`` (fp16: the
+    GradScaler dropped a step with inf/NaN gradients)."""
+    completed: bool = False
     stepped: bool = False
     non_finite: bool = False
     scaler_skipped: bool = False
@@ -80,17 +82,17 @@ class OptimizerStepper:
         if not loss_ok or (not grad_ok and self.scaler is None):
             if self.scaler is not None:
                 self.scaler.update()
-            return StepResult(non_finite=True)
+            return StepResult(completed=True, non_finite=True)
         if self.clip is not None and grad_ok:
             nn.utils.clip_grad_norm_(self.parameters(), self.clip)
         if self.scaler is None:
             self.optimizer.step()
-            return StepResult(stepped=True, grad_norm=float(grad_norm))
+            return StepResult(completed=True, stepped=True, grad_norm=float(grad_norm))
         scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)  # skips the step itself on inf/NaN gradients
         self.scaler.update()
         skipped = not grad_ok or self.scaler.get_scale() < scale
-        return StepResult(stepped=not skipped, scaler_skipped=skipped,
+        return StepResult(completed=True, stepped=not skipped, scaler_skipped=skipped,
                           grad_norm=float(grad_norm) if grad_ok else None)
 
 

@@ -1,0 +1,176 @@
+"""SRGAN and ESRGAN: a generator trained with pixel + perceptual + adversarial losses against a
+discriminator, with BasicSR's option keys, phases and logged names.
+
+Each iteration trains D on real GT and the (detached) output; G is trained when
+``iter % net_d_iters == 0`` and ``iter > net_d_init_iters`` (the first ``net_d_init_iters``
+iterations train D only). ESRGAN uses the relativistic average form of the GAN loss.
+"""
+from __future__ import annotations
+
+import torch
+
+from basicsr_lite.losses import build_loss
+from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty, relativistic_pair
+from basicsr_lite.models.sr_model import SRModel
+from basicsr_lite.registry import MODEL_REGISTRY
+from basicsr_lite.runtime.dist import unwrap
+from basicsr_lite.runtime.ema import ModelEMA
+
+
+@MODEL_REGISTRY.register()
+class SRGANModel(SRModel):
+    """``network_g`` + ``network_d``; ``train``: ``optim_g``, ``optim_d``, ``pixel_opt``,
+    ``perceptual_opt``, ``gan_opt`` (required), ``net_d_iters``, ``net_d_init_iters``, and
+    beyond BasicSR: ``gan_warmup_iter`` / ``gan_warmup`` (the adversarial weight rises from 0
+    over that many G iterations, 'linear' or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1
+    penalty on real images every that many iterations, scaled by it, as lazy regularisation).
+    Logged: l_g_pix, l_g_percep, l_g_style, l_g_gan, l_d_real, l_d_fake, l_d_r1, out_d_real,
+    out_d_fake."""
+
+    network_keys = ('network_g', 'network_d')
+
+    @classmethod
+    def train_keys(cls, kit) -> dict:
+        return {
+            **super().train_keys(kit),
+            'optim_d': kit.optimizer(),
+            'perceptual_opt': kit.loss(),
+            'gan_opt': kit.loss(required=True),
+            'net_d_iters': kit.Value((int,), default=1, check=kit.positive),
+            'net_d_init_iters': kit.Value((int,), default=0, check=kit.non_negative),
+            'gan_warmup_iter': kit.Value((int,), default=0, check=kit.non_negative),
+            'gan_warmup': kit.Value((str,), default='linear', choices=('linear', 'cosine')),
+            'r1_reg_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
+            'd_reg_every': kit.Value((int,), default=16, check=kit.positive),
+        }
+
+    def init_training_settings(self) -> None:
+        train_opt = self.opt['train']
+        self.net_d = self.build_net('network_d')
+        self.net_g.train()
+        self.net_d.train()
+        if train_opt['ema_decay'] > 0:
+            self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
+        self.cri_pix = self._loss('pixel_opt')
+        self.cri_perceptual = self._loss('perceptual_opt')
+        self.cri_gan = self._loss('gan_opt')
+        self.net_d_iters, self.net_d_init_iters = train_opt['net_d_iters'], \
+            train_opt['net_d_init_iters']
+        self.optimizer_g = self.setup_optimizer(
+            [p for p in self.net_g.parameters() if p.requires_grad], train_opt['optim_g'])
+        self.optimizer_d = self.setup_optimizer(
+            [p for p in self.net_d.parameters() if p.requires_grad], train_opt['optim_d'],
+            'train.optim_d')
+        self.setup_stepper('g', self.optimizer_g, {'net_g': self.net_g})
+        self.setup_stepper('d', self.optimizer_d, {'net_d': self.net_d})
+        self.setup_schedulers()
+        self.g_iters = 0  # G steps taken (for the adversarial warm-up); kept in the state
+
+    def _loss(self, key: str):
+        opt = self.opt['train'][key]
+        return None if opt is None else build_loss(opt, f'train.{key}').to(self.device)
+
+    def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:
+        return {**super().networks_to_save(), 'net_d': {'params': self.net_d}}
+
+    def training_state(self, epoch: int, current_iter: int) -> dict:
+        return {**super().training_state(epoch, current_iter), 'g_iters': self.g_iters}
+
+    def resume_training(self, state: dict) -> None:
+        super().resume_training(state)
+        self.g_iters = state.get('g_iters', 0)
+
+    # ---- one iteration -------------------------------------------------------------------------
+    def trains_g(self, current_iter: int) -> bool:
+        return current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        logged: dict[str, torch.Tensor] = {}
+        g_result = None
+        if self.trains_g(current_iter):
+            g_losses = self.generator_losses(self.output.float(), current_iter)
+            g_result = self.step('g', g_losses, current_iter)
+            logged.update(g_losses)
+            if g_result.stepped:
+                self.g_iters += 1
+        d_losses, d_outputs = self.discriminator_losses(self.output.detach().float(),
+                                                        current_iter)
+        d_result = self.step('d', d_losses, current_iter)
+        logged.update(d_losses)
+        logged.update(d_outputs)
+        # The EMA follows G once per iteration (also while only D trains, as BasicSR), unless
+        # G's step was dropped.
+        if self.ema is not None and d_result.completed and (g_result is None or g_result.stepped):
+            self.ema.update(unwrap(self.net_g))
+        self.record_losses(logged)
+
+    def generator_losses(self, output: torch.Tensor, current_iter: int
+                         ) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        if self.cri_pix is not None:
+            losses['l_g_pix'] = self.cri_pix(output, self.gt)
+        if self.cri_perceptual is not None:
+            percep, style = self.cri_perceptual(output, self.gt)
+            if percep is not None:
+                losses['l_g_percep'] = percep
+            if style is not None:
+                losses['l_g_style'] = style
+        net_d = unwrap(self.net_d)  # no DDP bookkeeping for D in G's step (D gets no grads)
+        net_d.requires_grad_(False)
+        try:
+            with self.autocast():
+                fake_pred = net_d(output).float()
+                gan = self.adversarial_generator_loss(net_d, fake_pred)
+        finally:
+            net_d.requires_grad_(True)
+        train_opt = self.opt['train']
+        losses['l_g_gan'] = gan * adversarial_weight(self.g_iters, train_opt['gan_warmup_iter'],
+                                                     train_opt['gan_warmup'])
+        return losses
+
+    def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
+        return self.cri_gan(fake_pred, True, is_disc=False)
+
+    def discriminator_losses(self, fake: torch.Tensor, current_iter: int
+                             ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """D's losses on real GT and the detached output, and its mean outputs (logged)."""
+        train_opt = self.opt['train']
+        r1 = train_opt['r1_reg_weight'] > 0 and current_iter % train_opt['d_reg_every'] == 0
+        real = self.gt.detach().requires_grad_(True) if r1 else self.gt
+        with self.autocast():
+            real_pred = self.net_d(real)
+            fake_pred = self.net_d(fake)
+            losses = self.adversarial_discriminator_losses(real_pred.float(), fake_pred.float())
+        if r1:
+            losses['l_d_r1'] = (train_opt['r1_reg_weight'] / 2 * train_opt['d_reg_every']
+                                * r1_penalty(real_pred.float(), real))
+        outputs = {'out_d_real': real_pred.detach().float().mean(),
+                   'out_d_fake': fake_pred.detach().float().mean()}
+        return losses, outputs
+
+    def adversarial_discriminator_losses(self, real_pred: torch.Tensor, fake_pred: torch.Tensor
+                                         ) -> dict[str, torch.Tensor]:
+        return {'l_d_real': self.cri_gan(real_pred, True, is_disc=True),
+                'l_d_fake': self.cri_gan(fake_pred, False, is_disc=True)}
+
+
+@MODEL_REGISTRY.register()
+class ESRGANModel(SRGANModel):
+    """SRGAN with the relativistic average GAN loss (ESRGAN): G makes its output look more real
+    than real images on average, D the opposite; D's two terms are halved."""
+
+    def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
+        real_pred = net_d(self.gt).detach().float()
+        return (relativistic_pair(self.cri_gan, real_pred, fake_pred, False, is_disc=False)
+                + relativistic_pair(self.cri_gan, fake_pred, real_pred, True, is_disc=False)) / 2
+
+    def adversarial_discriminator_losses(self, real_pred: torch.Tensor, fake_pred: torch.Tensor
+                                         ) -> dict[str, torch.Tensor]:
+        return {
+            'l_d_real': relativistic_pair(self.cri_gan, real_pred, fake_pred.detach(), True,
+                                          is_disc=True) * 0.5,
+            'l_d_fake': relativistic_pair(self.cri_gan, fake_pred, real_pred.detach(), False,
+                                          is_disc=True) * 0.5,
+        }
