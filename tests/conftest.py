@@ -75,3 +75,25 @@ def load_tool(name: str):
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def random_vgg(tmp_path: Path, monkeypatch):
+    """Random VGG19 weights in torchvision's layout where the torch hub cache keeps the ImageNet
+    file (none is obtainable offline): ``random_vgg(last_layer)`` writes features up to that
+    layer under a fresh TORCH_HOME and returns the state dict."""
+    import torch
+
+    from basicsr_lite.archs.vgg_arch import VGGFeatureExtractor, hub_weight_path
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+
+    def write(last_layer: str = 'conv2_2') -> dict:
+        torch.manual_seed(3)
+        vgg = VGGFeatureExtractor([last_layer], 'vgg19', pretrained=None)
+        state = {f'features.{k}': v for k, v in vgg.features.state_dict().items()}
+        path = hub_weight_path('vgg19')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+        return state
+
+    return write
