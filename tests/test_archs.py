@@ -21,8 +21,10 @@ TINY = {
     'SwinIR': dict(img_size=16, window_size=4, embed_dim=12, depths=[2], num_heads=[2],
                    mlp_ratio=2, upsampler='pixelshuffledirect', upscale=2),
 }
-# Discriminators: (tiny arguments, input shape, output shape).
-TINY_D = {
+# Discriminators and translation generators: (tiny arguments, input shape, output shape).
+TINY_OTHER = {
+    'UNetGenerator': (dict(num_downs=5, num_feat=4), (2, 3, 32, 32), (2, 3, 32, 32)),
+    'ResNetGenerator': (dict(num_feat=4, n_blocks=1), (2, 3, 16, 16), (2, 3, 16, 16)),
     'VGGStyleDiscriminator': (dict(num_feat=4), (2, 3, 128, 128), (2, 1)),
     'UNetDiscriminatorSN': (dict(num_feat=4), (2, 3, 16, 16), (2, 1, 16, 16)),
     'NLayerDiscriminator': (dict(num_in_ch=3, num_feat=4, n_layers=2), (2, 3, 32, 32),
@@ -50,7 +52,7 @@ def conv(cin, cout, k=3):
 
 @pytest.mark.parametrize('name', ARCH_REGISTRY.keys())
 def test_every_arch_contract(name):
-    assert name in TINY or name in TINY_D, f'add tiny arguments for {name} to TINY / TINY_D'
+    assert name in TINY or name in TINY_OTHER, f'add tiny arguments for {name}'
     torch.manual_seed(0)
     if name in TINY:
         net = build_network({'type': name, **TINY[name]})
@@ -58,7 +60,7 @@ def test_every_arch_contract(name):
         scale = TINY[name].get('upscale', TINY[name].get('scale'))
         expected = (2, 3, 16 * scale, 16 * scale)
     else:
-        kwargs, in_shape, expected = TINY_D[name]
+        kwargs, in_shape, expected = TINY_OTHER[name]
         net = build_network({'type': name, **kwargs})
         x = torch.rand(*in_shape, requires_grad=True)
     out = net(x)

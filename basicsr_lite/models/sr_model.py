@@ -46,9 +46,14 @@ class SRModel(BaseModel):
         self.lq = data['lq'].to(self.device, non_blocking=True)
         self.gt = data['gt'].to(self.device, non_blocking=True) if 'gt' in data else None
 
+    def as_generator(self, net: torch.nn.Module) -> torch.nn.Module:
+        """``net`` as a map from ``lq`` to the output in [0, 1] (models whose networks work on
+        another range wrap it here)."""
+        return net
+
     def optimize_parameters(self, current_iter: int) -> None:
         with self.autocast():
-            self.output = self.net_g(self.lq)
+            self.output = self.as_generator(self.net_g)(self.lq)
         losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
         if self.step('g', losses, current_iter).stepped and self.ema is not None:
             self.ema.update(unwrap(self.net_g))
@@ -65,11 +70,13 @@ class SRModel(BaseModel):
         was_training = net.training
         net.eval()
         tile = (self.opt['val'] or {}).get('tile')
+        generator = self.as_generator(net)
         if tile is None:
-            self.output = net(self.lq)
+            self.output = generator(self.lq)
         else:
             self.output = torch.cat([
-                tiled_inference(net, lq[None], self.opt['scale'], tile['size'], tile['overlap'])
+                tiled_inference(generator, lq[None], self.opt['scale'], tile['size'],
+                                tile['overlap'])
                 for lq in self.lq]).to(self.device)
         net.train(was_training)
 

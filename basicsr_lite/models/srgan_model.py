@@ -86,7 +86,7 @@ class SRGANModel(SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         with self.autocast():
-            self.output = self.net_g(self.lq)
+            self.output = self.as_generator(self.net_g)(self.lq)
         logged: dict[str, torch.Tensor] = {}
         g_result = None
         if self.trains_g(current_iter):
@@ -121,7 +121,7 @@ class SRGANModel(SRModel):
         net_d.requires_grad_(False)
         try:
             with self.autocast():
-                fake_pred = net_d(output).float()
+                fake_pred = net_d(self.d_input(output)).float()
                 gan = self.adversarial_generator_loss(net_d, fake_pred)
         finally:
             net_d.requires_grad_(True)
@@ -129,6 +129,10 @@ class SRGANModel(SRModel):
         losses['l_g_gan'] = gan * adversarial_weight(self.g_iters, train_opt['gan_warmup_iter'],
                                                      train_opt['gan_warmup'])
         return losses
+
+    def d_input(self, img: torch.Tensor) -> torch.Tensor:
+        """What D sees of an image (conditional GANs add the input here)."""
+        return img
 
     def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
         return self.cri_gan(fake_pred, True, is_disc=False)
@@ -140,8 +144,8 @@ class SRGANModel(SRModel):
         r1 = train_opt['r1_reg_weight'] > 0 and current_iter % train_opt['d_reg_every'] == 0
         real = self.gt.detach().requires_grad_(True) if r1 else self.gt
         with self.autocast():
-            real_pred = self.net_d(real)
-            fake_pred = self.net_d(fake)
+            real_pred = self.net_d(self.d_input(real))
+            fake_pred = self.net_d(self.d_input(fake))
             losses = self.adversarial_discriminator_losses(real_pred.float(), fake_pred.float())
         if r1:
             losses['l_d_r1'] = (train_opt['r1_reg_weight'] / 2 * train_opt['d_reg_every']
@@ -162,7 +166,7 @@ class ESRGANModel(SRGANModel):
     than real images on average, D the opposite; D's two terms are halved."""
 
     def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
-        real_pred = net_d(self.gt).detach().float()
+        real_pred = net_d(self.d_input(self.gt)).detach().float()
         return (relativistic_pair(self.cri_gan, real_pred, fake_pred, False, is_disc=False)
                 + relativistic_pair(self.cri_gan, fake_pred, real_pred, True, is_disc=False)) / 2
 
