@@ -20,13 +20,14 @@ from basicsr_lite.engine.signals import GracefulStop
 from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table, validate
 from basicsr_lite.errors import TrainingError
 from basicsr_lite.models import MODEL_REGISTRY, build_model
+from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.options import dict2str, parse_options
 from basicsr_lite.utils.misc import set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
 
 
-def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, tb_logger,
+def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sampler, val_loaders, tb_logger,
                stopper: GracefulStop) -> bool:
     """Run iterations until ``total_iter``; returns False if a stop signal ended it early."""
     train_opt, log_opt, val_opt = opt['train'], opt['logger'], opt['val']
@@ -83,7 +84,7 @@ def train_loop(model, opt: dict, loop: LoopState, loader, sampler, val_loaders, 
     return finished
 
 
-def final_report(model, opt: dict, val_loaders, tb_logger) -> None:
+def final_report(model: TrainableModel, opt: dict, val_loaders, tb_logger) -> None:
     """Validate the final model and print it next to bicubic upsampling of the same images."""
     if opt['val'] is None or not val_loaders:
         return
@@ -108,7 +109,7 @@ def is_peer_failure(err: RuntimeError) -> bool:
     return isinstance(err, dist_error) or any(m in str(err) for m in PEER_FAILURE_MARKERS)
 
 
-def lost_peer_error(err: RuntimeError, model) -> TrainingError:
+def lost_peer_error(err: RuntimeError, model: TrainableModel) -> TrainingError:
     return TrainingError(f'Another process of this distributed run stopped or became unreachable '
                          f'({str(err).splitlines()[0][:200]}); exiting. Last good checkpoint: '
                          f'{model.last_checkpoint_description()}.')

@@ -94,6 +94,23 @@ def test_phases_d_every_iteration_g_every_net_d_iters_after_init(gan_opt):
     assert model.g_iters == 2
 
 
+def test_g_pretraining_iterations_train_g_alone(gan_opt):
+    gan_opt['train']['net_g_pretrain_iters'] = 2
+    model = built_model(gan_opt)
+    batch = {'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)}
+    for it in (1, 2, 3):
+        g, d = snapshot(model.net_g), snapshot(model.net_d)
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+        assert changed(g, model.net_g)
+        assert changed(d, model.net_d) == (it == 3)
+        assert ('l_g_gan' in model.log_dict) == (it == 3)
+    assert set(model.log_dict) >= {'l_g_pix', 'l_g_percep', 'l_d_real'}
+    gan_opt['train'].update(pixel_opt=None, perceptual_opt=None)
+    with pytest.raises(ValueError, match='net_g_pretrain_iters: G needs a pixel_opt'):
+        built_model(gan_opt)
+
+
 def two_network_resume(gan_opt: dict, tmp_path: Path, workers: int = 0) -> None:
     straight = configure(gan_opt, tmp_path / 'straight', 8, 4, workers)
     assert train_main(['-opt', str(write_yaml(tmp_path / 's.yml', straight))]) == 0

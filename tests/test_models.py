@@ -93,3 +93,16 @@ def test_warmup_without_scheduler(tiny_opt):
         model.update_learning_rate(it, 4)
         lrs.append(model.get_current_learning_rate()[0])
     assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+
+
+def test_every_model_provides_what_the_loop_uses():
+    """engine/ and train.py / test.py only use models.protocol.TrainableModel."""
+    from basicsr_lite.models.protocol import TrainableModel
+    from basicsr_lite.registry import MODEL_REGISTRY
+    methods = [name for name, value in vars(TrainableModel).items()
+               if callable(value) and not name.startswith('_')]
+    assert len(methods) >= 15
+    for name in MODEL_REGISTRY.keys():
+        cls = MODEL_REGISTRY.get(name)
+        missing = [m for m in methods if not callable(getattr(cls, m, None))]
+        assert not missing, f'{name} lacks {missing}'

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from basicsr_lite.engine.experiment import network_file_for_state
+from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.checkpoint import prune_checkpoints
 from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
                                        get_dist_info, is_dist)
@@ -28,7 +29,7 @@ class LoopState:
     corrupt_skipped: int = 0
 
 
-def save_checkpoint(model, loop: LoopState, opt: dict) -> None:
+def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict) -> None:
     """Networks + training state (with every rank's RNG state), then pruning of old ones."""
     rng_states = all_gather_tensor_state(get_rng_state())
     fingerprints = all_gather_objects(model.weights_fingerprint()) if is_dist() else []
@@ -68,7 +69,7 @@ def adopt_saved_seed(opt: dict, state: dict) -> None:
         opt['manual_seed'] = saved
 
 
-def restore(model, opt: dict, state_path: Path, state: dict) -> LoopState:
+def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict) -> LoopState:
     """Load every network the model saves (and its EMA copies), optimizers, schedulers, scalers,
     RNG states; return the loop position."""
     model.load_networks({label: network_file_for_state(state_path, state['iter'],

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.errors import rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
+from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.checkpoint import atomic_write
 from basicsr_lite.runtime.dist import all_gather_objects, get_dist_info
 from basicsr_lite.utils.img_util import img2tensor, imwrite, tensor2img
@@ -101,7 +102,7 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
     return ValidationResult(dataset_name, _gather_rows(rows))
 
 
-def validate(model, dataloader: DataLoader, dataset_name: str, current_iter: int,
+def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, current_iter: int,
              tb_logger: Any = None, save_img: bool = False) -> ValidationResult:
     """Evaluate ``model`` (its EMA network if any) on one dataset; log, track the best."""
     opt = model.opt
@@ -128,7 +129,7 @@ def validate(model, dataloader: DataLoader, dataset_name: str, current_iter: int
     return result
 
 
-def _log_validation(model, result: ValidationResult, current_iter: int, tb_logger: Any) -> None:
+def _log_validation(model: TrainableModel, result: ValidationResult, current_iter: int, tb_logger: Any) -> None:
     message = f'Validation {result.dataset_name} ({len(result.rows)} images)'
     for metric, value in result.means.items():
         message += f'\n\t # {metric}: {value:.4f}'

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from basicsr_lite.errors import OptionError
 from basicsr_lite.losses import build_loss
 from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty, relativistic_pair
 from basicsr_lite.models.sr_model import SRModel
@@ -21,7 +22,8 @@ from basicsr_lite.runtime.ema import ModelEMA
 class SRGANModel(SRModel):
     """``network_g`` + ``network_d``; ``train``: ``optim_g``, ``optim_d``, ``pixel_opt``,
     ``perceptual_opt``, ``gan_opt`` (required), ``net_d_iters``, ``net_d_init_iters``, and
-    beyond BasicSR: ``gan_warmup_iter`` / ``gan_warmup`` (the adversarial weight rises from 0
+    beyond BasicSR: ``net_g_pretrain_iters`` (the first N iterations train G alone with its
+    pixel / perceptual losses: pretraining without a separate PSNR run), ``gan_warmup_iter`` / ``gan_warmup`` (the adversarial weight rises from 0
     over that many G iterations, 'linear' or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1
     penalty on real images every that many iterations, scaled by it, as lazy regularisation).
     Logged: l_g_pix, l_g_percep, l_g_style, l_g_gan, l_d_real, l_d_fake, l_d_r1, out_d_real,
@@ -38,6 +40,7 @@ class SRGANModel(SRModel):
             'gan_opt': kit.loss(required=True),
             'net_d_iters': kit.Value((int,), default=1, check=kit.positive),
             'net_d_init_iters': kit.Value((int,), default=0, check=kit.non_negative),
+            'net_g_pretrain_iters': kit.Value((int,), default=0, check=kit.non_negative),
             'gan_warmup_iter': kit.Value((int,), default=0, check=kit.non_negative),
             'gan_warmup': kit.Value((str,), default='linear', choices=('linear', 'cosine')),
             'r1_reg_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
@@ -54,6 +57,10 @@ class SRGANModel(SRModel):
         self.cri_pix = self._loss('pixel_opt')
         self.cri_perceptual = self._loss('perceptual_opt')
         self.cri_gan = self._loss('gan_opt')
+        if train_opt['net_g_pretrain_iters'] and self.cri_pix is None and \
+                self.cri_perceptual is None:
+            raise OptionError('train.net_g_pretrain_iters: G needs a pixel_opt or perceptual_opt '
+                              'to learn from before the GAN starts.')
         self.net_d_iters, self.net_d_init_iters = train_opt['net_d_iters'], \
             train_opt['net_d_init_iters']
         self.optimizer_g = self.setup_optimizer(
@@ -88,6 +95,12 @@ class SRGANModel(SRModel):
         with self.autocast():
             self.output = self.as_generator(self.net_g)(self.lq)
         logged: dict[str, torch.Tensor] = {}
+        if current_iter <= self.opt['train']['net_g_pretrain_iters']:
+            losses = self.content_losses(self.output.float())
+            if self.step('g', losses, current_iter).stepped and self.ema is not None:
+                self.ema.update(unwrap(self.net_g))
+            self.record_losses(losses)
+            return
         g_result = None
         if self.trains_g(current_iter):
             g_losses = self.generator_losses(self.output.float(), current_iter)
@@ -106,8 +119,8 @@ class SRGANModel(SRModel):
             self.ema.update(unwrap(self.net_g))
         self.record_losses(logged)
 
-    def generator_losses(self, output: torch.Tensor, current_iter: int
-                         ) -> dict[str, torch.Tensor]:
+    def content_losses(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """G's pixel and perceptual / style losses."""
         losses: dict[str, torch.Tensor] = {}
         if self.cri_pix is not None:
             losses['l_g_pix'] = self.cri_pix(output, self.gt)
@@ -117,6 +130,11 @@ class SRGANModel(SRModel):
                 losses['l_g_percep'] = percep
             if style is not None:
                 losses['l_g_style'] = style
+        return losses
+
+    def generator_losses(self, output: torch.Tensor, current_iter: int
+                         ) -> dict[str, torch.Tensor]:
+        losses = self.content_losses(output)
         net_d = unwrap(self.net_d)  # no DDP bookkeeping for D in G's step (D gets no grads)
         net_d.requires_grad_(False)
         try:
