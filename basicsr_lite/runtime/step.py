@@ -29,7 +29,7 @@ class StepResult:
     stepped: bool = False
     non_finite: bool = False
     scaler_skipped: bool = False
-    grad_norm: float | None = None
+    grad_norm: torch.Tensor | None = None  # before clipping; a tensor: reading it syncs
 
 
 class OptimizerStepper:
@@ -87,13 +87,13 @@ class OptimizerStepper:
             nn.utils.clip_grad_norm_(self.parameters(), self.clip)
         if self.scaler is None:
             self.optimizer.step()
-            return StepResult(completed=True, stepped=True, grad_norm=float(grad_norm))
+            return StepResult(completed=True, stepped=True, grad_norm=grad_norm.detach())
         scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)  # skips the step itself on inf/NaN gradients
         self.scaler.update()
         skipped = not grad_ok or self.scaler.get_scale() < scale
         return StepResult(completed=True, stepped=not skipped, scaler_skipped=skipped,
-                          grad_norm=float(grad_norm) if grad_ok else None)
+                          grad_norm=grad_norm.detach() if grad_ok else None)
 
 
 @contextlib.contextmanager
