@@ -141,3 +141,19 @@ def test_step_options_are_validated(tiny_opt):
         in message
     tiny_opt['train'].update(amp='bf16', accumulate_grad_batches=2, clip_grad_norm=-1)
     assert 'train.clip_grad_norm: must be > 0; got -1.' in problems(tiny_opt)
+
+
+@pytest.mark.slow
+def test_accumulation_under_torchrun_equals_the_doubled_batch(tiny_opt, tmp_path):
+    """2 processes: micro-batches 1 and 2 accumulated under DDP no_sync, then synchronised once,
+    equal one step of the doubled batch."""
+    from tests.runs import run_to_end
+    results = []
+    for batch, accumulate in ((4, 1), (2, 2)):
+        opt = configure(tiny_opt, tmp_path / f'b{batch}', 4, 2)
+        opt['datasets']['train'].update(batch_size_per_gpu=batch, dataset_enlarge_ratio=4)
+        opt['train']['accumulate_grad_batches'] = accumulate
+        run_to_end(write_yaml(tmp_path / f'b{batch}.yml', opt), nproc=2)
+        results.append(final_weights(tmp_path / f'b{batch}'))
+    for name, value in results[0]['params'].items():
+        torch.testing.assert_close(results[1]['params'][name], value, atol=1e-5, rtol=1e-4)

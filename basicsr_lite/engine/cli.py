@@ -8,7 +8,7 @@ import time
 from typing import Callable, Sequence
 
 from basicsr_lite.errors import UserError
-from basicsr_lite.runtime.dist import destroy_dist
+from basicsr_lite.runtime.dist import barrier, destroy_dist
 
 OTHER_RANKS_EXIT_DELAY_S = 5.0
 
@@ -27,6 +27,7 @@ def run_cli(pipeline: Callable[[Sequence[str] | None], None],
             argv: Sequence[str] | None = None) -> int:
     try:
         pipeline(argv)
+        barrier()  # ranks leave together: tearing down gloo while a peer still works can abort
     except UserError as err:
         if int(os.environ.get('RANK', 0)) == 0:
             print(f'Error: {user_message(err)}', file=sys.stderr, flush=True)
