@@ -31,16 +31,24 @@ class SRModel(BaseModel):
             self.init_training_settings()
 
     def init_training_settings(self) -> None:
+        self.init_generator_training()
+        self.setup_schedulers()
+
+    def init_generator_training(self) -> None:
+        """G in train mode, its EMA copy, pixel loss, optimizer and stepper 'g'."""
         train_opt = self.opt['train']
         self.net_g.train()
         if train_opt['ema_decay'] > 0:
             self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
-        if train_opt['pixel_opt'] is not None:
-            self.cri_pix = build_loss(train_opt['pixel_opt'], 'train.pixel_opt').to(self.device)
+        self.cri_pix = self.optional_loss('pixel_opt')
         params = [p for p in self.net_g.parameters() if p.requires_grad]
         self.optimizer_g = self.setup_optimizer(params, train_opt['optim_g'])
         self.setup_stepper('g', self.optimizer_g, {'net_g': self.net_g})
-        self.setup_schedulers()
+
+    def optional_loss(self, key: str) -> torch.nn.Module | None:
+        """The loss of ``train.<key>`` on the device, or None when it is null."""
+        opt = self.opt['train'][key]
+        return None if opt is None else build_loss(opt, f'train.{key}').to(self.device)
 
     def feed_data(self, data: dict) -> None:
         self.lq = data['lq'].to(self.device, non_blocking=True)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import torch
 
 from basicsr_lite.errors import OptionError
-from basicsr_lite.losses import build_loss
 from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty, relativistic_pair
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import MODEL_REGISTRY
 from basicsr_lite.runtime.dist import unwrap
-from basicsr_lite.runtime.ema import ModelEMA
 
 
 @MODEL_REGISTRY.register()
@@ -49,33 +47,23 @@ class SRGANModel(SRModel):
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
+        self.init_generator_training()
         self.net_d = self.build_net('network_d')
-        self.net_g.train()
         self.net_d.train()
-        if train_opt['ema_decay'] > 0:
-            self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
-        self.cri_pix = self._loss('pixel_opt')
-        self.cri_perceptual = self._loss('perceptual_opt')
-        self.cri_gan = self._loss('gan_opt')
+        self.cri_perceptual = self.optional_loss('perceptual_opt')
+        self.cri_gan = self.optional_loss('gan_opt')
         if train_opt['net_g_pretrain_iters'] and self.cri_pix is None and \
                 self.cri_perceptual is None:
             raise OptionError('train.net_g_pretrain_iters: G needs a pixel_opt or perceptual_opt '
                               'to learn from before the GAN starts.')
         self.net_d_iters, self.net_d_init_iters = train_opt['net_d_iters'], \
             train_opt['net_d_init_iters']
-        self.optimizer_g = self.setup_optimizer(
-            [p for p in self.net_g.parameters() if p.requires_grad], train_opt['optim_g'])
         self.optimizer_d = self.setup_optimizer(
             [p for p in self.net_d.parameters() if p.requires_grad], train_opt['optim_d'],
             'train.optim_d')
-        self.setup_stepper('g', self.optimizer_g, {'net_g': self.net_g})
         self.setup_stepper('d', self.optimizer_d, {'net_d': self.net_d})
         self.setup_schedulers()
         self.g_iters = 0  # G steps taken (for the adversarial warm-up); kept in the state
-
-    def _loss(self, key: str):
-        opt = self.opt['train'][key]
-        return None if opt is None else build_loss(opt, f'train.{key}').to(self.device)
 
     def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:
         return {**super().networks_to_save(), 'net_d': {'params': self.net_d}}

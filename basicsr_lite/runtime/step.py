@@ -83,8 +83,8 @@ class OptimizerStepper:
             if self.scaler is not None:
                 self.scaler.update()
             return StepResult(completed=True, non_finite=True)
-        if self.clip is not None and grad_ok:
-            nn.utils.clip_grad_norm_(self.parameters(), self.clip)
+        if self.clip is not None and grad_ok:  # with the norm computed above: no second pass
+            nn.utils.clip_grads_with_norm_(self.parameters(), self.clip, grad_norm)
         if self.scaler is None:
             self.optimizer.step()
             return StepResult(completed=True, stepped=True, grad_norm=grad_norm.detach())
