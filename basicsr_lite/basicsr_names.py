@@ -6,12 +6,12 @@ Remove a name from here when it lands in a registry.
 from __future__ import annotations
 
 GAN_MODELS = 'the GAN models (model_type SRGANModel / ESRGANModel)'
-REAL_ESRGAN_MODELS = 'BasicSR\'s RealESRNetModel / RealESRGANModel'
+REAL_ESRGAN_MODELS = 'the Real-ESRGAN models (model_type RealESRNetModel / RealESRGANModel)'
 
 # Registered names of BasicSR (per registry kind) missing here.
 NOT_AVAILABLE: dict[str, frozenset[str]] = {
     'model': frozenset({
-        'RealESRGANModel', 'RealESRNetModel', 'VideoBaseModel',
+        'VideoBaseModel',
         'VideoGANModel', 'EDVRModel', 'VideoRecurrentModel', 'VideoRecurrentGANModel',
         'HiFaceGANModel', 'StyleGAN2Model'}),
     'arch': frozenset({
@@ -21,7 +21,7 @@ NOT_AVAILABLE: dict[str, frozenset[str]] = {
         'HiFaceGAN', 'HiFaceGANDiscriminator'}),
     'loss': frozenset({'MultiScaleGANLoss', 'WeightedTVLoss', 'GANFeatLoss'}),
     'dataset': frozenset({
-        'RealESRGANDataset', 'RealESRGANPairedDataset', 'REDSDataset', 'REDSRecurrentDataset',
+        'RealESRGANPairedDataset', 'REDSDataset', 'REDSRecurrentDataset',
         'Vimeo90KDataset', 'Vimeo90KRecurrentDataset', 'VideoTestDataset',
         'VideoRecurrentTestDataset', 'VideoTestVimeo90KDataset', 'VideoTestDUFDataset',
         'FFHQDataset'}),
@@ -38,7 +38,8 @@ FOREIGN_KEYS: dict[str, dict[str, str]] = {
             'gaussian_noise_prob', 'noise_range', 'poisson_scale_range', 'gray_noise_prob',
             'jpeg_range', 'second_blur_prob', 'resize_prob2', 'resize_range2',
             'gaussian_noise_prob2', 'noise_range2', 'poisson_scale_range2', 'gray_noise_prob2',
-            'jpeg_range2', 'gt_size', 'queue_size'), REAL_ESRGAN_MODELS),
+            'jpeg_range2', 'gt_size', 'queue_size', 'high_order_degradation'),
+            REAL_ESRGAN_MODELS),
     },
     'train': dict.fromkeys(('optim_d', 'net_d_iters', 'net_d_init_iters', 'gan_opt',
                             'perceptual_opt'), GAN_MODELS),
@@ -53,7 +54,7 @@ def not_available_message(kind: str, name: str) -> str | None:
     return None
 
 
-AVAILABLE_USERS = frozenset({GAN_MODELS})
+AVAILABLE_USERS = frozenset({GAN_MODELS, REAL_ESRGAN_MODELS})
 
 
 def foreign_key_message(section: str, key: str) -> str | None:

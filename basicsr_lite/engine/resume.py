@@ -30,14 +30,17 @@ class LoopState:
 
 
 def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict) -> None:
-    """Networks + training state (with every rank's RNG state), then pruning of old ones."""
+    """Networks + training state (with every rank's RNG state and the model's per-rank state),
+    then pruning of old ones."""
     rng_states = all_gather_tensor_state(get_rng_state())
+    model_rank_states = all_gather_tensor_state(model.rank_state())
     fingerprints = all_gather_objects(model.weights_fingerprint()) if is_dist() else []
     if get_dist_info()[0] == 0:
         logger.info(f'Saving models and training state at iter {loop.current_iter}'
                     f'{rank_agreement(fingerprints, loop.current_iter)}.')
         model.save(loop.epoch, loop.current_iter,
-                   {'loop': asdict(loop), 'seed': opt['manual_seed'], 'rng_states': rng_states})
+                   {'loop': asdict(loop), 'seed': opt['manual_seed'], 'rng_states': rng_states,
+                    'model_rank_states': model_rank_states})
         keep = opt['logger']['keep_last_checkpoints']
         if keep:
             removed = prune_checkpoints(opt['path']['training_states'], opt['path']['models'], keep)
@@ -79,6 +82,8 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict) -> 
     rank = get_dist_info()[0]
     if rank < len(state.get('rng_states', [])):
         set_rng_state(state['rng_states'][rank])
+    if rank < len(state.get('model_rank_states', [])):
+        model.load_rank_state(state['model_rank_states'][rank])
     logger.info(f"Resumed from {state_path}: epoch {state['epoch']}, iter {state['iter']}.")
     loop = state.get('loop') or {}  # BasicSR states have only epoch and iter
     return LoopState(state['iter'], state['epoch'], loop.get('batches_in_epoch', 0),

@@ -33,6 +33,11 @@ class BaseModel:
     network_keys: tuple[str, ...] = ('network_g',)
 
     @classmethod
+    def option_keys(cls, kit) -> dict:
+        """The model's own top-level option keys, ``{key: spec}`` (see :meth:`train_keys`)."""
+        return {}
+
+    @classmethod
     def train_keys(cls, kit) -> dict:
         """The model's own ``train.*`` keys, ``{key: spec}``, made with ``kit``
         (:class:`basicsr_lite.options.spec.SpecKit`: ``optimizer()``, ``loss()``, ``Value``);
@@ -255,6 +260,14 @@ class BaseModel:
                 scaler.load_state_dict(saved)
         self.best_metric_results = state.get('best_metric_results', {})
         self.skipped_steps = state.get('skipped_steps', 0)
+
+    def rank_state(self) -> dict:
+        """State that differs between ranks (e.g. a random stream, a pool of training pairs),
+        saved for every rank with the training state."""
+        return {}
+
+    def load_rank_state(self, state: dict) -> None:
+        """Restore what :meth:`rank_state` returned on this rank."""
 
     # ---- validation bookkeeping ------------------------------------------------------------------
     def update_best_metric(self, dataset_name: str, metric: str, value: float, better: str,

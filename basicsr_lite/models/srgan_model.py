@@ -111,9 +111,9 @@ class SRGANModel(SRModel):
         """G's pixel and perceptual / style losses."""
         losses: dict[str, torch.Tensor] = {}
         if self.cri_pix is not None:
-            losses['l_g_pix'] = self.cri_pix(output, self.gt)
+            losses['l_g_pix'] = self.cri_pix(output, self.gt_for('pixel'))
         if self.cri_perceptual is not None:
-            percep, style = self.cri_perceptual(output, self.gt)
+            percep, style = self.cri_perceptual(output, self.gt_for('perceptual'))
             if percep is not None:
                 losses['l_g_percep'] = percep
             if style is not None:
@@ -136,6 +136,11 @@ class SRGANModel(SRModel):
                                                      train_opt['gan_warmup'])
         return losses
 
+    def gt_for(self, loss: str) -> torch.Tensor:
+        """The GT that the ``loss`` ('pixel', 'perceptual', 'gan': D's real images) compares
+        with (Real-ESRGAN uses a sharpened GT for some)."""
+        return self.gt
+
     def d_input(self, img: torch.Tensor) -> torch.Tensor:
         """What D sees of an image (conditional GANs add the input here)."""
         return img
@@ -148,7 +153,8 @@ class SRGANModel(SRModel):
         """D's losses on real GT and the detached output, and its mean outputs (logged)."""
         train_opt = self.opt['train']
         r1 = train_opt['r1_reg_weight'] > 0 and current_iter % train_opt['d_reg_every'] == 0
-        real = self.gt.detach().requires_grad_(True) if r1 else self.gt
+        real = self.gt_for('gan')
+        real = real.detach().requires_grad_(True) if r1 else real
         with self.autocast():
             real_pred = self.net_d(self.d_input(real))
             fake_pred = self.net_d(self.d_input(fake))
@@ -172,7 +178,7 @@ class ESRGANModel(SRGANModel):
     than real images on average, D the opposite; D's two terms are halved."""
 
     def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
-        real_pred = net_d(self.d_input(self.gt)).detach().float()
+        real_pred = net_d(self.d_input(self.gt_for('gan'))).detach().float()
         return (relativistic_pair(self.cri_gan, real_pred, fake_pred, False, is_disc=False)
                 + relativistic_pair(self.cri_gan, fake_pred, real_pred, True, is_disc=False)) / 2
 

@@ -10,21 +10,10 @@ from basicsr_lite.data import dataset_phase
 from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value, did_you_mean
 from basicsr_lite.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 from basicsr_lite.runtime import lr_scheduler
+from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
 NUM = (int, float)
 OPT_STR = (str, type(None))
-
-
-def positive(value: Any) -> str | None:
-    return None if value > 0 else f'must be > 0; got {value}.'
-
-
-def non_negative(value: Any) -> str | None:
-    return None if value >= 0 else f'must be >= 0; got {value}.'
-
-
-def in_unit_interval(value: float) -> str | None:
-    return None if 0 <= value < 1 else f'must be in [0, 1); got {value}.'
 
 
 def num_gpu_check(value: Any) -> str | None:
@@ -78,24 +67,29 @@ def _from_table(table: dict, kind: str):
 
 def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> None:
     phase = dataset_phase(path.rsplit('.', 1)[-1])
+    meta_keys = ('meta_info_file', 'meta_info')  # the latter: BasicSR's RealESRGANDataset
     if not ctx.get('check_paths', True):
-        kwargs = {k: v for k, v in kwargs.items() if k != 'meta_info_file'
+        kwargs = {k: v for k, v in kwargs.items() if k not in meta_keys
                   and not k.startswith('dataroot')}
     for key, value in kwargs.items():
         if key.startswith('dataroot') and isinstance(value, str) and not os.path.exists(value):
             errors.append(f'{path}.{key}: folder {value} does not exist.')
-    meta = kwargs.get('meta_info_file')
-    if isinstance(meta, str) and not os.path.isfile(meta):
-        errors.append(f'{path}.meta_info_file: file {meta} does not exist.')
-    params = inspect.signature(DATASET_REGISTRY.get(kwargs['type'])).parameters
+    for key in meta_keys:
+        meta = kwargs.get(key)
+        if isinstance(meta, str) and not os.path.isfile(meta):
+            errors.append(f'{path}.{key}: file {meta} does not exist.')
+    cls = DATASET_REGISTRY.get(kwargs['type'])
+    params = inspect.signature(cls).parameters
     gt_size, scale = kwargs.get('gt_size'), ctx['scale']
     if phase == 'train':
         if 'batch_size_per_gpu' not in kwargs:
             errors.append(f'{path}.batch_size_per_gpu: required for the train dataset.')
-        if 'gt_size' in params and gt_size is None:
+        if 'gt_size' in params and gt_size is None and not getattr(cls, 'model_crops', False):
             errors.append(f'{path}.gt_size: required for the train dataset (the GT patch size).')
     if isinstance(gt_size, int) and isinstance(scale, int) and scale > 0 and gt_size % scale:
         errors.append(f'{path}.gt_size: {gt_size} is not divisible by scale {scale}.')
+    if hasattr(cls, 'option_problems'):  # the dataset's own checks of its values
+        errors.extend(f'{path}.{key}: {message}' for key, message in cls.option_problems(kwargs))
 
 
 def dataset_spec(key: str) -> Spec:
@@ -183,6 +177,7 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
                           key_hint="dataset keys are 'train', 'val', 'val_<x>' or 'test_<x>'",
                           required=True),
         **networks,
+        **model_cls.option_keys(SpecKit),
         'path': Section(fields=path_fields, default=dict),
         'val': Section(nullable=True, default=None, fields={
             'val_freq': Value((int,), default=5000, check=positive),

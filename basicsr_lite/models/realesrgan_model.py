@@ -1,0 +1,168 @@
+"""Real-ESRNet and Real-ESRGAN: training pairs synthesised from GT batches on the device with
+the second-order degradation model (``data/realesrgan_pipeline.py``), BasicSR's option keys.
+
+A training batch of ``RealESRGANDataset`` (GT + kernels) is degraded, cropped to ``gt_size``
+and exchanged with the pair pool (``queue_size``); a batch with ``lq`` (validation, or training
+on pairs with ``high_order_degradation: false``) is used as it is. The random stream of the
+synthesis and the pool are saved per rank with the training state: a resumed run makes the same
+pairs as the uninterrupted one.
+"""
+from __future__ import annotations
+
+import torch
+
+from basicsr_lite.data.batch_degradations import USMSharp
+from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
+                                                   TrainingPairPool, paired_random_crop_batch)
+from basicsr_lite.errors import OptionError
+from basicsr_lite.models.sr_model import SRModel
+from basicsr_lite.models.srgan_model import SRGANModel
+from basicsr_lite.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from basicsr_lite.runtime.random_streams import RandomStreams
+
+
+def _value_types(default) -> tuple[type, ...]:
+    if isinstance(default, list):
+        return (list,)
+    return (int, float) if isinstance(default, (int, float)) else (type(default),)
+
+
+class SyntheticPairs:
+    """What both models share: the option keys, the synthesis in ``feed_data``, its state."""
+
+    opt: dict
+    device: torch.device
+    is_train: bool
+
+    @classmethod
+    def option_keys(cls, kit) -> dict:
+        keys = {key: kit.Value(_value_types(default), default=default, check=check)
+                for key, (default, check) in PIPELINE_OPTIONS.items()}
+        keys.update(
+            gt_size=kit.Value((int,), default=256, check=kit.positive),
+            queue_size=kit.Value((int,), default=180, check=kit.non_negative),
+            high_order_degradation=kit.Value((bool,), default=True))
+        return keys
+
+    def init_synthesis(self) -> None:
+        """The USM sharpener; for training from GT only, the degradation, the pair pool and
+        the random stream (seeded by manual_seed and the rank)."""
+        self.usm_sharpener = USMSharp().to(self.device)
+        self._gt_usm: torch.Tensor | None = None
+        self.synthesis: HighOrderDegradation | None = None
+        if not (self.is_train and self.opt['high_order_degradation']):
+            return
+        self._check_training_data()
+        self.synthesis = HighOrderDegradation(self.opt, self.opt['scale'], self.device)
+        self.pool = TrainingPairPool(self.opt['queue_size'])
+        self.streams = RandomStreams(self.opt['manual_seed'] + self.opt['rank'], self.device)
+
+    def _check_training_data(self) -> None:
+        opt, train = self.opt, self.opt['datasets']['train']
+        name = type(self).__name__
+        if not getattr(DATASET_REGISTRY.get(train['type']), 'model_crops', False):
+            raise OptionError(
+                f"high_order_degradation: {name} makes the LQ images from GT images and kernels "
+                f"(datasets.train.type: RealESRGANDataset); datasets.train.type is "
+                f"{train['type']}. Set high_order_degradation: false to train on its pairs.")
+        if opt['gt_size'] % opt['scale']:
+            raise OptionError(f"gt_size: {opt['gt_size']} is not divisible by scale "
+                              f"{opt['scale']}.")
+        if train.get('gt_size') is not None and train['gt_size'] != opt['gt_size']:
+            raise OptionError(
+                f"datasets.train.gt_size ({train['gt_size']}) differs from gt_size "
+                f"({opt['gt_size']}), the patch {name} crops after degrading; make them equal "
+                f"(or drop datasets.train.gt_size).")
+        crop = train.get('crop_pad_size', 400)
+        if opt['gt_size'] > crop:
+            raise OptionError(f"gt_size: {opt['gt_size']} is larger than "
+                              f"datasets.train.crop_pad_size ({crop}).")
+        batch = train['batch_size_per_gpu']
+        if opt['queue_size'] % batch:
+            raise OptionError(f"queue_size: {opt['queue_size']} is not a multiple of "
+                              f"datasets.train.batch_size_per_gpu ({batch}).")
+
+    def degradation_source(self, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what is degraded, the training GT) for a GT batch."""
+        raise NotImplementedError
+
+    def feed_data(self, data: dict) -> None:
+        self._gt_usm = None
+        if 'kernel1' not in data:  # pairs: validation, or training on a paired dataset
+            super().feed_data(data)
+            return
+        if self.synthesis is None:
+            raise OptionError('high_order_degradation is false, but datasets.train gives GT '
+                              'images and kernels (RealESRGANDataset); use a paired dataset.')
+        gt = data['gt'].to(self.device, non_blocking=True)
+        kernels = [data[k].to(self.device, non_blocking=True)
+                   for k in ('kernel1', 'kernel2', 'sinc_kernel')]
+        source, target = self.degradation_source(gt)
+        lq = self.synthesis(source, *kernels, self.streams)
+        (target,), lq = paired_random_crop_batch([target], lq, self.opt['gt_size'],
+                                                 self.opt['scale'], self.streams)
+        lq, target = self.pool.exchange(lq, target, self.streams)
+        self.lq, self.gt = lq.contiguous(), target.contiguous()
+
+    @property
+    def gt_usm(self) -> torch.Tensor:
+        """The USM-sharpened GT of the current batch (computed once per batch)."""
+        if self._gt_usm is None:
+            self._gt_usm = self.usm_sharpener(self.gt)
+        return self._gt_usm
+
+    def rank_state(self) -> dict:
+        if self.synthesis is None:
+            return {}
+        return {'synthesis_streams': self.streams.state_dict(),
+                'pair_pool': self.pool.state_dict()}
+
+    def load_rank_state(self, state: dict) -> None:
+        if self.synthesis is not None and 'synthesis_streams' in state:
+            self.streams.load_state_dict(state['synthesis_streams'])
+            self.pool.load_state_dict(state['pair_pool'], self.device)
+
+
+@MODEL_REGISTRY.register()
+class RealESRNetModel(SyntheticPairs, SRModel):
+    """Real-ESRNet: the generator alone with a pixel loss on synthesised pairs. ``gt_usm``:
+    sharpen the GT before degrading it, and train towards the sharpened GT."""
+
+    @classmethod
+    def option_keys(cls, kit) -> dict:
+        return {**super().option_keys(kit), 'gt_usm': kit.Value((bool,), default=True)}
+
+    def __init__(self, opt: dict, device: torch.device) -> None:
+        super().__init__(opt, device)
+        self.init_synthesis()
+
+    def degradation_source(self, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.opt['gt_usm']:
+            gt = self.usm_sharpener(gt)
+        return gt, gt
+
+
+@MODEL_REGISTRY.register()
+class RealESRGANModel(SyntheticPairs, SRGANModel):
+    """Real-ESRGAN: SRGAN's losses (pixel, perceptual, GAN; a U-Net discriminator with spectral
+    norm in the x4plus recipe) on synthesised pairs. The sharpened GT is degraded; the losses
+    compare with the sharpened GT where ``l1_gt_usm`` / ``percep_gt_usm`` / ``gan_gt_usm``
+    (D's real images) say so, else with the GT."""
+
+    @classmethod
+    def option_keys(cls, kit) -> dict:
+        return {**super().option_keys(kit),
+                'l1_gt_usm': kit.Value((bool,), default=True),
+                'percep_gt_usm': kit.Value((bool,), default=True),
+                'gan_gt_usm': kit.Value((bool,), default=False)}
+
+    def __init__(self, opt: dict, device: torch.device) -> None:
+        super().__init__(opt, device)
+        self.init_synthesis()
+
+    def degradation_source(self, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.usm_sharpener(gt), gt
+
+    def gt_for(self, loss: str) -> torch.Tensor:
+        key = {'pixel': 'l1_gt_usm', 'perceptual': 'percep_gt_usm', 'gan': 'gan_gt_usm'}[loss]
+        return self.gt_usm if self.opt[key] else self.gt
