@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from basicsr_lite.options import validate_options
@@ -66,13 +67,35 @@ def problems(opt: dict) -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize('name,model', [('train_realesrgan_x4plus.yml', 'RealESRGANModel'),
-                                        ('train_realesrnet_x4plus.yml', 'RealESRNetModel')])
-def test_models_we_lack_are_named_plainly(name, model):
-    message = problems(load(name))
-    assert f"model_type: '{model}' is BasicSR's model; basicsr_lite does not have it yet." in \
+def test_models_we_lack_are_named_plainly():
+    opt = load('train_realesrgan_x4plus.yml')
+    opt['model_type'] = 'EDVRModel'
+    message = problems(opt)
+    assert "model_type: 'EDVRModel' is BasicSR's model; basicsr_lite does not have it yet." in \
         message
     assert 'Did you mean' not in message
+
+
+@pytest.mark.parametrize('name', ['train_realesrnet_x4plus.yml', 'train_realesrgan_x4plus.yml'])
+def test_basicsr_realesrgan_files_train_with_listed_edits(tmp_path, random_vgg, name):
+    """Data path (no meta_info), sizes, iteration counts, num_gpu; VGG19 weights from the torch
+    hub cache (random here)."""
+    random_vgg('conv5_4')
+    opt = load(name)
+    gt, _ = make_paired_folder(tmp_path / 'data', ['a', 'b', 'c'], (64, 64), 4, seed=3)
+    train = opt['datasets']['train']
+    train.pop('meta_info')
+    train.update(dataroot_gt=str(gt), gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=1)
+    opt.update(gt_size=32, num_gpu=0)
+    opt['network_g'].update(SMALL_NETWORKS['RRDBNet'])
+    if 'network_d' in opt:
+        opt['network_d']['num_feat'] = 4
+    opt['path'].update(pretrain_network_g=None, experiments_root=str(tmp_path / 'exp'))
+    opt['train']['total_iter'] = 2
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False)
+    assert train_main(['-opt', str(write_yaml(tmp_path / name, opt))]) == 0
+    state = torch.load(tmp_path / 'exp' / 'training_states' / '2.state', weights_only=True)
+    assert state['model_rank_states'][0]['pair_pool']['filled'] == 4
 
 
 def test_gan_keys_in_an_srmodel_file_are_explained():

@@ -16,12 +16,14 @@ GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 def filter2d(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Correlate every channel of ``img`` with ``kernel`` (``k x k`` for the whole batch, or
-    ``B x k x k``, one per image), with reflected borders; the size is kept."""
+    ``B x k x k``, one per image), with reflected borders (replicated ones for images smaller
+    than half the kernel, which reflection cannot pad); the size is kept."""
     k = kernel.shape[-1]
     if k % 2 == 0:
         raise ValueError(f'filter2d needs an odd kernel size; got {k}.')
     b, c, h, w = img.shape
-    padded = F.pad(img, (k // 2,) * 4, mode='reflect')
+    mode = 'reflect' if k // 2 < min(h, w) else 'replicate'
+    padded = F.pad(img, (k // 2,) * 4, mode=mode)
     kernel = kernel.to(img.dtype)
     if kernel.dim() == 2:
         weight = kernel.expand(c, 1, k, k)
