@@ -31,11 +31,18 @@ def readme_table(title: str) -> str:
      'Final validation on demo_pix2pix_val (4 images):', (0.3, 0.01)),
 ])
 def test_demo_ends_with_the_readme_numbers(tmp_path, option_file, title, tolerance):
-    exp = tmp_path / 'demo'
-    proc = subprocess.run([sys.executable, 'train.py', '-opt', option_file,
-                           '--force_yml', f'path:experiments_root={exp}'], cwd=ROOT,
+    check_table(run_demo(option_file, tmp_path / 'demo'), title, tolerance)
+
+
+def run_demo(option_file: str, exp: Path, *overrides: str) -> Path:
+    proc = subprocess.run([sys.executable, 'train.py', '-opt', option_file, '--force_yml',
+                           f'path:experiments_root={exp}', *overrides], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return exp
+
+
+def check_table(exp: Path, title: str, tolerance: tuple[float, float]) -> None:
     log = next(exp.glob('train_*.log')).read_text().splitlines()
     title, header, *rows = readme_table(title).splitlines()
     start = next(i for i, line in enumerate(log) if line.endswith(title))
@@ -46,3 +53,14 @@ def test_demo_ends_with_the_readme_numbers(tmp_path, option_file, title, toleran
         assert got_name == name and got_bicubic == bicubic
         limit = tolerance[0] if name == 'psnr' else tolerance[1]
         assert float(got_model) == pytest.approx(float(model), abs=limit)
+
+
+@pytest.mark.slow
+@pytest.mark.regression
+def test_realesrgan_demos_end_with_the_readme_numbers(tmp_path):
+    """Real-ESRNet, then Real-ESRGAN from its weights, as the README runs them."""
+    net = run_demo('options/train/RealESRGAN/train_realesrnet_demo.yml', tmp_path / 'net')
+    check_table(net, 'Final validation on realesrnet_demo_val (2 images):', (0.3, 0.01))
+    gan = run_demo('options/train/RealESRGAN/train_realesrgan_demo.yml', tmp_path / 'gan',
+                   f"path:pretrain_network_g={net / 'models' / 'net_g_latest.pth'}")
+    check_table(gan, 'Final validation on realesrgan_demo_val (2 images):', (0.3, 0.01))

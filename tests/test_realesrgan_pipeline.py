@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from basicsr_lite.data.batch_degradations import (USMSharp, filter2d, gaussian_noise,
-                                                  poisson_noise, rgb_to_gray)
+                                                  poisson_noise, rgb_to_gray,
+                                                  separable_filter2d)
 from basicsr_lite.data.diffjpeg import DiffJPEG
 from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
                                                    TrainingPairPool, paired_random_crop_batch)
@@ -72,6 +73,13 @@ def test_filter2d_equals_opencvs_correlation_per_image():
                                     borderType=cv2.BORDER_REFLECT_101)
             np.testing.assert_allclose(out[i, c].numpy(), expected, atol=1e-5)
     torch.testing.assert_close(filter2d(imgs, kernels[0]), filter2d(imgs, kernels[0].expand(2, 5, 5)))
+
+
+@pytest.mark.parametrize('size', [40, 12])  # 12: smaller than the padding -> replicated borders
+def test_separable_filter_equals_the_2d_filter(size):
+    img = torch.rand(2, 3, size, size + 3, generator=torch.Generator().manual_seed(0))
+    g = torch.from_numpy(cv2.getGaussianKernel(31, 0)[:, 0]).float()
+    torch.testing.assert_close(separable_filter2d(img, g), filter2d(img, torch.outer(g, g)))
 
 
 def test_gaussian_noise_strength_and_gray():
