@@ -27,8 +27,8 @@ from basicsr_lite.utils.misc import set_random_seed
 logger = logging.getLogger('basicsr_lite')
 
 
-def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sampler, val_loaders, tb_logger,
-               stopper: GracefulStop) -> bool:
+def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sampler, val_loaders,
+               tb_logger, stopper: GracefulStop) -> bool:
     """Run iterations until ``total_iter``; returns False if a stop signal ended it early."""
     train_opt, log_opt, val_opt = opt['train'], opt['logger'], opt['val']
     total_iter, batch_size = train_opt['total_iter'], opt['datasets']['train']['batch_size_per_gpu']

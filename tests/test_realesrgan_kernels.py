@@ -84,7 +84,8 @@ def test_sinc_equals_its_formula_and_passes_low_frequencies(cutoff, size):
 def test_random_mixed_kernels_draws_in_basicsrs_order():
     """Kernel type with random.choices, then sigma_x, sigma_y, rotation, the beta branch and
     beta with numpy's global RNG: the same RNG states give BasicSR's kernel."""
-    ranges = dict(sigma_x_range=(0.2, 3), sigma_y_range=(0.2, 3), rotation_range=(-math.pi, math.pi),
+    ranges = dict(sigma_x_range=(0.2, 3), sigma_y_range=(0.2, 3),
+                  rotation_range=(-math.pi, math.pi),
                   betag_range=(0.5, 4), betap_range=(1, 2))
     for seed in range(20):
         random.seed(seed)

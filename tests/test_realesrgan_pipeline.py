@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data.batch_degradations import (USMSharp, filter2d, gaussian_noise,
-                                                  poisson_noise, rgb_to_gray,
-                                                  separable_filter2d)
+from basicsr_lite.data.batch_degradations import (USMSharp, filter2d, gaussian_noise, poisson_noise,
+                                                  rgb_to_gray, separable_filter2d)
 from basicsr_lite.data.diffjpeg import DiffJPEG
 from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
                                                    TrainingPairPool, paired_random_crop_batch)
@@ -72,7 +71,8 @@ def test_filter2d_equals_opencvs_correlation_per_image():
             expected = cv2.filter2D(imgs[i, c].numpy(), -1, kernels[i].numpy(),
                                     borderType=cv2.BORDER_REFLECT_101)
             np.testing.assert_allclose(out[i, c].numpy(), expected, atol=1e-5)
-    torch.testing.assert_close(filter2d(imgs, kernels[0]), filter2d(imgs, kernels[0].expand(2, 5, 5)))
+    torch.testing.assert_close(filter2d(imgs, kernels[0]),
+                               filter2d(imgs, kernels[0].expand(2, 5, 5)))
 
 
 @pytest.mark.parametrize('size', [40, 12])  # 12: smaller than the padding -> replicated borders
@@ -154,9 +154,8 @@ def test_pipeline_without_degradations_is_a_plain_resize():
                gaussian_noise_prob2=1, noise_range=[0, 0], noise_range2=[0, 0],
                second_blur_prob=0, jpeg_range=[100, 100], jpeg_range2=[100, 100])
     gt, _, _, impulse = sample_batch(1, 64)
-    impulse21 = impulse[:1]
-    lq = HighOrderDegradation(opt, 2, torch.device('cpu'))(gt, impulse21, impulse21, impulse21,
-                                                          RandomStreams(0, torch.device('cpu')))
+    cpu = torch.device('cpu')
+    lq = HighOrderDegradation(opt, 2, cpu)(gt, impulse, impulse, impulse, RandomStreams(0, cpu))
     reference = torch.nn.functional.avg_pool2d(gt, 2)
     assert (lq - reference).abs().mean() < 0.02  # the resize mode and q-100 JPEG differ a little
 

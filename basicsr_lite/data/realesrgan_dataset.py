@@ -14,8 +14,8 @@ from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.data.kernels import KERNEL_TYPES, random_blur_kernel, random_final_sinc
 from basicsr_lite.data.transforms import augment
 from basicsr_lite.registry import DATASET_REGISTRY
-from basicsr_lite.utils.checks import (odd_size, one_of_each, positive, probabilities,
-                                       probability, value_range)
+from basicsr_lite.utils.checks import (odd_size, one_of_each, positive, probabilities, probability,
+                                       value_range)
 from basicsr_lite.utils.img_util import img2tensor
 
 SMALLEST_KERNEL = 7  # kernel sizes are drawn from the odd sizes 7 .. blur_kernel_size

@@ -129,7 +129,8 @@ def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, c
     return result
 
 
-def _log_validation(model: TrainableModel, result: ValidationResult, current_iter: int, tb_logger: Any) -> None:
+def _log_validation(model: TrainableModel, result: ValidationResult, current_iter: int,
+                    tb_logger: Any) -> None:
     message = f'Validation {result.dataset_name} ({len(result.rows)} images)'
     for metric, value in result.means.items():
         message += f'\n\t # {metric}: {value:.4f}'

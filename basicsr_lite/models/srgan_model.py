@@ -21,9 +21,10 @@ class SRGANModel(SRModel):
     """``network_g`` + ``network_d``; ``train``: ``optim_g``, ``optim_d``, ``pixel_opt``,
     ``perceptual_opt``, ``gan_opt`` (required), ``net_d_iters``, ``net_d_init_iters``, and
     beyond BasicSR: ``net_g_pretrain_iters`` (the first N iterations train G alone with its
-    pixel / perceptual losses: pretraining without a separate PSNR run), ``gan_warmup_iter`` / ``gan_warmup`` (the adversarial weight rises from 0
-    over that many G iterations, 'linear' or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1
-    penalty on real images every that many iterations, scaled by it, as lazy regularisation).
+    pixel / perceptual losses: pretraining without a separate PSNR run), ``gan_warmup_iter`` /
+    ``gan_warmup`` (the adversarial weight rises from 0 over that many G iterations, 'linear'
+    or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1 penalty on real images every that many
+    iterations, scaled by it, as lazy regularisation).
     Logged: l_g_pix, l_g_percep, l_g_style, l_g_gan, l_d_real, l_d_fake, l_d_r1, out_d_real,
     out_d_fake."""
 
