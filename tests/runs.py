@@ -30,6 +30,12 @@ def configure(opt: dict, root: Path, total: int, save_freq: int, workers: int = 
     return opt
 
 
+def train_in_process(tmp_path: Path, opt: dict, *extra: str) -> int:
+    """train.py's main on ``opt`` (written to ``tmp_path/opt.yml``) in this process."""
+    from basicsr_lite.train import main as train_main
+    return train_main(['-opt', str(write_yaml(tmp_path / 'opt.yml', opt)), *extra])
+
+
 def load(path: Path) -> dict:
     return torch.load(path, map_location='cpu', weights_only=True)
 

@@ -17,7 +17,9 @@ from basicsr_lite.runtime.checkpoint import save_torch
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
 from tests.runs import (assert_identical, configure, final_weights, load, run_to_end,
-                        saved_iterations, start_run, wait_for)
+                        saved_iterations, start_run)
+from tests.runs import train_in_process as run
+from tests.runs import wait_for
 
 GAN_TRAIN = {
     'optim_d': {'type': 'Adam', 'lr': 1e-3},
@@ -34,10 +36,6 @@ def gan_opt(tiny_opt, random_vgg) -> dict:
     opt['network_d'] = {'type': 'UNetDiscriminatorSN', 'num_feat': 4}
     opt['train'].update(copy.deepcopy(GAN_TRAIN))
     return opt
-
-
-def run(tmp_path: Path, opt: dict, *extra: str) -> int:
-    return train_main(['-opt', str(write_yaml(tmp_path / 'opt.yml', opt)), *extra])
 
 
 @pytest.mark.parametrize('model_type', ['SRGANModel', 'ESRGANModel'])

@@ -14,10 +14,11 @@ import yaml
 from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
 from basicsr_lite.prep.degraded_samples import write_degraded_samples
-from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
 from tests.runs import (assert_identical, configure, final_weights, load, run_to_end,
-                        saved_iterations, start_run, wait_for)
+                        saved_iterations, start_run)
+from tests.runs import train_in_process as run
+from tests.runs import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_SYNTHESIS = {'gt_size': 16, 'queue_size': 4}
@@ -47,10 +48,6 @@ def esrgan_opt(esrnet_opt) -> dict:
     opt['network_d'] = {'type': 'UNetDiscriminatorSN', 'num_feat': 4}
     opt['train'].update(copy.deepcopy(GAN_TRAIN))
     return opt
-
-
-def run(tmp_path: Path, opt: dict, *extra: str) -> int:
-    return train_main(['-opt', str(write_yaml(tmp_path / 'opt.yml', opt)), *extra])
 
 
 def built(opt: dict):
