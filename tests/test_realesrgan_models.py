@@ -7,6 +7,7 @@ import copy
 import signal
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -14,7 +15,7 @@ import yaml
 from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
 from basicsr_lite.prep.degraded_samples import write_degraded_samples
-from tests.conftest import write_yaml
+from tests.conftest import load_tool, write_yaml
 from tests.runs import (assert_identical, configure, final_weights, load, run_to_end,
                         saved_iterations, start_run)
 from tests.runs import train_in_process as run
@@ -192,6 +193,8 @@ def test_bad_synthesis_options_are_one_message_before_anything_is_written(
 
 
 def test_degraded_sample_tool(esrgan_opt, tmp_path):
+    esrgan_opt['path']['pretrain_network_g'] = str(tmp_path / 'not_trained_yet.pth')
+    esrgan_opt['datasets']['val']['dataroot_lq'] = str(tmp_path / 'no_such_folder')
     opt_path = write_yaml(tmp_path / 'opt.yml', esrgan_opt)
     assert write_degraded_samples(opt_path, tmp_path / 'a', num_per_image=2, seed=3) == 8
     assert write_degraded_samples(opt_path, tmp_path / 'b', num_per_image=2, seed=3) == 8
@@ -201,10 +204,23 @@ def test_degraded_sample_tool(esrgan_opt, tmp_path):
         for name in names:
             assert (tmp_path / 'a' / sub / name).read_bytes() == \
                 (tmp_path / 'b' / sub / name).read_bytes()
-    import cv2
     assert cv2.imread(str(tmp_path / 'a' / 'LQ' / names[0])).shape == (16, 16, 3)
     with pytest.raises(Exception, match='is not empty; choose a new one'):
         write_degraded_samples(opt_path, tmp_path / 'a')
+
+
+def test_degraded_sample_tool_cli(esrnet_opt, tiny_opt, tmp_path, capsys):
+    tool = load_tool('degrade_samples')
+    opt_path = write_yaml(tmp_path / 'opt.yml', esrnet_opt)
+    assert tool.main(['-opt', str(opt_path), '--output', str(tmp_path / 'out'),
+                      '--crop_pad_size', '48']) == 0
+    assert '4 GT / LQ pairs written' in capsys.readouterr().out
+    assert cv2.imread(str(tmp_path / 'out' / 'GT' / 'img0.png')).shape == (48, 48, 3)
+    assert cv2.imread(str(tmp_path / 'out' / 'LQ' / 'img0.png')).shape == (24, 24, 3)
+    srmodel = write_yaml(tmp_path / 'sr.yml', tiny_opt)
+    assert tool.main(['-opt', str(srmodel), '--output', str(tmp_path / 'sr')]) == 2
+    assert "model_type must be one of RealESRNetModel, RealESRGANModel" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize('name', ['train_realesrnet_x4plus.yml', 'train_realesrgan_x4plus.yml',

@@ -36,7 +36,11 @@ def write_degraded_samples(option_file: str | Path, output: str | Path,
                           f"(models that synthesise their training pairs); got "
                           f"{raw.get('model_type')!r}.")
     raw = copy.deepcopy(raw)
+    # only the synthesis matters here: no validation sets, weights to load or states to resume
     train = raw.get('datasets', {}).get('train', {})
+    raw['datasets'] = {'train': train}
+    raw['path'] = {key: value for key, value in (raw.get('path') or {}).items()
+                   if not key.startswith(('pretrain_network', 'resume_state'))}
     if input_folder is not None:
         train.update(dataroot_gt=input_folder, meta_info=None)
     if crop_pad_size is not None:

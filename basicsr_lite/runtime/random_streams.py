@@ -25,6 +25,9 @@ class RandomStreams:
 
     def choice(self, options, probs=None):
         """One of ``options`` (with probabilities ``probs``), from the numpy stream."""
+        if probs is not None:  # validated to sum to 1 (within 1e-6); numpy wants ~1e-8
+            probs = np.asarray(probs, dtype=np.float64)
+            probs = probs / probs.sum()
         return options[int(self.numpy.choice(len(options), p=probs))]
 
     def state_dict(self) -> dict:
