@@ -38,6 +38,12 @@ class BaseModel:
         return {}
 
     @classmethod
+    def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        """Problems of a valid-looking option file that only this model knows of (values that
+        must agree across sections), each ``'<key>: <what is wrong>'``."""
+        return []
+
+    @classmethod
     def train_keys(cls, kit) -> dict:
         """The model's own ``train.*`` keys, ``{key: spec}``, made with ``kit``
         (:class:`basicsr_lite.options.spec.SpecKit`: ``optimizer()``, ``loss()``, ``Value``);

@@ -52,35 +52,35 @@ class SyntheticPairs:
         self.synthesis: HighOrderDegradation | None = None
         if not (self.is_train and self.opt['high_order_degradation']):
             return
-        self._check_training_data()
         self.synthesis = HighOrderDegradation(self.opt, self.opt['scale'], self.device)
         self.pool = TrainingPairPool(self.opt['queue_size'])
         self.streams = RandomStreams(self.opt['manual_seed'] + self.opt['rank'], self.device)
 
-    def _check_training_data(self) -> None:
-        opt, train = self.opt, self.opt['datasets']['train']
-        name = type(self).__name__
+    @classmethod
+    def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        if not (is_train and opt['high_order_degradation']):
+            return []
+        train = opt['datasets']['train']
         if not getattr(DATASET_REGISTRY.get(train['type']), 'model_crops', False):
-            raise OptionError(
-                f"high_order_degradation: {name} makes the LQ images from GT images and kernels "
-                f"(datasets.train.type: RealESRGANDataset); datasets.train.type is "
-                f"{train['type']}. Set high_order_degradation: false to train on its pairs.")
-        if opt['gt_size'] % opt['scale']:
-            raise OptionError(f"gt_size: {opt['gt_size']} is not divisible by scale "
-                              f"{opt['scale']}.")
-        if train.get('gt_size') is not None and train['gt_size'] != opt['gt_size']:
-            raise OptionError(
-                f"datasets.train.gt_size ({train['gt_size']}) differs from gt_size "
-                f"({opt['gt_size']}), the patch {name} crops after degrading; make them equal "
-                f"(or drop datasets.train.gt_size).")
-        crop = train.get('crop_pad_size', 400)
-        if opt['gt_size'] > crop:
-            raise OptionError(f"gt_size: {opt['gt_size']} is larger than "
-                              f"datasets.train.crop_pad_size ({crop}).")
-        batch = train['batch_size_per_gpu']
-        if opt['queue_size'] % batch:
-            raise OptionError(f"queue_size: {opt['queue_size']} is not a multiple of "
-                              f"datasets.train.batch_size_per_gpu ({batch}).")
+            return [f"high_order_degradation: {cls.__name__} makes the LQ images from GT images "
+                    f"and kernels (datasets.train.type: RealESRGANDataset); datasets.train.type "
+                    f"is {train['type']}. Set high_order_degradation: false to train on its "
+                    f"pairs."]
+        problems = []
+        gt_size, crop = opt['gt_size'], train.get('crop_pad_size', 400)
+        if gt_size % opt['scale']:
+            problems.append(f"gt_size: {gt_size} is not divisible by scale {opt['scale']}.")
+        if train.get('gt_size') is not None and train['gt_size'] != gt_size:
+            problems.append(f"datasets.train.gt_size ({train['gt_size']}) differs from gt_size "
+                            f"({gt_size}), the patch {cls.__name__} crops after degrading; make "
+                            f"them equal (or drop datasets.train.gt_size).")
+        if gt_size > crop:
+            problems.append(f'gt_size: {gt_size} is larger than datasets.train.crop_pad_size '
+                            f'({crop}).')
+        if opt['queue_size'] % train['batch_size_per_gpu']:
+            problems.append(f"queue_size: {opt['queue_size']} is not a multiple of "
+                            f"datasets.train.batch_size_per_gpu ({train['batch_size_per_gpu']}).")
+        return problems
 
     def degradation_source(self, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what is degraded, the training GT) for a GT batch."""

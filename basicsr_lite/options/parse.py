@@ -114,6 +114,7 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
         opt = option_spec(MODEL_REGISTRY.get(model_type), is_train).validate(raw, '', errors, ctx)
     if not errors:
         errors += _cross_checks(opt, is_train, check_paths)
+        errors += MODEL_REGISTRY.get(model_type).option_problems(opt, is_train)
     if errors:
         lines = '\n'.join(f'  - {e}' for e in errors)
         raise OptionError(f'{source} has {len(errors)} problem(s):\n{lines}')
