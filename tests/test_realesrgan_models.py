@@ -187,6 +187,10 @@ def test_bad_synthesis_options_are_one_message_before_anything_is_written(
     assert 'Set high_order_degradation: false to train on its pairs.' in \
         user_error(tmp_path, bad, capsys)
     bad = copy.deepcopy(esrgan_opt)
+    bad['high_order_degradation'] = False
+    assert 'high_order_degradation: false trains on pairs, but datasets.train ' \
+           '(RealESRGANDataset) gives GT images and kernels' in user_error(tmp_path, bad, capsys)
+    bad = copy.deepcopy(esrgan_opt)
     bad['datasets']['train']['gt_size'] = 24
     assert 'datasets.train.gt_size (24) differs from gt_size (16)' in \
         user_error(tmp_path, bad, capsys)

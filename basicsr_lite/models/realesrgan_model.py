@@ -58,10 +58,15 @@ class SyntheticPairs:
 
     @classmethod
     def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
-        if not (is_train and opt['high_order_degradation']):
+        if not is_train:
             return []
         train = opt['datasets']['train']
-        if not getattr(DATASET_REGISTRY.get(train['type']), 'model_crops', False):
+        gives_kernels = getattr(DATASET_REGISTRY.get(train['type']), 'model_crops', False)
+        if not opt['high_order_degradation']:
+            return [f"high_order_degradation: false trains on pairs, but datasets.train "
+                    f"({train['type']}) gives GT images and kernels; use a paired dataset or "
+                    f"set it to true."] if gives_kernels else []
+        if not gives_kernels:
             return [f"high_order_degradation: {cls.__name__} makes the LQ images from GT images "
                     f"and kernels (datasets.train.type: RealESRGANDataset); datasets.train.type "
                     f"is {train['type']}. Set high_order_degradation: false to train on its "
