@@ -19,6 +19,15 @@ from tests.runs import run_to_end
 FILES = Path(__file__).resolve().parents[2] / 'shared' / 'basicsr_options'
 pytestmark = pytest.mark.skipif(not FILES.is_dir(), reason='../shared/basicsr_options is absent')
 
+NIQE_PARAMS = FILES.parent / 'data' / 'niqe' / 'niqe_pris_params.npz'
+
+
+@pytest.fixture(autouse=True)
+def niqe_params(monkeypatch):
+    """BasicSR's MSRResNet file validates with NIQE, whose pristine model is a file."""
+    monkeypatch.setenv('BASICSR_LITE_NIQE_PARAMS', str(NIQE_PARAMS))
+
+
 # Smaller networks of the same architecture (sizes only).
 SMALL_NETWORKS = {
     'EDSR': {'num_feat': 8, 'num_block': 1},
@@ -37,7 +46,8 @@ def load(name: str) -> dict:
 def adapt(opt: dict, tmp_path: Path) -> dict:
     """The listed edits only: data paths, sizes, iteration counts, num_gpu, metrics we lack."""
     opt = copy.deepcopy(opt)
-    gt, lq = make_paired_folder(tmp_path / 'data', ['a', 'b', 'c'], (64, 64), 4, seed=3)
+    # NIQE needs two 96 x 96 blocks after crop_border 4
+    gt, lq = make_paired_folder(tmp_path / 'data', ['a', 'b', 'c'], (104, 200), 4, seed=3)
     for dataset in opt['datasets'].values():
         dataset.update(dataroot_gt=str(gt), dataroot_lq=str(lq), filename_tmpl='{}x4')
         dataset.pop('meta_info_file', None)
@@ -48,7 +58,6 @@ def adapt(opt: dict, tmp_path: Path) -> dict:
     opt['path'].update(pretrain_network_g=None, experiments_root=str(tmp_path / 'exp'))
     opt['train']['total_iter'] = 2
     opt['val']['val_freq'] = 2
-    opt['val']['metrics'].pop('niqe', None)  # calculate_niqe: not available yet
     opt['logger'].update(print_freq=1, save_checkpoint_freq=2)
     return opt
 
@@ -109,11 +118,12 @@ def test_gan_keys_in_an_srmodel_file_are_explained():
 
 
 def test_missing_metric_is_named_plainly_with_every_other_problem(tmp_path):
-    opt = load('train_MSRResNet_x4.yml')  # num_gpu: 1, calculate_niqe, DIV2K paths
+    opt = load('train_MSRResNet_x4.yml')  # num_gpu: 1, DIV2K paths
+    opt['val']['metrics']['niqe']['type'] = 'calculate_fid'
     with pytest.raises(ValueError) as err:
         validate_options(opt, is_train=True, source='f.yml', check_paths=True)
     message = str(err.value)
-    assert "val.metrics.niqe.type: 'calculate_niqe' is BasicSR's metric; basicsr_lite does not " \
+    assert "val.metrics.niqe.type: 'calculate_fid' is BasicSR's metric; basicsr_lite does not " \
            "have it yet." in message
     assert 'num_gpu: 1 but no CUDA device is available' in message
     assert 'datasets.train.dataroot_gt: folder datasets/DF2K/DIV2K_train_HR_sub does not ' \

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.errors import rejected_options
-from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric
+from basicsr_lite.metrics import (METRIC_REGISTRY, calculate_metric, is_no_reference,
+                                  metric_better)
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.checkpoint import atomic_write
 from basicsr_lite.runtime.dist import all_gather_objects, get_dist_info
@@ -35,19 +37,32 @@ class ValidationResult:
         return {k: sum(r[k] for r in self.rows) / len(self.rows) for k in names}
 
 
-def image_metrics(result: torch.Tensor, gt: torch.Tensor, metrics_opt: dict) -> dict[str, float]:
-    """Every metric of ``metrics_opt`` for one image pair (1CHW RGB tensors in [0, 1]).
+def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict
+                  ) -> dict[str, float]:
+    """Every metric of ``metrics_opt`` for one image (1CHW RGB tensors in [0, 1]); without a
+    GT (``None``), only the no-reference ones.
 
     Like the published protocol, the result is clamped and rounded to 8 bits first.
     """
     values: dict[str, float] = {}
-    images = None
+    images: dict[str, np.ndarray] = {}
+
+    def as_image(key: str, tensor: torch.Tensor) -> np.ndarray:
+        if key not in images:
+            images[key] = tensor2img(tensor)
+        return images[key]
+
     for name, metric_opt in metrics_opt.items():
+        no_reference = is_no_reference(metric_opt)
+        if gt is None and not no_reference:
+            continue
         if getattr(METRIC_REGISTRY.get(metric_opt['type']), 'takes_tensors', False):
             data = {'img': (result.clamp(0, 1) * 255).round() / 255, 'img2': gt}
         else:
-            images = images or (tensor2img(result), tensor2img(gt))
-            data = {'img': images[0], 'img2': images[1]}
+            data = {'img': as_image('result', result),
+                    'img2': None if gt is None else as_image('gt', gt)}
+        if no_reference:
+            del data['img2']
         value = calculate_metric(data, metric_opt)
         values[name] = float(value.mean()) if isinstance(value, torch.Tensor) else float(value)
     return values
@@ -87,8 +102,8 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         visuals = predict(data)
         name = Path(data.get('gt_path', data['lq_path'])[0]).stem
         row: dict[str, Any] = {'name': name}
-        if 'gt' in visuals and metrics_opt:
-            row.update(image_metrics(visuals['result'], visuals['gt'], metrics_opt))
+        if metrics_opt:
+            row.update(image_metrics(visuals['result'], visuals.get('gt'), metrics_opt))
         if save_dir is not None:
             imwrite(tensor2img(visuals['result']), save_dir / f'{name}_{save_suffix}.png')
         rows.append(row)
@@ -123,7 +138,7 @@ def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, c
     result = run_images(dataloader, dataset_name, predict, metrics_opt, save_dir, suffix,
                         val_opt.get('pbar', False))
     for metric, value in result.means.items():
-        model.update_best_metric(dataset_name, metric, value, metrics_opt[metric]['better'],
+        model.update_best_metric(dataset_name, metric, value, metric_better(metrics_opt[metric]),
                                  current_iter)
     _log_validation(model, result, current_iter, tb_logger)
     return result

@@ -115,10 +115,19 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
     if not errors:
         errors += _cross_checks(opt, is_train, check_paths)
         errors += MODEL_REGISTRY.get(model_type).option_problems(opt, is_train)
+        _fill_metric_directions(opt)
     if errors:
         lines = '\n'.join(f'  - {e}' for e in errors)
         raise OptionError(f'{source} has {len(errors)} problem(s):\n{lines}')
     return opt
+
+
+def _fill_metric_directions(opt: dict) -> None:
+    """``better`` of each validation metric: as given, else the metric's own."""
+    from basicsr_lite.metrics import metric_better
+
+    for metric_opt in ((opt.get('val') or {}).get('metrics') or {}).values():
+        metric_opt['better'] = metric_better(metric_opt)
 
 
 def _machine_checks(opt: dict) -> list[str]:

@@ -190,7 +190,8 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             }),
             'metrics': MapOf(spec_for=lambda _: Typed(
                 resolve=METRIC_REGISTRY.get, kind='metric', hidden=('img', 'img2'),
-                fields={'better': Value((str,), default='higher', choices=('higher', 'lower'))}),
+                # default: the metric's own (PSNR higher, NIQE / LPIPS lower)
+                fields={'better': Value(OPT_STR, default=None, choices=(None, 'higher', 'lower'))}),
                 default=dict),
         }),
         'logger': Section(default=dict, fields={
