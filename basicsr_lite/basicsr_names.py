@@ -25,7 +25,7 @@ NOT_AVAILABLE: dict[str, frozenset[str]] = {
         'Vimeo90KDataset', 'Vimeo90KRecurrentDataset', 'VideoTestDataset',
         'VideoRecurrentTestDataset', 'VideoTestVimeo90KDataset', 'VideoTestDUFDataset',
         'FFHQDataset'}),
-    'metric': frozenset({'calculate_lpips', 'calculate_fid'}),
+    'metric': frozenset({'calculate_fid'}),
 }
 
 # Option keys that other models use: section ('' = top level) -> key -> who uses it; the

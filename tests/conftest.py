@@ -97,3 +97,21 @@ def random_vgg(tmp_path: Path, monkeypatch):
         return state
 
     return write
+
+
+@pytest.fixture
+def random_backbones(tmp_path: Path, monkeypatch):
+    """Random AlexNet and VGG16 ``features`` in torchvision's layout where the torch hub cache
+    keeps torchvision's ImageNet files (none is obtainable offline)."""
+    import torch
+
+    from basicsr_lite.archs.vgg_arch import VGGFeatureExtractor, hub_weight_path
+    from basicsr_lite.metrics.lpips_metric import VGG_LAYERS, AlexNetFeatures
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.setenv('BASICSR_LITE_SKIP_VGG_HASH', '1')  # random files: no release hash
+    torch.manual_seed(5)
+    for name, net in (('alexnet', AlexNetFeatures(pretrained=None)),
+                      ('vgg16', VGGFeatureExtractor(VGG_LAYERS, 'vgg16', pretrained=None))):
+        path = hub_weight_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({f'features.{k}': v for k, v in net.features.state_dict().items()}, path)

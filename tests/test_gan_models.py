@@ -198,7 +198,7 @@ def test_bad_gan_input_is_one_message_and_writes_nothing(gan_opt, tmp_path, caps
     assert 'network_d: used by the GAN models (model_type SRGANModel / ESRGANModel)' in err
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'empty_torch_home'))
     err = user_error(tmp_path, copy.deepcopy(gan_opt), capsys)
-    assert 'The ImageNet VGG weights vgg19-dcbb9e9d.pth are not available' in err
+    assert 'The ImageNet weights vgg19-dcbb9e9d.pth are not available' in err
     assert str(tmp_path / 'empty_torch_home' / 'hub' / 'checkpoints') in err
 
 

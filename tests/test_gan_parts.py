@@ -141,7 +141,8 @@ def test_missing_vgg_weights_say_where_to_put_them(torch_home):
     message = str(err.value)
     assert str(hub_weight_path('vgg19')) in message and 'vgg19-dcbb9e9d.pth' in message
     assert 'dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44' in message
-    with pytest.raises(UserError, match='VGG weights file /nonexistent/vgg.pth does not exist'):
+    with pytest.raises(UserError,
+                       match='ImageNet weights file /nonexistent/vgg.pth does not exist'):
         PerceptualLoss({'conv5_4': 1.0}, vgg_weights='/nonexistent/vgg.pth')
     assert os.environ['TORCH_HOME'] == str(torch_home)
 

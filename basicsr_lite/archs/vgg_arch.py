@@ -24,6 +24,8 @@ RELEASES = {
     'vgg16': ('vgg16-397923af.pth', None),
     'vgg19': ('vgg19-dcbb9e9d.pth',
               'dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44'),
+    'alexnet': ('alexnet-owt-7be5be79.pth',
+                '7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02'),
 }
 DOWNLOAD_ROOT = 'https://download.pytorch.org/models/'
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,41 +43,44 @@ def layer_names(vgg_type: str) -> list[str]:
 
 
 def hub_weight_path(vgg_type: str) -> Path:
-    """Where torchvision (torch.hub) keeps the ImageNet weights of ``vgg_type``."""
+    """Where torchvision (torch.hub) keeps the ImageNet weights of ``vgg_type`` (or of
+    'alexnet')."""
     return Path(torch.hub.get_dir()) / 'checkpoints' / RELEASES[vgg_type][0]
 
 
-def imagenet_state_dict(vgg_type: str, path: str | None = None) -> dict:
-    """torchvision's ImageNet weights of ``vgg_type``: ``path`` if given, else the torch hub
-    cache, else a download into it. Read weights-only; a file whose sha256 differs from the
-    release is used with a warning."""
+def imagenet_state_dict(vgg_type: str, path: str | None = None,
+                        option: str = 'give the loss a vgg_weights path') -> dict:
+    """torchvision's ImageNet weights of ``vgg_type`` (or 'alexnet'): ``path`` if given, else
+    the torch hub cache, else a download into it. Read weights-only; a file whose sha256
+    differs from the release is used with a warning. ``option``: how else to give the file
+    (for the error message)."""
     from basicsr_lite.runtime.checkpoint import load_torch
     name, sha256 = RELEASES[vgg_type]
     target = Path(path) if path else hub_weight_path(vgg_type)
     if not target.is_file():
         if path:
-            raise UserError(f'VGG weights file {path} does not exist.')
-        _download(DOWNLOAD_ROOT + name, target, sha256)
+            raise UserError(f'ImageNet weights file {path} does not exist.')
+        _download(DOWNLOAD_ROOT + name, target, sha256, option)
     if sha256 is not None and not os.environ.get('BASICSR_LITE_SKIP_VGG_HASH'):
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
         if digest != sha256:
             logger.warning(f'{target} is not torchvision\'s {name} (sha256 {digest[:12]}... '
-                           f'instead of {sha256[:12]}...): perceptual losses will not mean what '
-                           f'they mean with ImageNet weights.')
+                           f'instead of {sha256[:12]}...): perceptual losses and metrics will not '
+                           f'mean what they mean with ImageNet weights.')
     return load_torch(target)
 
 
-def _download(url: str, target: Path, sha256: str | None) -> None:
+def _download(url: str, target: Path, sha256: str | None, option: str) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(target), progress=False)
     except Exception as err:  # no network, proxy, disk: all mean "put the file there yourself"
         check = f' (sha256 {sha256})' if sha256 else ''
         raise UserError(
-            f'The ImageNet VGG weights {target.name} are not available: not at {target} and the '
+            f'The ImageNet weights {target.name} are not available: not at {target} and the '
             f'download from {url} failed ({type(err).__name__}: {err}). Download that file'
             f'{check} on a machine with internet and put it at {target} (or set TORCH_HOME, or '
-            f'give the loss a vgg_weights path).') from err
+            f'{option}).') from err
 
 
 class VGGFeatureExtractor(nn.Module):
@@ -89,7 +94,8 @@ class VGGFeatureExtractor(nn.Module):
 
     def __init__(self, layer_name_list: list[str], vgg_type: str = 'vgg19',
                  use_input_norm: bool = True, range_norm: bool = False,
-                 pretrained: str | None = 'imagenet', remove_pooling: bool = False) -> None:
+                 pretrained: str | None = 'imagenet', remove_pooling: bool = False,
+                 weights_hint: str = 'give the loss a vgg_weights path') -> None:
         super().__init__()
         if vgg_type not in BLOCKS:
             raise ValueError(f"vgg_type must be one of {sorted(BLOCKS)}; got '{vgg_type}'.")
@@ -114,7 +120,7 @@ class VGGFeatureExtractor(nn.Module):
         self.features = nn.Sequential(*modules)
         if pretrained is not None:
             state = imagenet_state_dict(vgg_type, None if pretrained == 'imagenet' else
-                                        pretrained)
+                                        pretrained, weights_hint)
             own = {k: v for k, v in state.items() if k.startswith('features.') and
                    int(k.split('.')[1]) < len(modules)}
             self.load_state_dict(own, strict=False)

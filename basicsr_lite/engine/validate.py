@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +31,8 @@ logger = logging.getLogger('basicsr_lite')
 class ValidationResult:
     dataset_name: str
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per image: name + metrics
+    model_seconds: float = 0.0  # per image of this rank: time in the model, in the metrics
+    metric_seconds: float = 0.0
 
     @property
     def means(self) -> dict[str, float]:
@@ -91,6 +94,7 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
     """Predict every image of ``dataloader`` (this rank's shard), score it, optionally save it,
     and gather the rows of all ranks."""
     rows, corrupt = [], 0
+    model_seconds = metric_seconds = 0.0
     progress = None
     if pbar and get_dist_info()[0] == 0:
         from tqdm import tqdm
@@ -99,11 +103,15 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         if 'corrupt' in data:  # an unreadable file of a skip_corrupt dataset
             corrupt += 1
             continue
+        start = time.perf_counter()
         visuals = predict(data)
         name = Path(data.get('gt_path', data['lq_path'])[0]).stem
         row: dict[str, Any] = {'name': name}
+        scored = time.perf_counter()  # (reading the metric values waits for the device)
         if metrics_opt:
             row.update(image_metrics(visuals['result'], visuals.get('gt'), metrics_opt))
+        model_seconds += scored - start
+        metric_seconds += time.perf_counter() - scored
         if save_dir is not None:
             imwrite(tensor2img(visuals['result']), save_dir / f'{name}_{save_suffix}.png')
         rows.append(row)
@@ -114,7 +122,9 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
     corrupt = sum(all_gather_objects(corrupt))
     if corrupt:
         logger.warning(f'{dataset_name}: {corrupt} corrupt image(s) skipped.')
-    return ValidationResult(dataset_name, _gather_rows(rows))
+    n = max(1, len(rows))
+    return ValidationResult(dataset_name, _gather_rows(rows), model_seconds / n,
+                            metric_seconds / n)
 
 
 def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, current_iter: int,
@@ -147,6 +157,9 @@ def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, c
 def _log_validation(model: TrainableModel, result: ValidationResult, current_iter: int,
                     tb_logger: Any) -> None:
     message = f'Validation {result.dataset_name} ({len(result.rows)} images)'
+    if result.rows:
+        message += (f', per image: model {result.model_seconds:.3f} s, metrics '
+                    f'{result.metric_seconds:.3f} s')
     for metric, value in result.means.items():
         message += f'\n\t # {metric}: {value:.4f}'
         best = model.best_metric_results.get(result.dataset_name, {}).get(metric)

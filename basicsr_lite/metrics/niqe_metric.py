@@ -245,7 +245,7 @@ def niqe_input_pt(img: torch.Tensor, crop_border: int, convert_to: str = 'y') ->
 
 @METRIC_REGISTRY.register()
 def calculate_niqe_pt(img: torch.Tensor, crop_border: int, convert_to: str = 'y',
-                      params_path: str | None = None, **kwargs) -> torch.Tensor:
+                      params_path: str | None = None) -> torch.Tensor:
     """NIQE of each image of a B x 3 x H x W RGB batch in [0, 1] (B values); lower is better."""
     return niqe_pt(niqe_input_pt(img, crop_border, convert_to), *load_params(params_path))
 

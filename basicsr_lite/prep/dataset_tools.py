@@ -191,12 +191,24 @@ def pair_by_name(restored: str | Path, gt: str | Path,
     return pairs
 
 
-def folder_metrics(restored: str | Path, gt: str | Path, crop_border: int,
-                   test_y_channel: bool, restored_tmpl: str = '{}') -> list[dict]:
-    """PSNR and SSIM per image (rows ``{'name', 'psnr', 'ssim'}``), GT sorted by name. A GT
-    image larger than the restored one is cropped to it (as when GT was not mod-cropped)."""
+def folder_metrics(restored: str | Path, gt: str | Path | None, crop_border: int,
+                   test_y_channel: bool, restored_tmpl: str = '{}', niqe: bool = False,
+                   lpips_net: str | None = None, device: str = 'cpu') -> list[dict]:
+    """Per image (rows ``{'name', 'psnr', 'ssim'[, 'niqe'][, 'lpips']}``, GT sorted by name):
+    PSNR and SSIM, NIQE of the restored image with ``niqe``, LPIPS (``lpips_net``: 'alex' or
+    'vgg', on ``device``). Without ``gt``, NIQE of every restored image only. A GT image larger
+    than the restored one is cropped to it (as when GT was not mod-cropped)."""
     from basicsr_lite.metrics import calculate_psnr, calculate_ssim
+    from basicsr_lite.metrics.lpips_metric import calculate_lpips_pt
+    from basicsr_lite.metrics.niqe_metric import calculate_niqe
+    from basicsr_lite.utils.img_util import img2tensor
 
+    if gt is None:
+        if not niqe:
+            raise DataError('Without GT images only NIQE can be computed (add --niqe).')
+        return [{'name': os.path.splitext(name)[0],
+                 'niqe': calculate_niqe(imread(Path(restored) / name), crop_border)}
+                for name in _images(restored)]
     rows = []
     for stem, restored_path, gt_path in pair_by_name(restored, gt, restored_tmpl):
         img, ref = imread(restored_path), imread(gt_path)
@@ -205,7 +217,13 @@ def folder_metrics(restored: str | Path, gt: str | Path, crop_border: int,
             raise DataError(f'{restored_path} ({w}x{h}) is larger than its GT {gt_path} '
                             f'({ref.shape[1]}x{ref.shape[0]}).')
         ref = ref[:h, :w]
-        rows.append({'name': stem,
-                     'psnr': calculate_psnr(img, ref, crop_border, test_y_channel=test_y_channel),
-                     'ssim': calculate_ssim(img, ref, crop_border, test_y_channel=test_y_channel)})
+        row = {'name': stem,
+               'psnr': calculate_psnr(img, ref, crop_border, test_y_channel=test_y_channel),
+               'ssim': calculate_ssim(img, ref, crop_border, test_y_channel=test_y_channel)}
+        if niqe:
+            row['niqe'] = calculate_niqe(img, crop_border)
+        if lpips_net:
+            pair = [img2tensor(x.astype('float32') / 255)[None].to(device) for x in (img, ref)]
+            row['lpips'] = float(calculate_lpips_pt(*pair, crop_border, lpips_net)[0])
+        rows.append(row)
     return rows
