@@ -76,8 +76,8 @@ def test_distance_properties(lpips_env):
 
 def test_numpy_form_equals_the_batched_form(lpips_env):
     a, b = pair(size=48)
-    to_bgr = lambda t: (t.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)  # noqa: E731
-    img, img2 = to_bgr(a[0]), to_bgr(b[0])
+    img, img2 = ((t.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+                 for t in (a[0], b[0]))
     quantised = [torch.from_numpy(x[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255
                  for x in (img, img2)]
     for crop in (0, 4):

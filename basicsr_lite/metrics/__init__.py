@@ -10,8 +10,8 @@ import_modules_with_suffix(__name__, Path(__file__).parent, '_metric')
 from basicsr_lite.metrics.psnr_ssim_metric import (  # noqa: E402
     calculate_psnr, calculate_psnr_pt, calculate_ssim, calculate_ssim_pt)
 
-__all__ = ['calculate_metric', 'is_no_reference', 'metric_better', 'calculate_psnr', 'calculate_ssim', 'calculate_psnr_pt',
-           'calculate_ssim_pt']
+__all__ = ['calculate_metric', 'is_no_reference', 'metric_better', 'calculate_psnr',
+           'calculate_ssim', 'calculate_psnr_pt', 'calculate_ssim_pt']
 
 
 def is_no_reference(metric_opt: dict) -> bool:
