@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,25 @@ def configure(opt: dict, root: Path, total: int, save_freq: int, workers: int = 
     opt['val']['val_freq'] = 10**6
     opt['path']['experiments_root'] = str(root)
     return opt
+
+
+def killed_run_resumes_exactly(opt: dict, tmp_path: Path, total: int, kill_after: int,
+                               workers: int = 0, labels: tuple[str, ...] = ('net_g',)) -> None:
+    """Run ``opt`` straight; run it again, SIGKILL it once the state of ``kill_after`` exists,
+    ``--auto_resume`` it to the end; the final networks ``labels`` must be bitwise equal."""
+    straight = configure(opt, tmp_path / 'straight', total, 10, workers)
+    run_to_end(write_yaml(tmp_path / 'straight.yml', straight))
+    killed = configure(opt, tmp_path / 'run', total, 10, workers)
+    opt_path = write_yaml(tmp_path / 'run.yml', killed)
+    proc = start_run(opt_path, '--auto_resume')
+    wait_for(tmp_path / 'run' / 'training_states' / f'{kill_after}.state', proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert kill_after <= saved_iterations(tmp_path / 'run')[-1] < total
+    run_to_end(opt_path, '--auto_resume')
+    for label in labels:
+        a, b = (load(tmp_path / p / 'models' / f'{label}_latest.pth') for p in ('straight', 'run'))
+        assert_identical(a, b, tuple(a))
 
 
 def train_in_process(tmp_path: Path, opt: dict, *extra: str) -> int:

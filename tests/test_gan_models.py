@@ -3,7 +3,6 @@ networks (EMA, loader workers, bf16 AMP), BasicSR's ESRGAN state and option file
 from __future__ import annotations
 
 import copy
-import signal
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from basicsr_lite.prep.synthetic import make_paired_folder
 from basicsr_lite.runtime.checkpoint import save_torch
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
-from tests.runs import (assert_identical, configure, final_weights, load, run_to_end,
-                        saved_iterations, start_run)
+from tests.runs import assert_identical, configure, killed_run_resumes_exactly, load, run_to_end
 from tests.runs import train_in_process as run
-from tests.runs import wait_for
 
 GAN_TRAIN = {
     'optim_d': {'type': 'Adam', 'lr': 1e-3},
@@ -134,21 +131,7 @@ def test_esrgan_resume_is_exact(gan_opt, tmp_path, workers, amp):
 def test_esrgan_sigkill_then_auto_resume_is_exact(gan_opt, tmp_path, workers, amp):
     total = 120
     gan_opt['train']['amp'] = amp
-    straight = configure(gan_opt, tmp_path / 'straight', total, 10, workers)
-    run_to_end(write_yaml(tmp_path / 'straight.yml', straight))
-    opt = configure(gan_opt, tmp_path / 'run', total, 10, workers)
-    opt_path = write_yaml(tmp_path / 'run.yml', opt)
-    proc = start_run(opt_path, '--auto_resume')
-    wait_for(tmp_path / 'run' / 'training_states' / '30.state', proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 30 <= saved_iterations(tmp_path / 'run')[-1] < total
-    run_to_end(opt_path, '--auto_resume')
-    assert_identical(final_weights(tmp_path / 'straight'), final_weights(tmp_path / 'run'))
-    for path in ('straight', 'run'):
-        assert (tmp_path / path / 'models' / 'net_d_latest.pth').is_file()
-    a, b = (load(tmp_path / p / 'models' / 'net_d_latest.pth') for p in ('straight', 'run'))
-    assert_identical(a, b, ('params',))
+    killed_run_resumes_exactly(gan_opt, tmp_path, total, 30, workers, ('net_g', 'net_d'))
 
 
 def test_basicsr_esrgan_state_resumes(gan_opt, tmp_path):

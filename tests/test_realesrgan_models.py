@@ -4,7 +4,6 @@ input, the degraded-sample tool, BasicSR's option files."""
 from __future__ import annotations
 
 import copy
-import signal
 from pathlib import Path
 
 import cv2
@@ -16,10 +15,8 @@ from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
 from basicsr_lite.prep.degraded_samples import write_degraded_samples
 from tests.conftest import load_tool, write_yaml
-from tests.runs import (assert_identical, configure, final_weights, load, run_to_end,
-                        saved_iterations, start_run)
+from tests.runs import assert_identical, configure, final_weights, killed_run_resumes_exactly, load
 from tests.runs import train_in_process as run
-from tests.runs import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_SYNTHESIS = {'gt_size': 16, 'queue_size': 4}
@@ -142,19 +139,7 @@ def test_same_batches_with_0_and_2_loader_workers(esrnet_opt, tmp_path):
 def test_sigkill_then_auto_resume_is_exact(esrgan_opt, tmp_path):
     total = 60
     esrgan_opt['datasets']['train']['dataset_enlarge_ratio'] = 4
-    straight = configure(esrgan_opt, tmp_path / 'straight', total, 10, 2)
-    run_to_end(write_yaml(tmp_path / 'straight.yml', straight))
-    opt = configure(esrgan_opt, tmp_path / 'run', total, 10, 2)
-    opt_path = write_yaml(tmp_path / 'run.yml', opt)
-    proc = start_run(opt_path, '--auto_resume')
-    wait_for(tmp_path / 'run' / 'training_states' / '20.state', proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 20 <= saved_iterations(tmp_path / 'run')[-1] < total
-    run_to_end(opt_path, '--auto_resume')
-    assert_identical(final_weights(tmp_path / 'straight'), final_weights(tmp_path / 'run'))
-    a, b = (load(tmp_path / p / 'models' / 'net_d_latest.pth') for p in ('straight', 'run'))
-    assert_identical(a, b, ('params',))
+    killed_run_resumes_exactly(esrgan_opt, tmp_path, total, 20, 2, ('net_g', 'net_d'))
 
 
 def user_error(tmp_path: Path, opt: dict, capsys) -> str:
