@@ -14,16 +14,22 @@ from torch import nn
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
 
 
+def _pad_for_kernel(img: torch.Tensor, k: int) -> torch.Tensor:
+    """Pad by ``k // 2`` for an odd ``k``: reflected borders, or replicated ones for images
+    smaller than half the kernel, which reflection cannot pad."""
+    if k % 2 == 0:
+        raise ValueError(f'The filter kernel size must be odd; got {k}.')
+    mode = 'reflect' if k // 2 < min(img.shape[-2:]) else 'replicate'
+    return F.pad(img, (k // 2,) * 4, mode=mode)
+
+
 def filter2d(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Correlate every channel of ``img`` with ``kernel`` (``k x k`` for the whole batch, or
     ``B x k x k``, one per image), with reflected borders (replicated ones for images smaller
     than half the kernel, which reflection cannot pad); the size is kept."""
     k = kernel.shape[-1]
-    if k % 2 == 0:
-        raise ValueError(f'filter2d needs an odd kernel size; got {k}.')
     b, c, h, w = img.shape
-    mode = 'reflect' if k // 2 < min(h, w) else 'replicate'
-    padded = F.pad(img, (k // 2,) * 4, mode=mode)
+    padded = _pad_for_kernel(img, k)
     kernel = kernel.to(img.dtype)
     if kernel.dim() == 2:
         weight = kernel.expand(c, 1, k, k)
@@ -36,12 +42,8 @@ def filter2d(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def separable_filter2d(img: torch.Tensor, kernel_1d: torch.Tensor) -> torch.Tensor:
     """:func:`filter2d` with the kernel ``outer(kernel_1d, kernel_1d)``, as two 1-D passes
     (2k instead of k^2 multiplications per pixel)."""
-    k = kernel_1d.shape[0]
-    if k % 2 == 0:
-        raise ValueError(f'separable_filter2d needs an odd kernel size; got {k}.')
-    c, (h, w) = img.shape[1], img.shape[-2:]
-    mode = 'reflect' if k // 2 < min(h, w) else 'replicate'
-    padded = F.pad(img, (k // 2,) * 4, mode=mode)
+    k, c = kernel_1d.shape[0], img.shape[1]
+    padded = _pad_for_kernel(img, k)
     kernel_1d = kernel_1d.to(img.dtype)
     rows = F.conv2d(padded, kernel_1d.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
     return F.conv2d(rows, kernel_1d.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
@@ -76,9 +78,10 @@ def gaussian_noise(img: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor,
 def _shot_noise(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Poisson noise of an 8-bit image whose number of photon levels is the number of distinct
     values of the image, rounded up to a power of two (skimage's ``random_noise('poisson')``)."""
-    img = quantize(img)
+    levels = torch.clamp((img * 255.0).round(), 0, 255)
+    img = levels / 255.0  # = quantize(img)
     b = img.shape[0]
-    levels = (img * 255).round().long().view(b, -1)
+    levels = levels.long().view(b, -1)
     counts = torch.zeros(b, 256, device=img.device).scatter_add_(
         1, levels, torch.ones_like(levels, dtype=torch.float32))
     distinct = (counts > 0).sum(1).to(img.dtype)

@@ -89,7 +89,7 @@ class RealESRGANDataset(Dataset):
                  pad_to=blur_kernel_size2)]
         self.final_sinc_prob = final_sinc_prob
         self.use_hflip, self.use_rot = use_hflip, use_rot
-        self.crop_pad_size, self.gt_size = crop_pad_size, gt_size
+        self.crop_pad_size = crop_pad_size
 
     @staticmethod
     def _sizes(largest: int) -> list[int]:

@@ -75,6 +75,12 @@ class HighOrderDegradation:
             return float(rng.numpy.uniform(scale_range[0], 1))
         return 1.0
 
+    def _noise(self, img: torch.Tensor, stage: str, rng: RandomStreams) -> torch.Tensor:
+        """The noise of stage ``''`` (first) or ``'2'`` (second), with its keys."""
+        o = self.opt
+        return random_noise(img, o[f'gaussian_noise_prob{stage}'], o[f'noise_range{stage}'],
+                            o[f'poisson_scale_range{stage}'], o[f'gray_noise_prob{stage}'], rng)
+
     def _jpeg(self, img: torch.Tensor, quality_range: list[float], rng: RandomStreams
               ) -> torch.Tensor:
         quality = rng.uniform(img.shape[0], quality_range[0], quality_range[1])
@@ -89,8 +95,7 @@ class HighOrderDegradation:
         out = filter2d(gt, kernel1)
         factor = self._scale(rng, o['resize_prob'], o['resize_range'])
         out = resize(out, (int(h * factor), int(w * factor)), rng.choice(RESIZE_MODES))
-        out = random_noise(out, o['gaussian_noise_prob'], o['noise_range'],
-                           o['poisson_scale_range'], o['gray_noise_prob'], rng)
+        out = self._noise(out, '', rng)
         out = self._jpeg(out, o['jpeg_range'], rng)
         # second degradation
         if rng.numpy.uniform() < o['second_blur_prob']:
@@ -98,15 +103,16 @@ class HighOrderDegradation:
         factor = self._scale(rng, o['resize_prob2'], o['resize_range2'])
         out = resize(out, (int(h / self.scale * factor), int(w / self.scale * factor)),
                      rng.choice(RESIZE_MODES))
-        out = random_noise(out, o['gaussian_noise_prob2'], o['noise_range2'],
-                           o['poisson_scale_range2'], o['gray_noise_prob2'], rng)
+        out = self._noise(out, '2', rng)
+
+        def to_lq_size_and_sinc(img: torch.Tensor) -> torch.Tensor:
+            return filter2d(resize(img, lq_size, rng.choice(RESIZE_MODES)), sinc_kernel)
+
         # final sinc filter and JPEG, in random order
         if rng.numpy.uniform() < 0.5:
-            out = filter2d(resize(out, lq_size, rng.choice(RESIZE_MODES)), sinc_kernel)
-            out = self._jpeg(out, o['jpeg_range2'], rng)
+            out = self._jpeg(to_lq_size_and_sinc(out), o['jpeg_range2'], rng)
         else:
-            out = self._jpeg(out, o['jpeg_range2'], rng)
-            out = filter2d(resize(out, lq_size, rng.choice(RESIZE_MODES)), sinc_kernel)
+            out = to_lq_size_and_sinc(self._jpeg(out, o['jpeg_range2'], rng))
         return quantize(out)
 
 
@@ -181,8 +187,7 @@ class TrainingPairPool:
         if self.lq is None:
             return {'filled': 0}
         return {'filled': self.filled, 'size': self.size,
-                'lq': _compact(self.lq[:self.filled]), 'gt': _compact(self.gt[:self.filled]),
-                'lq_shape': list(self.lq.shape[1:]), 'gt_shape': list(self.gt.shape[1:])}
+                'lq': _compact(self.lq[:self.filled]), 'gt': _compact(self.gt[:self.filled])}
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         if not state.get('filled'):
@@ -192,7 +197,7 @@ class TrainingPairPool:
             raise DataError(f"The training state's pool holds {state['size']} pairs; queue_size "
                             f'is now {self.size}. Resume with the same queue_size.')
         self.filled = state['filled']
-        self.lq = torch.zeros((self.size, *state['lq_shape']), device=device)
-        self.gt = torch.zeros((self.size, *state['gt_shape']), device=device)
-        self.lq[:self.filled] = _expand(state['lq'], device)
-        self.gt[:self.filled] = _expand(state['gt'], device)
+        lq, gt = _expand(state['lq'], device), _expand(state['gt'], device)
+        self.lq = lq.new_zeros((self.size, *lq.shape[1:]))
+        self.gt = gt.new_zeros((self.size, *gt.shape[1:]))
+        self.lq[:self.filled], self.gt[:self.filled] = lq, gt

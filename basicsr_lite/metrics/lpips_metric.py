@@ -96,13 +96,14 @@ class LPIPS(nn.Module):
             self.backbone = VGGFeatureExtractor(VGG_LAYERS, 'vgg16', use_input_norm=False,
                                                 pretrained=backbone_weights, weights_hint=_HINT)
         from basicsr_lite.runtime.checkpoint import load_torch
-        state = load_torch(lin_weights_file(net, lin_weights))
+        lin_file = lin_weights_file(net, lin_weights)
+        state = load_torch(lin_file)
         self.lins = nn.ModuleList()
         for k, channels in enumerate(CHANNELS[net]):
             weight = state.get(f'lin{k}.model.1.weight')
             if weight is None or weight.shape != (1, channels, 1, 1):
-                raise UserError(f'{lin_weights_file(net, lin_weights)} is not the LPIPS {net} '
-                                f'lin file: lin{k}.model.1.weight should be (1, {channels}, 1, 1).')
+                raise UserError(f'{lin_file} is not the LPIPS {net} lin file: '
+                                f'lin{k}.model.1.weight should be (1, {channels}, 1, 1).')
             lin = nn.Conv2d(channels, 1, 1, bias=False)
             lin.weight.data.copy_(weight)
             self.lins.append(lin)

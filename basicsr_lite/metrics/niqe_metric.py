@@ -230,7 +230,7 @@ def niqe_input_pt(img: torch.Tensor, crop_border: int, convert_to: str = 'y') ->
     if img.shape[1] == 3:
         r, g, b = img.unbind(1)
         if convert_to == 'y':
-            bgr = torch.stack([b, g, r], -1).to(torch.float32) / 255
+            bgr = torch.stack([b, g, r], -1) / 255
             y = (bgr.to(torch.float64) @ torch.tensor(_Y_WEIGHTS, dtype=torch.float64,
                                                       device=img.device)) + 16.0
             img = (y / 255).to(torch.float32) * 255

@@ -83,7 +83,10 @@ def all_gather_objects(obj: Any) -> list[Any]:
 
 def all_gather_tensor_state(obj: Any) -> list[Any]:
     """Like :func:`all_gather_objects` for objects holding tensors (e.g. RNG states): they travel
-    as ``torch.save`` bytes and are read back with ``weights_only=True``."""
+    as ``torch.save`` bytes and are read back with ``weights_only=True``. Not distributed:
+    ``[obj]`` itself (no copy through bytes: a model's state may be large)."""
+    if not is_dist():
+        return [obj]
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return [torch.load(io.BytesIO(data), weights_only=True)
