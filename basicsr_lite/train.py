@@ -22,6 +22,7 @@ from basicsr_lite.errors import TrainingError
 from basicsr_lite.models import MODEL_REGISTRY, build_model
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.options import dict2str, parse_options
+from basicsr_lite.runtime.speed import set_backend_flags
 from basicsr_lite.utils.misc import set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
@@ -59,18 +60,26 @@ def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sample
                 model.optimize_parameters(it)
         loop.current_iter = it
         timer.iteration_done()
-        if it % log_opt['print_freq'] == 0:
+        logs = it % log_opt['print_freq'] == 0
+        saves = it % log_opt['save_checkpoint_freq'] == 0
+        # The final iteration is validated by final_report, next to the bicubic baseline.
+        validates = val_opt is not None and it % val_opt['val_freq'] == 0 and it < total_iter
+        # A stop request is polled (a collective when distributed) every stop_check_freq
+        # iterations and whenever the loop syncs anyway; the flag costs nothing otherwise.
+        polls = logs or saves or it % train_opt['stop_check_freq'] == 0 or it == total_iter
+        stops = stopper.requested(model.device, poll=polls)
+        if logs or saves or validates or stops or it == total_iter:
+            model.settle_steps()  # the only host sync of an iteration (steps decided on device)
+        if logs:
             msg_logger({'epoch': loop.epoch, 'iter': it, 'lrs': model.get_current_learning_rate(),
                         **timer.window(), **model.get_current_log()})
-        saved = it % log_opt['save_checkpoint_freq'] == 0
-        if saved:
+        if saves:
             save_checkpoint(model, loop, opt)
-        # The final iteration is validated by final_report, next to the bicubic baseline.
-        if val_opt is not None and it % val_opt['val_freq'] == 0 and it < total_iter:
+        if validates:
             for name, val_loader in val_loaders.items():
                 validate(model, val_loader, name, it, tb_logger, val_opt['save_img'])
-        if stopper.requested(model.device):
-            if not saved:
+        if stops:
+            if not saves:
                 save_checkpoint(model, loop, opt)
             logger.warning(f'Stopped by {stopper.signal_name or "a signal on another rank"} at '
                            f'iteration {it}; the training state is saved. Resume with:\n  '
@@ -130,6 +139,7 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
         logger.warning(f"--auto_resume: no loadable training state in "
                        f"{opt['path']['training_states']}; starting from iteration 0.")
     set_random_seed(opt['manual_seed'] + opt['rank'])
+    set_backend_flags(opt['train'])
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
     if opt['val'] is not None:

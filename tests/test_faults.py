@@ -159,27 +159,35 @@ def test_skip_corrupt_uses_the_next_image(tiny_opt, tiny_data):
     assert samples[(1, 5)]['corrupt_skipped'] == 0
 
 
-def test_non_finite_stop_leaves_weights_and_optimizer_untouched(tiny_opt):
+@pytest.mark.parametrize('impl', ['fused', 'for_loop'])
+def test_non_finite_stop_leaves_weights_and_optimizer_untouched(tiny_opt, impl):
+    """for_loop: the step is refused on the host at once. fused: dropped on the device, with
+    every later step until the loop settles (no host sync per step); the same guarantees."""
     from basicsr_lite.errors import TrainingError
     from basicsr_lite.models import build_model
     from basicsr_lite.options import validate_options
     _NonFiniteAt.calls = 0
     tiny_opt['train']['pixel_opt'] = {'type': 'NonFiniteAtLoss', 'at': 3, 'kind': 'grad'}
+    tiny_opt['train']['optimizer_impl'] = impl
     opt = validate_options(tiny_opt, True)
     opt.update(is_train=True, dist=False, rank=0, world_size=1)
     opt['path'].update(training_states='/nonexistent')
     torch.manual_seed(0)
     model = build_model(opt, torch.device('cpu'))
+    assert model.steppers['g'].on_device == (impl == 'fused')
     batch = {'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)}
     for it in (1, 2):
         model.feed_data(batch)
         model.optimize_parameters(it)
+    model.settle_steps()  # nothing to report
     params = {k: v.clone() for k, v in model.net_g.state_dict().items()}
     ema = {k: v.clone() for k, v in model.ema.module.state_dict().items()}
     adam = copy.deepcopy(model.optimizer_g.state_dict())
-    model.feed_data(batch)
-    with pytest.raises(TrainingError, match='Non-finite gradient'):
-        model.optimize_parameters(3)
+    with pytest.raises(TrainingError, match='Non-finite gradient .* at iteration 3'):
+        for it in (3, 4):
+            model.feed_data(batch)
+            model.optimize_parameters(it)
+        model.settle_steps()
     assert all(torch.equal(v, params[k]) for k, v in model.net_g.state_dict().items())
     assert all(torch.equal(v, ema[k]) for k, v in model.ema.module.state_dict().items())
     after = model.optimizer_g.state_dict()

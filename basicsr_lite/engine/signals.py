@@ -50,9 +50,14 @@ class GracefulStop:
                          f'(send it again to exit at once).\n')
         sys.stderr.flush()
 
-    def requested(self, device: torch.device) -> bool:
+    def requested(self, device: torch.device, poll: bool = True) -> bool:
+        """Whether to stop now. Distributed, the ranks agree only when ``poll`` (a collective,
+        which the loop runs every few iterations); between polls it answers False. In a single
+        process the flag is read every time (it costs nothing)."""
         flag = self.signal_name is not None
         if is_dist():
+            if not poll:
+                return False
             tensor = torch.tensor([float(flag)], device=device)
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
             flag = bool(tensor.item())

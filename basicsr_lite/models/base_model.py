@@ -21,7 +21,8 @@ from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights_into,
 from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler
-from basicsr_lite.runtime.step import OptimizerStepper, StepResult, autocast, no_sync
+from basicsr_lite.runtime.speed import compile_kwargs, maybe_compile, to_memory_format
+from basicsr_lite.runtime.step import Fault, OptimizerStepper, StepResult, autocast, no_sync
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -64,13 +65,26 @@ class BaseModel:
         self.skipped_steps = 0  # non-finite steps dropped under train.nan_policy: skip
 
     # ---- networks ------------------------------------------------------------------------------
-    def model_to_device(self, net: nn.Module) -> nn.Module:
+    def speed_option(self, key: str, default=None):
+        """A ``train.*`` speed option (see ``runtime.speed``); ``default`` when testing."""
+        return (self.opt.get('train') or {}).get(key, default) if self.is_train else default
+
+    def model_to_device(self, net: nn.Module, label: str = 'network') -> nn.Module:
+        """On the device (NHWC with ``train.channels_last``), in DDP when distributed, compiled
+        with ``train.compile``."""
         net = net.to(self.device)
+        if self.speed_option('channels_last', False):
+            net = net.to(memory_format=torch.channels_last)
         if self.opt['dist']:
             device_ids = [self.device.index] if self.device.type == 'cuda' else None
             net = DistributedDataParallel(net, device_ids=device_ids,
                                           find_unused_parameters=self.opt['find_unused_parameters'])
-        return net
+        return maybe_compile(net, label, compile_kwargs(self.speed_option('compile', False)))
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A batch tensor on the device, NHWC with ``train.channels_last``."""
+        return to_memory_format(tensor.to(self.device, non_blocking=True),
+                                self.speed_option('channels_last', False))
 
     def build_net(self, key: str) -> nn.Module:
         """``network_<x>``: build it, load ``path.pretrain_network_<x>`` (with
@@ -81,7 +95,7 @@ class BaseModel:
             self.load_network(net, paths[f'pretrain_network_{suffix}'],
                               paths[f'strict_load_{suffix}'], paths[f'param_key_{suffix}'])
         self.describe_network(net)
-        return self.model_to_device(net)
+        return self.model_to_device(net, key)
 
     def describe_network(self, net: nn.Module) -> None:
         bare = unwrap(net)
@@ -138,7 +152,8 @@ class BaseModel:
     # ---- optimisation ----------------------------------------------------------------------------
     def setup_optimizer(self, params, optim_opt: dict,
                         where: str = 'train.optim_g') -> torch.optim.Optimizer:
-        optimizer = build_optimizer(params, optim_opt, where)
+        optimizer = build_optimizer(params, optim_opt, where,
+                                    self.speed_option('optimizer_impl', 'auto'))
         for group in optimizer.param_groups:  # warm-up needs it even without a scheduler
             group.setdefault('initial_lr', group['lr'])
         self.optimizers.append(optimizer)
@@ -176,7 +191,8 @@ class BaseModel:
         scaler = torch.amp.GradScaler(self.device.type) if train_opt.get('amp') == 'fp16' \
             else None
         stepper = OptimizerStepper(name, optimizer, list(networks.values()),
-                                   train_opt.get('accumulate_grad_batches', 1), clip, scaler)
+                                   train_opt.get('accumulate_grad_batches', 1), clip, scaler,
+                                   halt_on_fault=train_opt.get('nan_policy', 'stop') == 'stop')
         self.steppers[name] = stepper
         return stepper
 
@@ -191,29 +207,49 @@ class BaseModel:
 
     def step(self, name: str, losses: dict[str, torch.Tensor], current_iter: int) -> StepResult:
         """Backward ``losses`` through stepper ``name`` (``.stepped``: its optimizer stepped).
-        A non-finite loss or gradient applies ``train.nan_policy`` (no weight is touched)."""
-        result = self.steppers[name].backward(losses)
+        A non-finite loss or gradient applies ``train.nan_policy`` (no weight is touched): here,
+        or at the next :meth:`settle_steps` when the step was decided on the device."""
+        result = self.steppers[name].backward(losses, current_iter)
+        if result.deferred:
+            return result
         if result.non_finite:
-            self.handle_non_finite(losses, current_iter)
+            self.handle_non_finite(Fault(current_iter, {k: float(v.detach())
+                                                        for k, v in losses.items()}, 1))
         elif result.scaler_skipped:
             logger.debug(f'Iteration {current_iter}: fp16 gradient overflow, the GradScaler '
                          f'skipped the {name} step and lowered its scale.')
         return result
 
-    def handle_non_finite(self, losses: dict[str, torch.Tensor], current_iter: int) -> None:
-        bad = [f'{k} = {float(v.detach()):g}' for k, v in losses.items()
-               if not torch.isfinite(v).all()]
-        what = f'loss ({", ".join(bad)})' if bad else 'gradient (the losses are finite)'
+    def settle_steps(self) -> None:
+        """Apply ``train.nan_policy`` to the steps dropped on the device since the last call (a
+        host sync: the loop calls it only when it logs, saves, validates or stops)."""
+        for stepper in self.steppers.values():
+            fault = stepper.settle()
+            if fault is not None:
+                self.handle_non_finite(fault)
+
+    def handle_non_finite(self, fault: Fault) -> None:
+        what, it = fault.description(), fault.iteration
+        later = fault.count - 1
         if self.opt['train']['nan_policy'] == 'skip':
-            self.skipped_steps += 1
-            logger.warning(f'Iteration {current_iter}: non-finite {what}; step skipped '
+            self.skipped_steps += fault.count
+            more = f', and {later} later step(s) too' if later else ''
+            logger.warning(f'Iteration {it}: non-finite {what}; step skipped{more} '
                            f'(train.nan_policy: skip; {self.skipped_steps} skipped so far).')
             return
+        after = (f' The {later} step(s) after it were dropped as well, so the weights are those '
+                 f'from before iteration {it}.') if later else ''
         raise TrainingError(
-            f'Non-finite {what} at iteration {current_iter}. Training stopped before updating '
-            f'any weight. Last good checkpoint: {self.last_checkpoint_description()}. Resume from '
-            f'it with --auto_resume (a lower learning rate may help), or set '
+            f'Non-finite {what} at iteration {it}. Training stopped before updating any weight '
+            f'with it.{after} Last good checkpoint: {self.last_checkpoint_description()}. Resume '
+            f'from it with --auto_resume (a lower learning rate may help), or set '
             f'train.nan_policy: skip to skip such steps.')
+
+    def update_ema(self, when: bool | torch.Tensor = True) -> None:
+        """The EMA follows G after a step (``when``: the step's ``stepped``, a bool or a 0-dim
+        tensor decided on the device)."""
+        if self.ema is not None:
+            self.ema.update(unwrap(self.net_g), when=when)
 
     def last_checkpoint_description(self) -> str:
         iters = state_iterations(self.opt['path']['training_states'])

@@ -107,7 +107,7 @@ class SyntheticPairs:
         (target,), lq = paired_random_crop_batch([target], lq, self.opt['gt_size'],
                                                  self.opt['scale'], self.streams)
         lq, target = self.pool.exchange(lq, target, self.streams)
-        self.lq, self.gt = lq.contiguous(), target.contiguous()
+        self.lq, self.gt = self.to_device(lq.contiguous()), self.to_device(target.contiguous())
 
     @property
     def gt_usm(self) -> torch.Tensor:

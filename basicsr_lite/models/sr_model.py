@@ -51,8 +51,8 @@ class SRModel(BaseModel):
         return None if opt is None else build_loss(opt, f'train.{key}').to(self.device)
 
     def feed_data(self, data: dict) -> None:
-        self.lq = data['lq'].to(self.device, non_blocking=True)
-        self.gt = data['gt'].to(self.device, non_blocking=True) if 'gt' in data else None
+        self.lq = self.to_device(data['lq'])
+        self.gt = self.to_device(data['gt']) if 'gt' in data else None
 
     def as_generator(self, net: torch.nn.Module) -> torch.nn.Module:
         """``net`` as a map from ``lq`` to the output in [0, 1] (models whose networks work on
@@ -63,8 +63,9 @@ class SRModel(BaseModel):
         with self.autocast():
             self.output = self.as_generator(self.net_g)(self.lq)
         losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
-        if self.step('g', losses, current_iter).stepped and self.ema is not None:
-            self.ema.update(unwrap(self.net_g))
+        result = self.step('g', losses, current_iter)
+        if result.completed:
+            self.update_ema(when=result.stepped)
         self.record_losses(losses)
 
     def inference_network(self) -> torch.nn.Module:

@@ -86,8 +86,9 @@ class SRGANModel(SRModel):
         logged: dict[str, torch.Tensor] = {}
         if current_iter <= self.opt['train']['net_g_pretrain_iters']:
             losses = self.content_losses(self.output.float())
-            if self.step('g', losses, current_iter).stepped and self.ema is not None:
-                self.ema.update(unwrap(self.net_g))
+            result = self.step('g', losses, current_iter)
+            if result.completed:
+                self.update_ema(when=result.stepped)
             self.record_losses(losses)
             return
         g_result = None
@@ -95,7 +96,9 @@ class SRGANModel(SRModel):
             g_losses = self.generator_losses(self.output.float(), current_iter)
             g_result = self.step('g', g_losses, current_iter)
             logged.update(g_losses)
-            if g_result.stepped:
+            # G steps taken; a step decided on the device counts when it completes (reading
+            # whether a non-finite value dropped it would cost a host sync every iteration)
+            if g_result.deferred and g_result.completed or g_result.stepped is True:
                 self.g_iters += 1
         d_losses, d_outputs = self.discriminator_losses(self.output.detach().float(),
                                                         current_iter)
@@ -104,8 +107,8 @@ class SRGANModel(SRModel):
         logged.update(d_outputs)
         # The EMA follows G once per iteration (also while only D trains, as BasicSR), unless
         # G's step was dropped.
-        if self.ema is not None and d_result.completed and (g_result is None or g_result.stepped):
-            self.ema.update(unwrap(self.net_g))
+        if d_result.completed:
+            self.update_ema(when=True if g_result is None else g_result.stepped)
         self.record_losses(logged)
 
     def content_losses(self, output: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ from typing import Any
 from basicsr_lite.data import dataset_phase
 from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value, did_you_mean
 from basicsr_lite.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
-from basicsr_lite.runtime import lr_scheduler
+from basicsr_lite.runtime import lr_scheduler, speed
 from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
 NUM = (int, float)
@@ -144,6 +144,13 @@ def train_spec(model_cls: type) -> Section:
         'scheduler': Typed(resolve=_from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
                            kind='scheduler', hidden=('optimizer', 'last_epoch', 'verbose'),
                            nullable=True, default=None),
+        # speed (runtime/speed.py); none of them changes what a checkpoint holds
+        'channels_last': Value((bool,), default=False),
+        'compile': Value((bool, dict), default=False, check=speed.compile_problems),
+        'optimizer_impl': Value((str,), default='auto', choices=speed.OPTIMIZER_IMPLS),
+        'cudnn_benchmark': Value((bool,), default=False),
+        'matmul_precision': Value((str,), default='highest', choices=speed.MATMUL_PRECISIONS),
+        'stop_check_freq': Value((int,), default=10, check=positive),
     }
     fields.update(model_cls.train_keys(SpecKit))
     return Section(fields=fields, required=True)

@@ -109,5 +109,11 @@ def destroy_dist() -> None:
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The network inside a DDP wrapper (or the network itself)."""
-    return net.module if isinstance(net, DistributedDataParallel) else net
+    """The plain network inside DDP and torch.compile wrappers (or the network itself)."""
+    while True:
+        if isinstance(net, DistributedDataParallel):
+            net = net.module
+        elif isinstance(getattr(net, '_orig_mod', None), nn.Module):  # torch.compile's wrapper
+            net = net._orig_mod
+        else:
+            return net

@@ -19,14 +19,24 @@ class ModelEMA:
         self.module.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module, decay: float | None = None) -> None:
+    def update(self, model: nn.Module, decay: float | None = None,
+               when: bool | torch.Tensor = True) -> None:
+        """Move towards ``model``; ``when`` False (or a 0-dim False tensor, decided on the device
+        without a host sync) leaves everything as it is."""
+        if when is False:
+            return
         decay = self.decay if decay is None else decay
         ema_params = dict(self.module.named_parameters())
-        for name, param in model.named_parameters():
-            ema_params[name].lerp_(param.detach(), 1.0 - decay)
+        pairs = [(ema_params[name], param.detach()) for name, param in model.named_parameters()]
+        ema, new = [e for e, _ in pairs], [p for _, p in pairs]
+        if when is True:
+            torch._foreach_lerp_(ema, new, 1.0 - decay)
+        else:
+            torch._foreach_lerp_(ema, new, when.to(ema[0].dtype) * (1.0 - decay))
         ema_buffers = dict(self.module.named_buffers())
         for name, buffer in model.named_buffers():
-            ema_buffers[name].copy_(buffer)
+            target = ema_buffers[name]
+            target.copy_(buffer if when is True else torch.where(when, buffer, target))
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

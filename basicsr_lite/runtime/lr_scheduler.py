@@ -10,6 +10,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
 from basicsr_lite.errors import rejected_options
+from basicsr_lite.runtime.speed import build_with_impl
 
 
 class MultiStepRestartLR(LRScheduler):
@@ -74,12 +75,20 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(params, opt: dict, where: str = 'train.optim_g') -> torch.optim.Optimizer:
+def build_optimizer(params, opt: dict, where: str = 'train.optim_g',
+                    impl: str = 'auto') -> torch.optim.Optimizer:
+    """The optimizer of option ``where``, with the implementation ``impl`` (``auto``, ``fused``,
+    ``foreach``, ``for_loop``: ``train.optimizer_impl``)."""
     kwargs = {k: v for k, v in opt.items() if k != 'type'}
     if 'betas' in kwargs:
         kwargs['betas'] = tuple(kwargs['betas'])
-    with rejected_options(f"{where} ({opt['type']})"):
-        return OPTIMIZERS[opt['type']](params, **kwargs)
+    params = list(params)
+
+    def build(params: list, extra: dict) -> torch.optim.Optimizer:
+        with rejected_options(f"{where} ({opt['type']})"):
+            return OPTIMIZERS[opt['type']](params, **kwargs, **extra)
+
+    return build_with_impl(build, params, opt, impl)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, opt: dict) -> LRScheduler:
