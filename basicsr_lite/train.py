@@ -103,7 +103,8 @@ def final_report(model: TrainableModel, opt: dict, val_loaders, tb_logger) -> No
                         opt['val']['save_img'])
         if not ours.means:  # no metrics, or no GT images to score against
             continue
-        bicubic = bicubic_baseline(val_loader, name, opt['scale'], metrics_opt)
+        bicubic = bicubic_baseline(val_loader, name, opt['scale'], metrics_opt,
+                                   opt['val']['tensor_metrics'])
         table = format_table({'model': ours.means, 'bicubic': bicubic.means})
         logger.info(f'Final validation on {name} ({len(ours.rows)} images):\n{table}')
 
@@ -143,7 +144,7 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
     if opt['val'] is not None:
-        check_metrics(opt['val']['metrics'])
+        check_metrics(opt['val']['metrics'], opt['val']['tensor_metrics'])
     model = build_model(opt, device)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
     open_run_folder(opt, resuming=resume is not None)

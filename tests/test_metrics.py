@@ -113,3 +113,21 @@ def test_matches_rcan_matlab_results():
             float(psnr), abs=1e-4)
         assert calculate_ssim(sr, hr, scale, test_y_channel=True) == pytest.approx(
             float(ssim), abs=1e-4)
+
+
+@pytest.mark.parametrize('y', [False, True])
+def test_validation_scores_on_tensors_equal_the_numpy_metrics(y):
+    """val.tensor_metrics (default): PSNR / SSIM in torch on the model's device give the values
+    of BasicSR's numpy functions on the uint8 images, to 1e-9."""
+    from basicsr_lite.engine.validate import image_metrics
+    generator = torch.Generator().manual_seed(1)
+    gt = torch.randint(0, 256, (1, 3, 40, 36), generator=generator).float() / 255
+    result = (gt + 0.08 * torch.randn(gt.shape, generator=generator)).float()  # not 8-bit
+    metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': 3, 'test_y_channel': y,
+                        'input_order': 'HWC'},
+               'ssim': {'type': 'calculate_ssim', 'crop_border': 3, 'test_y_channel': y}}
+    on_tensors = image_metrics(result, gt, metrics, on_tensors=True)
+    on_numpy = image_metrics(result, gt, metrics, on_tensors=False)
+    for name in metrics:
+        assert on_tensors[name] == pytest.approx(on_numpy[name], abs=1e-9, rel=0)
+    assert 20 < on_numpy['psnr'] < 40 and 0.1 < on_numpy['ssim'] < 0.99

@@ -40,26 +40,56 @@ class ValidationResult:
         return {k: sum(r[k] for r in self.rows) / len(self.rows) for k in names}
 
 
-def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict
-                  ) -> dict[str, float]:
+# BasicSR's numpy metrics and their torch forms (equal values on the 8-bit images, tested)
+TENSOR_FORMS = {'calculate_psnr': 'calculate_psnr_pt', 'calculate_ssim': 'calculate_ssim_pt'}
+
+
+def tensor_form(metric_opt: dict) -> dict:
+    """``metric_opt`` with its torch form when it has one (``input_order`` is the numpy
+    functions' business: tensors are always NCHW)."""
+    name = TENSOR_FORMS.get(metric_opt['type'])
+    if name is None:
+        return metric_opt
+    return {**{k: v for k, v in metric_opt.items() if k != 'input_order'}, 'type': name}
+
+
+def quantize_8bit(tensor: torch.Tensor) -> torch.Tensor:
+    """A [0, 1] image rounded to 8-bit levels, in float64 (exact k / 255 values)."""
+    return (tensor.detach().to(torch.float64).clamp(0, 1) * 255).round() / 255
+
+
+def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict,
+                  on_tensors: bool = True) -> dict[str, float]:
     """Every metric of ``metrics_opt`` for one image (1CHW RGB tensors in [0, 1]); without a
     GT (``None``), only the no-reference ones.
 
     Like the published protocol, the result is clamped and rounded to 8 bits first.
+    ``on_tensors``: PSNR / SSIM in their torch forms on the tensors' device (``val.
+    tensor_metrics``), else BasicSR's numpy functions on uint8 images.
     """
     values: dict[str, float] = {}
-    images: dict[str, np.ndarray] = {}
+    images: dict[str, Any] = {}
 
     def as_image(key: str, tensor: torch.Tensor) -> np.ndarray:
         if key not in images:
             images[key] = tensor2img(tensor)
         return images[key]
 
+    def as_levels(key: str, tensor: torch.Tensor) -> torch.Tensor:
+        if f'{key}_levels' not in images:
+            images[f'{key}_levels'] = quantize_8bit(tensor)
+        return images[f'{key}_levels']
+
     for name, metric_opt in metrics_opt.items():
         no_reference = is_no_reference(metric_opt)
         if gt is None and not no_reference:
             continue
-        if getattr(METRIC_REGISTRY.get(metric_opt['type']), 'takes_tensors', False):
+        if on_tensors:
+            metric_opt = tensor_form(metric_opt)
+        if metric_opt['type'] in TENSOR_FORMS.values():
+            data = {'img': as_levels('result', result),
+                    'img2': None if gt is None else as_levels('gt', gt)}
+        elif getattr(METRIC_REGISTRY.get(metric_opt['type']), 'takes_tensors', False):
             data = {'img': (result.clamp(0, 1) * 255).round() / 255, 'img2': gt}
         else:
             data = {'img': as_image('result', result),
@@ -71,16 +101,18 @@ def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: di
     return values
 
 
-def check_metrics(metrics_opt: dict) -> None:
+def check_metrics(metrics_opt: dict, on_tensors: bool = True) -> None:
     """Run every metric once on a synthetic 256x256 pair (own generator: the training RNG is not
     touched), so that an argument value a metric rejects is reported at start-up, before anything
-    is written, and not at the first validation hours later."""
+    is written, and not at the first validation hours later. The options are checked by the
+    function the user named even when validation will use its torch form."""
     generator = torch.Generator().manual_seed(0)
     gt = torch.rand(1, 3, 256, 256, generator=generator)
     result = (gt + 0.1 * torch.rand(gt.shape, generator=generator)).clamp(0, 1)
     for name, metric_opt in metrics_opt.items():
         with rejected_options(f"val.metrics.{name} ({metric_opt['type']})"):
-            image_metrics(result, gt, {name: metric_opt})
+            for forms in sorted({False, on_tensors}):
+                image_metrics(result, gt, {name: metric_opt}, forms)
 
 
 def _gather_rows(rows: list[dict]) -> list[dict]:
@@ -90,7 +122,7 @@ def _gather_rows(rows: list[dict]) -> list[dict]:
 
 def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dict], dict],
                metrics_opt: dict, save_dir: Path | None = None, save_suffix: str = '',
-               pbar: bool = False) -> ValidationResult:
+               pbar: bool = False, tensor_metrics: bool = True) -> ValidationResult:
     """Predict every image of ``dataloader`` (this rank's shard), score it, optionally save it,
     and gather the rows of all ranks."""
     rows, corrupt = [], 0
@@ -109,7 +141,8 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         row: dict[str, Any] = {'name': name}
         scored = time.perf_counter()  # (reading the metric values waits for the device)
         if metrics_opt:
-            row.update(image_metrics(visuals['result'], visuals.get('gt'), metrics_opt))
+            row.update(image_metrics(visuals['result'], visuals.get('gt'), metrics_opt,
+                                     tensor_metrics))
         model_seconds += scored - start
         metric_seconds += time.perf_counter() - scored
         if save_dir is not None:
@@ -146,7 +179,7 @@ def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, c
         return model.get_current_visuals()
 
     result = run_images(dataloader, dataset_name, predict, metrics_opt, save_dir, suffix,
-                        val_opt.get('pbar', False))
+                        val_opt.get('pbar', False), val_opt.get('tensor_metrics', True))
     for metric, value in result.means.items():
         model.update_best_metric(dataset_name, metric, value, metric_better(metrics_opt[metric]),
                                  current_iter)
@@ -171,7 +204,7 @@ def _log_validation(model: TrainableModel, result: ValidationResult, current_ite
 
 
 def bicubic_baseline(dataloader: DataLoader, dataset_name: str, scale: int,
-                     metrics_opt: dict) -> ValidationResult:
+                     metrics_opt: dict, tensor_metrics: bool = True) -> ValidationResult:
     """The same metrics for MATLAB-bicubic upsampling of the LQ images (the published baseline)."""
 
     def predict(data: dict) -> dict:
@@ -179,7 +212,8 @@ def bicubic_baseline(dataloader: DataLoader, dataset_name: str, scale: int,
         upsampled = imresize(lq, scale)
         return {'result': img2tensor(upsampled, bgr2rgb=False)[None] / 255.0, 'gt': data['gt']}
 
-    return run_images(dataloader, dataset_name, predict, metrics_opt)
+    return run_images(dataloader, dataset_name, predict, metrics_opt,
+                      tensor_metrics=tensor_metrics)
 
 
 def format_table(columns: dict[str, dict[str, float]]) -> str:

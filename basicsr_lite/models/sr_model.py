@@ -90,9 +90,10 @@ class SRModel(BaseModel):
         net.train(was_training)
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:
-        visuals = {'lq': self.lq.detach().cpu(), 'result': self.output.detach().cpu()}
+        """LQ, result and GT of the last test, on the model's device (metrics run there)."""
+        visuals = {'lq': self.lq.detach(), 'result': self.output.detach()}
         if self.gt is not None:
-            visuals['gt'] = self.gt.detach().cpu()
+            visuals['gt'] = self.gt.detach()
         return visuals
 
     def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:

@@ -191,6 +191,8 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'save_img': Value((bool,), default=False),
             'suffix': Value(OPT_STR, default=None),
             'pbar': Value((bool,), default=False),
+            # PSNR / SSIM with their torch forms on the model's device (equal values)
+            'tensor_metrics': Value((bool,), default=True),
             'tile': Section(nullable=True, default=None, fields={
                 'size': Value((int,), required=True, check=positive),
                 'overlap': Value((int,), default=16, check=non_negative),
