@@ -38,9 +38,12 @@ def _isolated_rng() -> Iterator[None]:
 
 
 def seed_all(seed: int) -> None:
+    """Seed the CPU streams a sample is drawn with. Not ``torch.manual_seed``: it also seeds
+    every accelerator's generators (0.6 ms per sample, and in the main process it would reseed
+    the training's CUDA stream, which :func:`_isolated_rng` does not restore)."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
 
 
 class SeededSamples(Dataset):

@@ -1,0 +1,348 @@
+"""Training-speed benchmark: basicsr_lite's loop against a bare PyTorch loop, and the speed options.
+
+For each option file (defaults: MSRResNet x4, EDSR x4, RRDBNet x4 and SwinIR-light x4 from
+``options/train``, shrunk to a small size and fed the demo images):
+
+1. overhead: (a) a bare loop - the same network, optimizer (same kernel), L1 loss, EMA and
+   scheduler, on batches pre-loaded on the device - and (b) ``train.py``'s own loop
+   (``train_loop``: real data from disk through the loader, logging, the step helper), both in
+   one process, interleaved, ``--repeats`` times ``--iters`` iterations; medians of seconds per
+   iteration and their ratio;
+2. each speed option on and off, every variant in its own process (peak RSS, and on CUDA peak
+   memory, per variant): default options, ``channels_last``, ``compile``,
+   ``optimizer_impl: for_loop`` (the step decided on the host, as before the fused default),
+   ``amp: bf16``, and on CUDA ``bf16 + channels_last + compile``.
+
+    python tools/benchmark_train.py [--opt FILE ...] [--iters 20] [--repeats 5] [--device cpu]
+
+Prints Markdown tables (the README's) and the machine they were measured on.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from basicsr_lite.archs import build_network  # noqa: E402
+from basicsr_lite.data.loaders import build_train_loader  # noqa: E402
+from basicsr_lite.engine.experiment import open_run_folder, start_processes  # noqa: E402
+from basicsr_lite.engine.logger import get_root_logger  # noqa: E402
+from basicsr_lite.engine.resume import LoopState  # noqa: E402
+from basicsr_lite.engine.signals import GracefulStop  # noqa: E402
+from basicsr_lite.losses import build_loss  # noqa: E402
+from basicsr_lite.models import build_model  # noqa: E402
+from basicsr_lite.options import parse_options  # noqa: E402
+from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler  # noqa: E402
+from basicsr_lite.runtime.speed import set_backend_flags, to_memory_format  # noqa: E402
+from basicsr_lite.train import train_loop  # noqa: E402
+from basicsr_lite.utils.misc import set_random_seed  # noqa: E402
+
+DEFAULT_OPTS = {
+    'MSRResNet x4': ('options/train/MSRResNet/train_MSRResNet_x4.yml', {}),
+    'EDSR x4': ('options/train/EDSR/train_EDSR_x4.yml', {}),
+    'RRDBNet x4 (6 blocks)': ('options/train/RRDBNet/train_RRDBNet_x4.yml', {'num_block': 6}),
+    'SwinIR-light x4': ('options/train/SwinIR/train_SwinIR_x4.yml', {}),
+}
+GT_SIZE, BATCH = 64, 4  # small: a CPU-only machine must finish the whole benchmark in minutes
+
+VARIANTS = {
+    'default': {},
+    '+ channels_last': {'channels_last': True},
+    '+ compile': {'compile': True},
+    'optimizer_impl: for_loop': {'optimizer_impl': 'for_loop'},
+    '+ amp bf16': {'amp': 'bf16'},
+    'bf16 + channels_last + compile': {'amp': 'bf16', 'channels_last': True, 'compile': True},
+}
+CPU_VARIANTS = ('default', '+ channels_last', '+ compile', 'optimizer_impl: for_loop',
+                '+ amp bf16')
+
+
+def benchmark_options(opt_file: str, net_overrides: dict, work: Path, device: str,
+                      train_overrides: dict) -> Path:
+    """The option file with the demo images as training data, small patches, no validation,
+    its experiment in ``work``; written to ``work/opt.yml``."""
+    opt = yaml.safe_load((ROOT / opt_file).read_text())
+    opt['name'] = 'benchmark'
+    opt['num_gpu'] = 1 if device == 'cuda' else 0
+    demo = ROOT / 'datasets' / 'demo'
+    opt['datasets'] = {'train': {
+        **opt['datasets']['train'], 'name': 'demo', 'type': 'PairedImageDataset',
+        'dataroot_gt': str(demo / 'train_HR'), 'dataroot_lq': str(demo / 'train_LR_bicubic/X4'),
+        'filename_tmpl': '{}x4', 'io_backend': {'type': 'disk'}, 'gt_size': GT_SIZE,
+        'batch_size_per_gpu': BATCH, 'num_worker_per_gpu': 1, 'dataset_enlarge_ratio': 1000,
+        'prefetch_mode': 'cuda' if device == 'cuda' else None}}
+    opt['network_g'].update(net_overrides)
+    if opt['network_g']['type'] == 'SwinIR':
+        opt['network_g']['img_size'] = GT_SIZE // opt['scale']
+    opt['val'] = None
+    opt['train'].update(train_overrides)
+    opt['logger'] = {'print_freq': 10**9, 'save_checkpoint_freq': 10**9, 'use_tb_logger': False}
+    opt['path'] = {'experiments_root': str(work / 'experiment')}
+    path = work / 'opt.yml'
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return path
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+class Framework:
+    """``train.py``'s loop, built as train.py builds it; ``run(n)`` runs n more iterations."""
+
+    def __init__(self, opt_path: Path) -> None:
+        self.opt, _ = parse_options(['-opt', str(opt_path)], is_train=True)
+        self.device = start_processes(self.opt)
+        get_root_logger(rank=0, level=logging.WARNING)
+        set_random_seed(self.opt['manual_seed'])
+        set_backend_flags(self.opt['train'])
+        self.loader, self.sampler = build_train_loader(self.opt, self.device)
+        self.model = build_model(self.opt, self.device)
+        open_run_folder(self.opt)
+        self.loop = LoopState()
+        self.data_wait: list[float] = []
+        self.logged = LogCapture()
+
+    def run(self, n: int) -> float:
+        self.opt['train']['total_iter'] = self.loop.current_iter + n
+        synchronize(self.device)
+        start = time.perf_counter()
+        with GracefulStop() as stopper:
+            train_loop(self.model, self.opt, self.loop, self.loader, self.sampler, {}, None,
+                       stopper)
+        synchronize(self.device)
+        seconds = (time.perf_counter() - start) / n
+        wait = self.logged.data_wait()
+        if wait is not None:
+            self.data_wait.append(wait)
+        return seconds
+
+
+class LogCapture(logging.Handler):
+    """Keeps the loop's 'Data wait: x% of iteration time' line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.last: str | None = None
+        log = logging.getLogger('basicsr_lite')
+        log.addHandler(self)
+        log.setLevel(logging.INFO)
+        for handler in log.handlers:
+            if handler is not self:
+                handler.setLevel(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith('Data wait:'):
+            self.last = record.getMessage()
+
+    def data_wait(self) -> float | None:
+        match = re.match(r'Data wait: ([\d.]+)%', self.last or '')
+        self.last = None
+        return float(match.group(1)) if match else None
+
+
+class BareLoop:
+    """What a hand-written loop does with the same parts: network, optimizer (the same kernel as
+    the framework's), L1 loss, EMA, scheduler; batches pre-loaded on the device."""
+
+    def __init__(self, opt: dict, device: torch.device, batches: list[dict]) -> None:
+        train = opt['train']
+        self.device = device
+        self.channels_last = train['channels_last']
+        torch.manual_seed(0)
+        self.net = build_network(opt['network_g'], 'network_g').to(device)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        self.optimizer = build_optimizer(self.net.parameters(), train['optim_g'],
+                                         impl=train['optimizer_impl'])
+        self.scheduler = build_scheduler(self.optimizer, train['scheduler'])
+        self.loss = build_loss(train['pixel_opt'], 'train.pixel_opt').to(device)
+        self.decay = train['ema_decay']
+        self.amp = train['amp']
+        self.batches = [{k: to_memory_format(v.to(device), self.channels_last)
+                         for k, v in b.items() if k in ('lq', 'gt')} for b in batches]
+        self.step_count = 0
+        self.loader_iter = None  # set: batches come from it instead of the pre-loaded ones
+
+    def next_batch(self) -> dict:
+        if self.loader_iter is None:
+            return self.batches[self.step_count % len(self.batches)]
+        batch = next(self.loader_iter)
+        return {k: to_memory_format(batch[k].to(self.device, non_blocking=True),
+                                    self.channels_last) for k in ('lq', 'gt')}
+
+    def run(self, n: int) -> float:
+        synchronize(self.device)
+        start = time.perf_counter()
+        ema_params, params = list(self.ema.parameters()), list(self.net.parameters())
+        for _ in range(n):
+            batch = self.next_batch()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.amp)):
+                out = self.net(batch['lq'])
+            loss = self.loss(out.float(), batch['gt'])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema_params, params, 1 - self.decay)
+            self.step_count += 1
+        synchronize(self.device)
+        return (time.perf_counter() - start) / n
+
+
+def peak_memory(device: torch.device) -> dict:
+    peak = {'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == 'cuda':
+        peak['peak_cuda_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+class CachedBatches(torch.utils.data.Dataset):
+    """Pre-loaded batches, endlessly (``batch_size=None``: each item is a batch)."""
+
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return 10**9
+
+    def __getitem__(self, index: int) -> dict:
+        return self.batches[index % len(self.batches)]
+
+
+def child_overhead(opt_path: Path, iters: int, repeats: int) -> dict:
+    """Interleaved: the bare loop and train_loop on the same pre-loaded batches (the loop's own
+    overhead), then both on real data: the bare loop through a plain DataLoader over the same
+    dataset with as many workers, train_loop through its own loader."""
+    framework = Framework(opt_path)
+    real_loader = framework.loader
+    batches = [next(iter(real_loader)) for _ in range(4)]
+    cached_loader = torch.utils.data.DataLoader(CachedBatches(batches), batch_size=None)
+    bare = BareLoop(framework.opt, framework.device, batches)
+    train_opt = framework.opt['datasets']['train']
+    dataset = real_loader.dataset
+    dataset = getattr(dataset, 'dataset', dataset)  # without the per-sample seeding wrapper
+    plain_loader = torch.utils.data.DataLoader(
+        dataset, batch_size=train_opt['batch_size_per_gpu'],
+        sampler=torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=10**8),
+        num_workers=train_opt['num_worker_per_gpu'], drop_last=True,
+        pin_memory=framework.device.type == 'cuda', persistent_workers=True)
+    plain_batches = iter(plain_loader)
+    times: dict[str, list[float]] = {k: [] for k in ('bare', 'ours', 'bare_real', 'ours_real')}
+    for repeat in range(repeats + 1):  # the first round warms up (allocator, kernels, workers)
+        bare.loader_iter, framework.loader = None, cached_loader
+        round_times = {'bare': bare.run(iters), 'ours': framework.run(iters)}
+        bare.loader_iter = plain_batches
+        framework.loader = real_loader
+        round_times.update(bare_real=bare.run(iters), ours_real=framework.run(iters))
+        if repeat:
+            for key, value in round_times.items():
+                times[key].append(value)
+    medians = {f'{k}_s': statistics.median(v) for k, v in times.items()}
+    return {**medians, 'ratios': [o / b for o, b in zip(times['ours'], times['bare'])],
+            'data_wait': statistics.median(framework.data_wait[-repeats:])}
+
+
+def child_variant(opt_path: Path, iters: int, repeats: int) -> dict:
+    framework = Framework(opt_path)
+    if framework.device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(framework.device)
+    start = time.perf_counter()
+    framework.run(3)  # warm-up, compilation included
+    warm_up = time.perf_counter() - start
+    times = [framework.run(iters) for _ in range(repeats)]
+    return {'framework_s': statistics.median(times), 'warm_up_s': warm_up,
+            'data_wait': statistics.median(framework.data_wait[1:]),
+            **peak_memory(framework.device)}
+
+
+def run_child(kind: str, label: str, variant: str, args) -> dict:
+    """One measurement in a fresh process (its own peak memory, no compile cache)."""
+    opt_file, net_overrides = args.configs[label]
+    with tempfile.TemporaryDirectory() as work:
+        opt_path = benchmark_options(opt_file, net_overrides, Path(work), args.device,
+                                     VARIANTS[variant])
+        cmd = [sys.executable, __file__, '--child', kind, str(opt_path), '--iters',
+               str(args.iters), '--repeats', str(args.repeats)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
+                              env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+        lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f'{label} / {variant} failed:\n{done.stderr[-3000:]}')
+        return json.loads(lines[-1])
+
+
+def machine(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    text = (f'{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, '
+            f'{torch.get_num_threads()} threads')
+    if device == 'cuda':
+        text += f', {torch.cuda.get_device_name(0)}'
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--opt', nargs='*', help='option files (default: four architectures)')
+    parser.add_argument('--iters', type=int, default=20, help='iterations per measurement')
+    parser.add_argument('--repeats', type=int, default=5, help='interleaved repetitions')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        choices=('cpu', 'cuda'))
+    parser.add_argument('--variants', nargs='*', help=f'subset of {list(VARIANTS)}')
+    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, opt_path = args.child
+        work = child_overhead if kind == 'overhead' else child_variant
+        print(json.dumps(work(Path(opt_path), args.iters, args.repeats)))
+        return
+    args.configs = {Path(p).stem: (str(Path(p).resolve()), {}) for p in args.opt} if args.opt \
+        else DEFAULT_OPTS
+    variants = args.variants or (list(VARIANTS) if args.device == 'cuda' else CPU_VARIANTS)
+    print(f'Machine: {machine(args.device)}; device {args.device}; batch {BATCH}, gt_size '
+          f'{GT_SIZE}, {args.iters} iterations x {args.repeats} repeats, medians.\n')
+    print('| network | bare loop s/it | basicsr_lite s/it | overhead (each run) | on real data: '
+          'bare + DataLoader s/it | basicsr_lite s/it | ratio | data wait |')
+    print('|---|---|---|---|---|---|---|---|')
+    for label in args.configs:
+        r = run_child('overhead', label, 'default', args)
+        print(f"| {label} | {r['bare_s']:.4f} | {r['ours_s']:.4f} | "
+              f"{r['ours_s'] / r['bare_s']:.3f}x ({', '.join(f'{x:.3f}' for x in r['ratios'])})"
+              f" | {r['bare_real_s']:.4f} | {r['ours_real_s']:.4f} | "
+              f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% |", flush=True)
+    print('\n| network | variant | s/it | vs default | warm-up s | data wait | peak RSS MB |'
+          + (' peak CUDA MB |' if args.device == 'cuda' else ''))
+    print('|---|---|---|---|---|---|---|' + ('---|' if args.device == 'cuda' else ''))
+    for label in args.configs:
+        base = None
+        for variant in variants:
+            r = run_child('variant', label, variant, args)
+            base = base or r['framework_s']
+            cuda = f" {r['peak_cuda_mb']:.0f} |" if 'peak_cuda_mb' in r else ''
+            print(f"| {label} | {variant} | {r['framework_s']:.4f} | "
+                  f"{base / r['framework_s']:.2f}x | {r['warm_up_s']:.1f} | "
+                  f"{r['data_wait']:.1f}% | {r['peak_rss_mb']:.0f} |{cuda}", flush=True)
+
+
+if __name__ == '__main__':
+    main()
