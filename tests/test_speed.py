@@ -235,3 +235,43 @@ def test_unwrap_sees_through_compile_and_ddp_wrappers():
     compiled = torch.compile(net)
     assert unwrap(compiled) is net
     assert list(unwrap(compiled).state_dict()) == list(net.state_dict())
+
+
+HOST_READS = ('item', 'tolist', '__bool__', '__float__', '__int__', '__index__')
+
+
+def count_host_reads(monkeypatch) -> list[str]:
+    """Record every read of a tensor's value into Python (on a GPU: a host sync)."""
+    reads: list[str] = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def reading(self, *args, _name=name, _original=original):
+            reads.append(_name)
+            return _original(self, *args)
+        monkeypatch.setattr(torch.Tensor, name, reading)
+    return reads
+
+
+@pytest.mark.parametrize('amp', [None, 'fp16'])
+def test_an_iteration_reads_nothing_back_from_the_device(tiny_opt, monkeypatch, amp):
+    """With the fused optimizer (default), a training iteration (learning rate, feed, forward,
+    backward, step decision, EMA) never reads a tensor value into Python; settling does."""
+    from basicsr_lite.models import build_model
+    tiny_opt['train'].update(amp=amp, clip_grad_norm=0.5)
+    opt = validate_options(tiny_opt, True)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    model = build_model(opt, torch.device('cpu'))
+    batch = {'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)}
+    model.update_learning_rate(1)
+    model.feed_data(batch)
+    model.optimize_parameters(1)  # the first step creates the optimizer state
+    reads = count_host_reads(monkeypatch)
+    for it in (2, 3, 4):
+        model.update_learning_rate(it)
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+    assert reads == []
+    model.settle_steps()
+    model.get_current_log()
+    assert reads  # the logging iteration reads the values (the counter does see reads)

@@ -119,7 +119,7 @@ class Framework:
         open_run_folder(self.opt)
         self.loop = LoopState()
         self.data_wait: list[float] = []
-        self.logged = LogCapture()
+        self.logged = LOG_CAPTURE.attach()  # get_root_logger removed the handlers
 
     def run(self, n: int) -> float:
         self.opt['train']['total_iter'] = self.loop.current_iter + n
@@ -142,12 +142,16 @@ class LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.last: str | None = None
+
+    def attach(self) -> 'LogCapture':
+        """Listen to the project logger; its other handlers show warnings only."""
         log = logging.getLogger('basicsr_lite')
         log.addHandler(self)
         log.setLevel(logging.INFO)
         for handler in log.handlers:
             if handler is not self:
                 handler.setLevel(logging.WARNING)
+        return self
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage().startswith('Data wait:'):
@@ -157,6 +161,9 @@ class LogCapture(logging.Handler):
         match = re.match(r'Data wait: ([\d.]+)%', self.last or '')
         self.last = None
         return float(match.group(1)) if match else None
+
+
+LOG_CAPTURE = LogCapture()
 
 
 class BareLoop:
@@ -263,32 +270,54 @@ def child_overhead(opt_path: Path, iters: int, repeats: int) -> dict:
             'data_wait': statistics.median(framework.data_wait[-repeats:])}
 
 
-def child_variant(opt_path: Path, iters: int, repeats: int) -> dict:
+def child_memory(opt_path: Path, iters: int) -> dict:
+    """Peak memory of a basicsr_lite run alone (default options)."""
     framework = Framework(opt_path)
-    if framework.device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(framework.device)
-    start = time.perf_counter()
-    framework.run(3)  # warm-up, compilation included
-    warm_up = time.perf_counter() - start
-    times = [framework.run(iters) for _ in range(repeats)]
-    return {'framework_s': statistics.median(times), 'warm_up_s': warm_up,
-            'data_wait': statistics.median(framework.data_wait[1:]),
-            **peak_memory(framework.device)}
+    framework.run(iters)
+    return peak_memory(framework.device)
 
 
-def run_child(kind: str, label: str, variant: str, args) -> dict:
-    """One measurement in a fresh process (its own peak memory, no compile cache)."""
+def child_variants(opt_paths: list[Path], iters: int, repeats: int) -> list[dict]:
+    """Every variant of one network in this process, interleaved (the same machine state for
+    all); on CUDA each one's peak memory over its own runs."""
+    frameworks, results = [], []
+    for path in opt_paths:
+        framework = Framework(path)
+        start = time.perf_counter()
+        framework.run(3)  # warm-up, compilation included
+        frameworks.append(framework)
+        results.append({'warm_up_s': time.perf_counter() - start, 'times': []})
+    for _ in range(repeats):
+        for framework, result in zip(frameworks, results):
+            if framework.device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(framework.device)
+            result['times'].append(framework.run(iters))
+            if framework.device.type == 'cuda':
+                result['peak_cuda_mb'] = max(result.get('peak_cuda_mb', 0),
+                                             torch.cuda.max_memory_allocated() / 2**20)
+    for framework, result in zip(frameworks, results):
+        result.update(framework_s=statistics.median(result.pop('times')),
+                      data_wait=statistics.median(framework.data_wait[1:]))
+    return results
+
+
+def run_child(kind: str, label: str, variants: list[str], args):
+    """A measurement in a fresh process (its own peak memory, no compile cache)."""
     opt_file, net_overrides = args.configs[label]
     with tempfile.TemporaryDirectory() as work:
-        opt_path = benchmark_options(opt_file, net_overrides, Path(work), args.device,
-                                     VARIANTS[variant])
-        cmd = [sys.executable, __file__, '--child', kind, str(opt_path), '--iters',
-               str(args.iters), '--repeats', str(args.repeats)]
+        paths = []
+        for i, variant in enumerate(variants):
+            folder = Path(work) / f'v{i}'
+            folder.mkdir()
+            paths.append(str(benchmark_options(opt_file, net_overrides, folder, args.device,
+                                               VARIANTS[variant])))
+        cmd = [sys.executable, __file__, '--child', kind, *paths, '--iters', str(args.iters),
+               '--repeats', str(args.repeats)]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
                               env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-        lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+        lines = [line for line in done.stdout.splitlines() if line.startswith(('{', '['))]
         if done.returncode != 0 or not lines:
-            raise SystemExit(f'{label} / {variant} failed:\n{done.stderr[-3000:]}')
+            raise SystemExit(f'{label} / {variants} failed:\n{done.stderr[-3000:]}')
         return json.loads(lines[-1])
 
 
@@ -309,12 +338,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         choices=('cpu', 'cuda'))
     parser.add_argument('--variants', nargs='*', help=f'subset of {list(VARIANTS)}')
-    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        kind, opt_path = args.child
-        work = child_overhead if kind == 'overhead' else child_variant
-        print(json.dumps(work(Path(opt_path), args.iters, args.repeats)))
+        kind, *paths = args.child
+        if kind == 'overhead':
+            print(json.dumps(child_overhead(Path(paths[0]), args.iters, args.repeats)))
+        elif kind == 'memory':
+            print(json.dumps(child_memory(Path(paths[0]), args.iters)))
+        else:
+            print(json.dumps(child_variants([Path(p) for p in paths], args.iters, args.repeats)))
         return
     args.configs = {Path(p).stem: (str(Path(p).resolve()), {}) for p in args.opt} if args.opt \
         else DEFAULT_OPTS
@@ -322,26 +355,30 @@ def main(argv: list[str] | None = None) -> None:
     print(f'Machine: {machine(args.device)}; device {args.device}; batch {BATCH}, gt_size '
           f'{GT_SIZE}, {args.iters} iterations x {args.repeats} repeats, medians.\n')
     print('| network | bare loop s/it | basicsr_lite s/it | overhead (each run) | on real data: '
-          'bare + DataLoader s/it | basicsr_lite s/it | ratio | data wait |')
-    print('|---|---|---|---|---|---|---|---|')
+          'bare + DataLoader s/it | basicsr_lite s/it | ratio | data wait | peak RSS MB'
+          + (' / CUDA MB |' if args.device == 'cuda' else ' |'))
+    print('|---|---|---|---|---|---|---|---|---|')
     for label in args.configs:
-        r = run_child('overhead', label, 'default', args)
+        r = run_child('overhead', label, ['default'], args)
+        memory = run_child('memory', label, ['default'], args)
+        peak = f"{memory['peak_rss_mb']:.0f}" + (f" / {memory['peak_cuda_mb']:.0f}"
+                                                 if 'peak_cuda_mb' in memory else '')
         print(f"| {label} | {r['bare_s']:.4f} | {r['ours_s']:.4f} | "
               f"{r['ours_s'] / r['bare_s']:.3f}x ({', '.join(f'{x:.3f}' for x in r['ratios'])})"
               f" | {r['bare_real_s']:.4f} | {r['ours_real_s']:.4f} | "
-              f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% |", flush=True)
-    print('\n| network | variant | s/it | vs default | warm-up s | data wait | peak RSS MB |'
+              f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% | {peak} |",
+              flush=True)
+    print('\n| network | variant | s/it | speed vs default | warm-up s | data wait |'
           + (' peak CUDA MB |' if args.device == 'cuda' else ''))
-    print('|---|---|---|---|---|---|---|' + ('---|' if args.device == 'cuda' else ''))
+    print('|---|---|---|---|---|---|' + ('---|' if args.device == 'cuda' else ''))
     for label in args.configs:
-        base = None
-        for variant in variants:
-            r = run_child('variant', label, variant, args)
-            base = base or r['framework_s']
+        results = run_child('variants', label, variants, args)
+        base = results[0]['framework_s']
+        for variant, r in zip(variants, results):
             cuda = f" {r['peak_cuda_mb']:.0f} |" if 'peak_cuda_mb' in r else ''
             print(f"| {label} | {variant} | {r['framework_s']:.4f} | "
                   f"{base / r['framework_s']:.2f}x | {r['warm_up_s']:.1f} | "
-                  f"{r['data_wait']:.1f}% | {r['peak_rss_mb']:.0f} |{cuda}", flush=True)
+                  f"{r['data_wait']:.1f}% |{cuda}", flush=True)
 
 
 if __name__ == '__main__':
