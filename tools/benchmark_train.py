@@ -338,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         choices=('cpu', 'cuda'))
     parser.add_argument('--variants', nargs='*', help=f'subset of {list(VARIANTS)}')
+    parser.add_argument('--tables', nargs='*', default=['overhead', 'variants'],
+                        choices=('overhead', 'variants'), help='which tables to measure')
     parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -354,6 +356,13 @@ def main(argv: list[str] | None = None) -> None:
     variants = args.variants or (list(VARIANTS) if args.device == 'cuda' else CPU_VARIANTS)
     print(f'Machine: {machine(args.device)}; device {args.device}; batch {BATCH}, gt_size '
           f'{GT_SIZE}, {args.iters} iterations x {args.repeats} repeats, medians.\n')
+    if 'overhead' in args.tables:
+        overhead_table(args)
+    if 'variants' in args.tables:
+        variants_table(args, variants)
+
+
+def overhead_table(args) -> None:
     print('| network | bare loop s/it | basicsr_lite s/it | overhead (each run) | on real data: '
           'bare + DataLoader s/it | basicsr_lite s/it | ratio | data wait | peak RSS MB'
           + (' / CUDA MB |' if args.device == 'cuda' else ' |'))
@@ -368,6 +377,9 @@ def main(argv: list[str] | None = None) -> None:
               f" | {r['bare_real_s']:.4f} | {r['ours_real_s']:.4f} | "
               f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% | {peak} |",
               flush=True)
+
+
+def variants_table(args, variants: list[str]) -> None:
     print('\n| network | variant | s/it | speed vs default | warm-up s | data wait |'
           + (' peak CUDA MB |' if args.device == 'cuda' else ''))
     print('|---|---|---|---|---|---|' + ('---|' if args.device == 'cuda' else ''))

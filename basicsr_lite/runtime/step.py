@@ -54,37 +54,33 @@ class Fault:
 
 
 class FaultTally:
-    """Device-side record of non-finite steps: a count, and the iteration and losses of the
-    first one, updated with tensor ops only (no host sync) and read by :meth:`read`."""
+    """Device-side record of non-finite steps: their count, and the iteration and losses of the
+    first one (kept per set of loss names: a GAN's steps log different losses), updated with
+    tensor ops only (no host sync) and read by :meth:`read`."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.count = torch.zeros((), dtype=torch.long, device=device)
-        self.first_iter = torch.full((), -1, dtype=torch.long, device=device)
-        self.first_losses: dict[tuple[str, ...], torch.Tensor] = {}  # per set of loss names
-        self.first_iter_by_names: dict[tuple[str, ...], torch.Tensor] = {}
+        self.first: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def add(self, fault: torch.Tensor, iteration: int, losses: dict[str, torch.Tensor]) -> None:
         is_first = fault & (self.count == 0)
-        self.first_iter = torch.where(is_first, iteration, self.first_iter)
         names = tuple(losses)
         values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
-        if names in self.first_losses:
-            self.first_losses[names] = torch.where(is_first, values, self.first_losses[names])
-            self.first_iter_by_names[names] = torch.where(is_first, iteration,
-                                                          self.first_iter_by_names[names])
-        else:
-            self.first_losses[names] = values
-            self.first_iter_by_names[names] = torch.where(is_first, iteration, -1)
+        never = torch.full((), -1, dtype=torch.long, device=self.device)
+        first_iter, first_values = self.first.get(names, (never, values))
+        self.first[names] = (torch.where(is_first, iteration, first_iter),
+                             torch.where(is_first, values, first_values))
         self.count = self.count + fault.long()
 
     def read(self) -> Fault | None:
         """The faults so far (one host sync), or None."""
-        count, first = int(self.count), int(self.first_iter)
+        count = int(self.count)
         if count == 0:
             return None
-        names = next(n for n, it in self.first_iter_by_names.items() if int(it) == first)
-        return Fault(first, dict(zip(names, self.first_losses[names].tolist())), count)
+        firsts = [(int(it), names, values) for names, (it, values) in self.first.items()]
+        iteration, names, values = min((f for f in firsts if f[0] >= 0), key=lambda f: f[0])
+        return Fault(iteration, dict(zip(names, values.tolist())), count)
 
     def clear(self) -> None:
         self.__init__(self.device)
