@@ -45,6 +45,8 @@ def test_speed_options_are_validated(tiny_opt):
     tiny_opt['train'].update(channels_last=True, compile=7, optimizer_impl='fused',
                              matmul_precision='high', stop_check_freq=5)
     assert 'train.compile: ' in problems(tiny_opt)
+    tiny_opt['train']['compile'] = {'mode': 'fastest'}
+    assert "train.compile: mode: 'fastest' is not one of [None, 'default', " in problems(tiny_opt)
 
 
 @pytest.mark.parametrize('impl,fused', [('auto', True), ('fused', True), ('foreach', False),

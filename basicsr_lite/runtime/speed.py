@@ -28,6 +28,7 @@ logger = logging.getLogger('basicsr_lite')
 OPTIMIZER_IMPLS = ('auto', 'fused', 'foreach', 'for_loop')
 MATMUL_PRECISIONS = ('highest', 'high', 'medium')
 COMPILE_KEYS = ('backend', 'mode', 'dynamic', 'fullgraph')
+COMPILE_MODES = (None, 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 
 def compile_problems(value: Any) -> str | None:
@@ -39,6 +40,13 @@ def compile_problems(value: Any) -> str | None:
     unknown = sorted(set(value) - set(COMPILE_KEYS))
     if unknown:
         return f'unknown key(s) {unknown}; expected some of {list(COMPILE_KEYS)}'
+    if value.get('mode') not in COMPILE_MODES:
+        return f"mode: {value['mode']!r} is not one of {list(COMPILE_MODES)}"
+    for key in ('dynamic', 'fullgraph'):
+        if not isinstance(value.get(key, False), (bool, type(None))):
+            return f'{key}: expected true, false or null; got {value[key]!r}'
+    if not isinstance(value.get('backend', ''), str):
+        return f"backend: expected a backend name; got {value['backend']!r}"
     return None
 
 
