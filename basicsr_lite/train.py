@@ -144,7 +144,7 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
     if opt['val'] is not None:
-        check_metrics(opt['val']['metrics'], opt['val']['tensor_metrics'])
+        check_metrics(opt['val']['metrics'])
     model = build_model(opt, device)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
     open_run_folder(opt, resuming=resume is not None)
