@@ -68,7 +68,8 @@ def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: di
     tensor_metrics``), else BasicSR's numpy functions on uint8 images.
     """
     values: dict[str, float] = {}
-    images: dict[str, Any] = {}
+    images: dict[str, np.ndarray] = {}  # uint8 images for the numpy metrics, made once
+    levels: dict[str, torch.Tensor] = {}  # 8-bit levels in float64 for the torch forms
 
     def as_image(key: str, tensor: torch.Tensor) -> np.ndarray:
         if key not in images:
@@ -76,9 +77,9 @@ def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: di
         return images[key]
 
     def as_levels(key: str, tensor: torch.Tensor) -> torch.Tensor:
-        if f'{key}_levels' not in images:
-            images[f'{key}_levels'] = quantize_8bit(tensor)
-        return images[f'{key}_levels']
+        if key not in levels:
+            levels[key] = quantize_8bit(tensor)
+        return levels[key]
 
     for name, metric_opt in metrics_opt.items():
         no_reference = is_no_reference(metric_opt)

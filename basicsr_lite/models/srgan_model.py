@@ -98,7 +98,7 @@ class SRGANModel(SRModel):
             logged.update(g_losses)
             # G steps taken; a step decided on the device counts when it completes (reading
             # whether a non-finite value dropped it would cost a host sync every iteration)
-            if g_result.deferred and g_result.completed or g_result.stepped is True:
+            if g_result.completed and (g_result.deferred or g_result.stepped):
                 self.g_iters += 1
         d_losses, d_outputs = self.discriminator_losses(self.output.detach().float(),
                                                         current_iter)

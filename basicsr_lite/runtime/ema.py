@@ -17,6 +17,7 @@ class ModelEMA:
         self.decay = decay
         self.module = copy.deepcopy(model).eval()
         self.module.requires_grad_(False)
+        self._paired_with: nn.Module | None = None  # the model _pairs() matched last
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float | None = None,
@@ -37,7 +38,7 @@ class ModelEMA:
     def _pairs(self, model: nn.Module) -> tuple[list, list, list, list]:
         """Matching parameter and buffer lists of the EMA copy and ``model``, built once per
         model (walking the module tree every step costs about a millisecond)."""
-        if getattr(self, '_paired_with', None) is not model:
+        if self._paired_with is not model:
             ema_params, ema_buffers = dict(self.module.named_parameters()), \
                 dict(self.module.named_buffers())
             params, buffers = list(model.named_parameters()), list(model.named_buffers())
