@@ -26,6 +26,12 @@ class TrainingError(UserError):
     where the last good checkpoint is."""
 
 
+def first_line(err: BaseException, empty: str = '(no message)') -> str:
+    """``Type: first line of the message`` (``empty`` stands in for a message-less error)."""
+    lines = str(err).strip().splitlines()
+    return f'{type(err).__name__}: {lines[0] if lines else empty}'
+
+
 # What a constructor raises for an argument value it does not accept.
 REJECTED_VALUE_ERRORS = (ValueError, TypeError, AssertionError, NotImplementedError, KeyError,
                          RuntimeError)
@@ -41,6 +47,5 @@ def rejected_options(what: str) -> Iterator[None]:
     except UserError:
         raise
     except REJECTED_VALUE_ERRORS as err:
-        detail = str(err).strip() or 'an invalid value (no message)'
-        raise OptionError(f'{what} rejected its options: {type(err).__name__}: '
-                          f'{detail.splitlines()[0]}') from err
+        raise OptionError(f'{what} rejected its options: '
+                          f"{first_line(err, empty='an invalid value (no message)')}") from err

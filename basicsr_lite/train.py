@@ -18,7 +18,7 @@ from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, re
                                         save_checkpoint)
 from basicsr_lite.engine.signals import GracefulStop
 from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table, validate
-from basicsr_lite.errors import TrainingError
+from basicsr_lite.errors import TrainingError, first_line
 from basicsr_lite.models import MODEL_REGISTRY, build_model
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.options import dict2str, parse_options
@@ -121,7 +121,7 @@ def is_peer_failure(err: RuntimeError) -> bool:
 
 def lost_peer_error(err: RuntimeError, model: TrainableModel) -> TrainingError:
     return TrainingError(f'Another process of this distributed run stopped or became unreachable '
-                         f'({str(err).splitlines()[0][:200]}); exiting. Last good checkpoint: '
+                         f'({first_line(err)[:200]}); exiting. Last good checkpoint: '
                          f'{model.last_checkpoint_description()}.')
 
 

@@ -1,3 +1,4 @@
+import contextlib
 import io
 import math
 import os
@@ -171,3 +172,23 @@ def test_find_resumable_state_skips_bad_ones(tmp_path):
     path, state = find_resumable_state(states, models)
     assert path == states / '2.state' and state == {'iter': 2}
     assert find_resumable_state(tmp_path / 'none', models) is None
+
+
+@pytest.mark.parametrize('dist, error', [(True, True), (True, False), (False, True)])
+def test_a_rank_ending_on_an_error_keeps_stop_signals_out(monkeypatch, dist, error):
+    """When a rank dies, torchrun sends SIGTERM to the others: a rank leaving the loop on that
+    error must not be ended by the default handler before it has reported why it stops."""
+    import signal
+
+    from basicsr_lite.engine import signals
+    monkeypatch.setattr(signals, 'is_dist', lambda: dist)
+    try:
+        with pytest.raises(RuntimeError) if error else contextlib.nullcontext():
+            with signals.GracefulStop():
+                if error:
+                    raise RuntimeError('Connection reset by peer')
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert (set(signals.STOP_SIGNALS) <= blocked) == (dist and error)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.STOP_SIGNALS)

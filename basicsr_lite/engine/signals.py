@@ -33,7 +33,13 @@ class GracefulStop:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and is_dist() and self._previous:
+            # A rank leaving on an error (typically: a peer died) races torchrun, which sends
+            # SIGTERM to the survivors as soon as it sees the dead one; with the default handler
+            # back, that signal could end this process before it reports why it stops. The
+            # signals stay blocked: the process ends right after the report (engine.cli.leave).
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()

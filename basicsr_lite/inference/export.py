@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from basicsr_lite.errors import UserError
+from basicsr_lite.errors import UserError, first_line
 
 
 def export_onnx(net: nn.Module, path: str | Path, in_channels: int = 3, size: int = 64,
@@ -27,7 +27,7 @@ def export_onnx(net: nn.Module, path: str | Path, in_channels: int = 3, size: in
                               dynamo=False)
         except Exception as err:  # the exporter raises many types
             raise UserError(f'{net.__class__.__name__} cannot be exported to ONNX: '
-                            f'{str(err).splitlines()[0]}') from err
+                            f'{first_line(err)}') from err
 
 
 def smooth_random_image(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:

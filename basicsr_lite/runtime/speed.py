@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from basicsr_lite.errors import first_line
+
 logger = logging.getLogger('basicsr_lite')
 
 OPTIMIZER_IMPLS = ('auto', 'fused', 'foreach', 'for_loop')
@@ -117,7 +119,7 @@ def compile_backend_error(kwargs: dict) -> str | None:
             torch.compile(probe, **kwargs)(torch.rand(1, 3, 8, 8)).sum().backward()
             _backend_errors[key] = None
         except Exception as err:  # any backend failure means: do not compile
-            _backend_errors[key] = f'{type(err).__name__}: {str(err).strip().splitlines()[0]}'
+            _backend_errors[key] = first_line(err)
     return _backend_errors[key]
 
 
