@@ -86,6 +86,7 @@ MODEL_REGISTRY = Registry('model', 'basicsr_lite.models')
 DATASET_REGISTRY = Registry('dataset', 'basicsr_lite.data')
 LOSS_REGISTRY = Registry('loss', 'basicsr_lite.losses')
 METRIC_REGISTRY = Registry('metric', 'basicsr_lite.metrics')
+HOOK_REGISTRY = Registry('hook', 'basicsr_lite.engine.builtin_hooks')  # see engine/hooks.py
 
 
 def build_from_opt(registry: Registry, opt: dict, where: str | None = None,

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader
+from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader, epoch_batches
 from basicsr_lite.data.prefetcher import build_prefetcher
+from basicsr_lite.engine.builtin_hooks import BranchOrigin, build_hooks
 from basicsr_lite.engine.cli import run_cli
-from basicsr_lite.engine.experiment import find_resume_state, open_run_folder, start_processes
+from basicsr_lite.engine.experiment import (find_resume_state, is_branch_start, open_run_folder,
+                                            record_branch, start_processes)
+from basicsr_lite.engine.hooks import Hook, Hooks, Run
 from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
                                         init_tb_logger)
 from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, resume_command,
@@ -22,26 +27,31 @@ from basicsr_lite.errors import TrainingError, first_line
 from basicsr_lite.models import MODEL_REGISTRY, build_model
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.options import dict2str, parse_options
+from basicsr_lite.runtime.dist import barrier
 from basicsr_lite.runtime.speed import set_backend_flags
 from basicsr_lite.utils.misc import set_random_seed
 
 logger = logging.getLogger('basicsr_lite')
 
 
-def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sampler, val_loaders,
-               tb_logger, stopper: GracefulStop) -> bool:
-    """Run iterations until ``total_iter``; returns False if a stop signal ended it early."""
+def train_loop(run: Run, loader, sampler, stopper: GracefulStop, hooks: Hooks) -> bool:
+    """Run iterations until ``total_iter`` (or a hook ends training, e.g. early stopping);
+    returns False if a stop signal ended it early."""
+    model, opt, loop = run.model, run.opt, run.loop
     train_opt, log_opt, val_opt = opt['train'], opt['logger'], opt['val']
     total_iter, batch_size = train_opt['total_iter'], opt['datasets']['train']['batch_size_per_gpu']
     sampler.set_epoch(loop.epoch, start=loop.batches_in_epoch * batch_size)
     prefetcher = build_prefetcher(loader, opt['datasets']['train']['prefetch_mode'], model.device)
-    msg_logger = MessageLogger(opt['name'], total_iter, loop.current_iter, tb_logger)
+    msg_logger = MessageLogger(opt['name'], total_iter, loop.current_iter, run.tb_logger)
     timer = IterationTimer()
     accumulate = train_opt['accumulate_grad_batches']
+    epoch_freq = log_opt['save_checkpoint_freq_epochs']
+    # (the training loader drops the last partial batch of an epoch)
+    per_epoch = epoch_batches(sampler.num_samples // batch_size, train_opt['limit_train_batches'])
 
     def next_batch() -> dict:
         """The next training batch; a new epoch starts when one ends."""
-        while (batch := prefetcher.next()) is None:
+        while loop.batches_in_epoch >= per_epoch or (batch := prefetcher.next()) is None:
             loop.epoch, loop.batches_in_epoch = loop.epoch + 1, 0
             sampler.set_epoch(loop.epoch)
             prefetcher.reset()
@@ -50,9 +60,12 @@ def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sample
             loop.corrupt_skipped += int(batch.pop('corrupt_skipped').sum())
         return batch
 
+    def epochs_done() -> int:
+        return loop.epoch + (loop.batches_in_epoch >= per_epoch)
+
     finished = True
     while loop.current_iter < total_iter:
-        it = loop.current_iter + 1
+        it, epochs_before = loop.current_iter + 1, epochs_done()
         model.update_learning_rate(it, train_opt['warmup_iter'])
         for micro in range(accumulate):  # one optimizer step over ``accumulate`` batches
             model.feed_data(timer.fetch(next_batch))
@@ -61,7 +74,8 @@ def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sample
         loop.current_iter = it
         timer.iteration_done()
         logs = it % log_opt['print_freq'] == 0
-        saves = it % log_opt['save_checkpoint_freq'] == 0
+        saves = it % log_opt['save_checkpoint_freq'] == 0 or \
+            (epoch_freq is not None and epochs_done() // epoch_freq > epochs_before // epoch_freq)
         # The final iteration is validated by final_report, next to the bicubic baseline.
         validates = val_opt is not None and it % val_opt['val_freq'] == 0 and it < total_iter
         # A stop request is polled (a collective when distributed) every stop_check_freq
@@ -70,21 +84,28 @@ def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sample
         stops = stopper.requested(model.device, poll=polls)
         if logs or saves or validates or stops or it == total_iter:
             model.settle_steps()  # the only host sync of an iteration (steps decided on device)
+        log = None
         if logs:
-            msg_logger({'epoch': loop.epoch, 'iter': it, 'lrs': model.get_current_learning_rate(),
-                        **timer.window(), **model.get_current_log()})
-        if saves:
-            save_checkpoint(model, loop, opt)
-        if validates:
-            for name, val_loader in val_loaders.items():
-                validate(model, val_loader, name, it, tb_logger, val_opt['save_img'])
+            log = {'epoch': loop.epoch, 'iter': it, 'lrs': model.get_current_learning_rate(),
+                   **timer.window(), **model.get_current_log()}
+            msg_logger(log)
+        hooks.on_iter_end(run, it, log)
+        if validates:  # before the save: the checkpoint holds what the hooks made of it
+            hooks.on_validation_end(run, it, {
+                name: validate(model, val_loader, name, it, run.tb_logger, val_opt['save_img'],
+                               keep_images=val_opt['tb_images'])
+                for name, val_loader in run.val_loaders.items()})
+        if saves or stops or run.finish_reason:
+            save_checkpoint(model, loop, opt, hooks.state_dict())
+            hooks.on_checkpoint(run, it)
         if stops:
-            if not saves:
-                save_checkpoint(model, loop, opt)
             logger.warning(f'Stopped by {stopper.signal_name or "a signal on another rank"} at '
                            f'iteration {it}; the training state is saved. Resume with:\n  '
                            f'{resume_command(opt)}')
             finished = False
+            break
+        if run.finish_reason:
+            logger.info(f'Training ends at iteration {it}: {run.finish_reason}.')
             break
         timer.restart()
     summary = timer.summary()
@@ -93,14 +114,14 @@ def train_loop(model: TrainableModel, opt: dict, loop: LoopState, loader, sample
     return finished
 
 
-def final_report(model: TrainableModel, opt: dict, val_loaders, tb_logger) -> None:
+def final_report(model: TrainableModel, opt: dict, val_loaders, tb_logger,
+                 current_iter: int) -> None:
     """Validate the final model and print it next to bicubic upsampling of the same images."""
     if opt['val'] is None or not val_loaders:
         return
     metrics_opt = opt['val']['metrics']
     for name, val_loader in val_loaders.items():
-        ours = validate(model, val_loader, name, opt['train']['total_iter'], tb_logger,
-                        opt['val']['save_img'])
+        ours = validate(model, val_loader, name, current_iter, tb_logger, opt['val']['save_img'])
         if not ours.means:  # no metrics, or no GT images to score against
             continue
         bicubic = bicubic_baseline(val_loader, name, opt['scale'], metrics_opt,
@@ -125,8 +146,17 @@ def lost_peer_error(err: RuntimeError, model: TrainableModel) -> TrainingError:
                          f'{model.last_checkpoint_description()}.')
 
 
-def train_pipeline(argv: Sequence[str] | None = None) -> None:
+def train_pipeline(argv: Sequence[str] | None = None, hooks: list[Hook] | None = None) -> None:
+    """``train.py``: parse the options and train. ``hooks``: extra hooks given in code."""
     opt, _ = parse_options(argv, is_train=True)
+    try:
+        train_run(opt, hooks)
+    finally:
+        if opt['fast_dev_run']:
+            remove_fast_dev_run_folder(opt)
+
+
+def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
     device = start_processes(opt)
     get_root_logger(rank=opt['rank'])  # the log file starts once the folder exists
     logger.info(f'basicsr_lite, torch {torch.__version__}, device {device}, '
@@ -134,6 +164,7 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     # Everything that can fail on the user's input (resume state, datasets, networks, weight
     # files, constructor arguments) runs before anything on disk is created or renamed.
     resume = find_resume_state(opt, MODEL_REGISTRY.get(opt['model_type']).network_labels())
+    branching = resume is not None and is_branch_start(opt, resume[0])
     if resume is not None:
         adopt_saved_seed(opt, resume[1])
     elif opt['auto_resume']:
@@ -146,18 +177,24 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
     if opt['val'] is not None:
         check_metrics(opt['val']['metrics'])
     model = build_model(opt, device)
+    hooks = build_hooks(opt, extra_hooks)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
-    open_run_folder(opt, resuming=resume is not None)
+    open_run_folder(opt, resuming=resume is not None and not branching)
+    if branching:  # a new experiment: its hooks (best checkpoints, patience) start afresh
+        hooks.load_state_dict({BranchOrigin.state_key: record_branch(opt, *resume)})
+    elif resume is not None:
+        hooks.load_state_dict(resume[1].get('hooks', {}))
     tb_logger = None
     if opt['logger']['use_tb_logger'] and opt['rank'] == 0:
         tb_logger = init_tb_logger(opt['path']['tb_logger'])
+    run = Run(model, opt, loop, tb_logger, val_loaders)
     logger.info(f'Start training from epoch {loop.epoch}, iter {loop.current_iter}.')
-    start = time.time()
+    start, finished = time.time(), False
     try:
+        hooks.on_train_start(run)
         with GracefulStop() as stopper:
             try:
-                finished = train_loop(model, opt, loop, loader, sampler, val_loaders, tb_logger,
-                                      stopper)
+                finished = train_loop(run, loader, sampler, stopper, hooks)
             except RuntimeError as err:
                 if opt['world_size'] > 1 and is_peer_failure(err):
                     raise lost_peer_error(err, model) from err
@@ -169,10 +206,24 @@ def train_pipeline(argv: Sequence[str] | None = None) -> None:
                         f'model.')
             if opt['rank'] == 0:
                 model.save(loop.epoch, current_iter=-1)
-            final_report(model, opt, val_loaders, tb_logger)
+            final_report(model, opt, val_loaders, tb_logger, loop.current_iter)
     finally:
+        hooks.on_train_end(run, finished)
         if tb_logger is not None:
             tb_logger.close()
+
+
+def remove_fast_dev_run_folder(opt: dict) -> None:
+    """--fast_dev_run leaves nothing behind (rank 0 removes the temporary folder)."""
+    root = Path(opt['path']['experiments_root'])
+    barrier()
+    if opt['rank'] == 0 and root.exists():
+        for handler in list(logger.handlers):  # the log file is in it
+            if isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+                handler.close()
+        shutil.rmtree(root, ignore_errors=True)
+        print(f'--fast_dev_run: the pipeline works; removed {root}.', file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

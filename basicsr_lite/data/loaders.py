@@ -5,7 +5,7 @@ import logging
 import math
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
 from basicsr_lite.data.sample_wrappers import SeededSamples, SkipCorruptEval
@@ -31,7 +31,8 @@ def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, Enl
     loader = build_dataloader(SeededSamples(dataset, dataset_opt['skip_corrupt']), dataset_opt,
                               'train', sampler, opt['manual_seed'], rank,
                               pin_memory_default=device.type == 'cuda')
-    batches_per_epoch = len(sampler) // batch_size
+    batches_per_epoch = epoch_batches(sampler.num_samples // batch_size,
+                                      opt['train'].get('limit_train_batches'))
     total_iter, accumulate = opt['train']['total_iter'], opt['train']['accumulate_grad_batches']
     steps = f' x {accumulate} accumulated' if accumulate > 1 else ''
     logger.info(f"Training statistics: {len(dataset)} images, enlarge ratio "
@@ -40,6 +41,15 @@ def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, Enl
                 f'{total_iter} iters = {math.ceil(total_iter * accumulate / batches_per_epoch)} '
                 f'epochs.')
     return loader, sampler
+
+
+def epoch_batches(full: int, limit: int | float | None) -> int:
+    """Batches in a training epoch: all ``full`` ones, or ``train.limit_train_batches`` (a
+    count, or a fraction in (0, 1]; at least one batch)."""
+    if limit is None:
+        return full
+    count = limit if isinstance(limit, int) else math.ceil(limit * full)
+    return max(1, min(full, count))
 
 
 def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoader]:
@@ -51,6 +61,9 @@ def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoad
         if phase not in phases:
             continue
         dataset = build_dataset(dataset_opt, phase, opt['scale'], key)
+        limit = (opt.get('val') or {}).get('limit_batches') if phase == 'val' else None
+        if limit is not None and limit < len(dataset):
+            dataset = Subset(dataset, range(limit))  # the first images (batch size 1)
         if dataset_opt['skip_corrupt']:
             dataset = SkipCorruptEval(dataset)
         sampler = ShardSampler(len(dataset), world_size, rank) if world_size > 1 else None

@@ -1,6 +1,7 @@
 """Run set-up shared by train.py and test.py: device, folders, option copy, resume state."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -116,9 +117,29 @@ def find_resume_state(opt: dict, net_labels: tuple[str, ...] = ('net_g',)
         found = find_resumable_state(opt['path']['training_states'], opt['path']['models'],
                                      net_labels)
         if found is not None:
-            check_training_state(*found)
-        return found
+            return found[0], check_training_state(*found)
+    if opt['path'].get('branch_from'):  # (an interrupted branch resumes itself, above)
+        return find_branch_source(Path(opt['path']['branch_from']), net_labels)
     return None
+
+
+def find_branch_source(source: Path, net_labels: tuple[str, ...]) -> tuple[Path, dict]:
+    """The state to branch from: ``source`` itself (a ``.state`` file), or the newest loadable
+    state of the experiment folder ``source``."""
+    if source.is_file():
+        return source, load_resume_state(source)
+    found = find_resumable_state(source / 'training_states', source / 'models', net_labels)
+    if found is None:
+        raise CheckpointError(f'path.branch_from: the experiment {source} has no loadable '
+                              f'training state (with its network files) to branch from.')
+    return found[0], check_training_state(*found)
+
+
+def is_branch_start(opt: dict, state_path: Path) -> bool:
+    """Whether the run starts from ``state_path`` as a branch (a state of another experiment
+    through ``path.branch_from``), not as a resume of its own."""
+    own = Path(opt['path']['training_states']).resolve()
+    return bool(opt['path'].get('branch_from')) and state_path.resolve().parent != own
 
 
 def network_file_for_state(state_path: Path, current_iter: int, models_dir: str,
@@ -144,3 +165,19 @@ def check_training_state(path: Path, state: dict) -> dict:
 
 def load_resume_state(path: Path) -> dict:
     return check_training_state(path, load_torch(path))
+
+
+def record_branch(opt: dict, state_path: Path, state: dict) -> dict:
+    """Write ``branch.json`` (where this run came from) in the new run's folder (rank 0) and
+    return the record, which every training state of the branch keeps."""
+    record = {'from_state': str(state_path.resolve()),
+              'from_experiment': str(state_path.resolve().parent.parent),
+              'iter': state['iter'], 'epoch': state['epoch'], 'time': get_time_str(),
+              'command': ' '.join(sys.argv),
+              'parent': (state.get('hooks') or {}).get('branched_from')}
+    if opt['rank'] == 0:
+        atomic_write(Path(opt['path']['experiments_root']) / 'branch.json',
+                     lambda f: f.write(json.dumps(record, indent=2).encode()))
+    logger.info(f"Branched from {record['from_state']} (iter {state['iter']}) as a new "
+                f"experiment in {opt['path']['experiments_root']}.")
+    return record

@@ -29,9 +29,10 @@ class LoopState:
     corrupt_skipped: int = 0
 
 
-def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict) -> None:
-    """Networks + training state (with every rank's RNG state and the model's per-rank state),
-    then pruning of old ones."""
+def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict,
+                    hooks_state: dict | None = None) -> None:
+    """Networks + training state (with every rank's RNG state, the model's per-rank state and
+    the hooks' state), then pruning of old ones."""
     rng_states = all_gather_tensor_state(get_rng_state())
     model_rank_states = all_gather_tensor_state(model.rank_state())
     fingerprints = all_gather_objects(model.weights_fingerprint()) if is_dist() else []
@@ -40,10 +41,11 @@ def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict) -> None:
                     f'{rank_agreement(fingerprints, loop.current_iter)}.')
         model.save(loop.epoch, loop.current_iter,
                    {'loop': asdict(loop), 'seed': opt['manual_seed'], 'rng_states': rng_states,
-                    'model_rank_states': model_rank_states})
+                    'model_rank_states': model_rank_states, 'hooks': hooks_state or {}})
         keep = opt['logger']['keep_last_checkpoints']
         if keep:
-            removed = prune_checkpoints(opt['path']['training_states'], opt['path']['models'], keep)
+            removed = prune_checkpoints(opt['path']['training_states'], opt['path']['models'], keep,
+                                        tuple(model.networks_to_save()))
             if removed:
                 logger.info(f'Removed old checkpoints (keep_last_checkpoints {keep}): {removed}')
     barrier()

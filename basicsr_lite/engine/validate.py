@@ -17,8 +17,7 @@ from torch.utils.data import DataLoader
 
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.errors import rejected_options
-from basicsr_lite.metrics import (METRIC_REGISTRY, calculate_metric, is_no_reference,
-                                  metric_better)
+from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.checkpoint import atomic_write
 from basicsr_lite.runtime.dist import all_gather_objects, get_dist_info
@@ -33,6 +32,8 @@ class ValidationResult:
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per image: name + metrics
     model_seconds: float = 0.0  # per image of this rank: time in the model, in the metrics
     metric_seconds: float = 0.0
+    # (name, visuals on the CPU) of this rank's first images, when asked for (keep_images)
+    samples: list[tuple[str, dict[str, torch.Tensor]]] = field(default_factory=list)
 
     @property
     def means(self) -> dict[str, float]:
@@ -122,10 +123,11 @@ def _gather_rows(rows: list[dict]) -> list[dict]:
 
 def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dict], dict],
                metrics_opt: dict, save_dir: Path | None = None, save_suffix: str = '',
-               pbar: bool = False, tensor_metrics: bool = True) -> ValidationResult:
+               pbar: bool = False, tensor_metrics: bool = True,
+               keep_images: int = 0) -> ValidationResult:
     """Predict every image of ``dataloader`` (this rank's shard), score it, optionally save it,
-    and gather the rows of all ranks."""
-    rows, corrupt = [], 0
+    and gather the rows of all ranks; keep the visuals of the first ``keep_images``."""
+    rows, corrupt, samples = [], 0, []
     model_seconds = metric_seconds = 0.0
     progress = None
     if pbar and get_dist_info()[0] == 0:
@@ -148,6 +150,8 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         if save_dir is not None:
             imwrite(tensor2img(visuals['result']), save_dir / f'{name}_{save_suffix}.png')
         rows.append(row)
+        if len(samples) < keep_images:
+            samples.append((name, {k: v.detach().cpu() for k, v in visuals.items()}))
         if progress is not None:
             progress.update(1)
     if progress is not None:
@@ -157,12 +161,14 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         logger.warning(f'{dataset_name}: {corrupt} corrupt image(s) skipped.')
     n = max(1, len(rows))
     return ValidationResult(dataset_name, _gather_rows(rows), model_seconds / n,
-                            metric_seconds / n)
+                            metric_seconds / n, samples)
 
 
 def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, current_iter: int,
-             tb_logger: Any = None, save_img: bool = False) -> ValidationResult:
-    """Evaluate ``model`` (its EMA network if any) on one dataset; log, track the best."""
+             tb_logger: Any = None, save_img: bool = False,
+             keep_images: int = 0) -> ValidationResult:
+    """Evaluate ``model`` (its EMA network if any) on one dataset; log, track the best; keep
+    the visuals of the first ``keep_images`` images (``ValidationResult.samples``)."""
     opt = model.opt
     val_opt = opt['val'] or {}
     metrics_opt = val_opt.get('metrics', {})
@@ -179,7 +185,8 @@ def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, c
         return model.get_current_visuals()
 
     result = run_images(dataloader, dataset_name, predict, metrics_opt, save_dir, suffix,
-                        val_opt.get('pbar', False), val_opt.get('tensor_metrics', True))
+                        val_opt.get('pbar', False), val_opt.get('tensor_metrics', True),
+                        keep_images)
     for metric, value in result.means.items():
         model.update_best_metric(dataset_name, metric, value, metric_better(metrics_opt[metric]),
                                  current_iter)

@@ -58,6 +58,7 @@ class BaseModel:
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.steppers: dict[str, OptimizerStepper] = {}  # name -> step helper of an optimizer
+        self.stepper_labels: dict[str, str] = {}  # name -> the networks it trains ('net_g')
         self.ema: ModelEMA | None = None
         self.log_dict: OrderedDict[str, torch.Tensor] = OrderedDict()
         # {dataset_name: {metric: {'val': best value, 'iter': iteration}}}
@@ -145,7 +146,16 @@ class BaseModel:
     def save_network(self, nets: dict[str, nn.Module], net_label: str, current_iter: int) -> None:
         """Write ``models/<label>_<iter>.pth`` holding one state dict per param key."""
         tag = 'latest' if current_iter == -1 else current_iter
-        path = Path(self.opt['path']['models']) / f'{net_label}_{tag}.pth'
+        self._write_networks(nets, Path(self.opt['path']['models']) / f'{net_label}_{tag}.pth')
+
+    def save_weights(self, label: str, tag: str) -> Path:
+        """Write network ``label``'s file (every param key) as ``models/<label>_<tag>.pth``."""
+        path = Path(self.opt['path']['models']) / f'{label}_{tag}.pth'
+        self._write_networks(self.networks_to_save()[label], path)
+        return path
+
+    @staticmethod
+    def _write_networks(nets: dict[str, nn.Module], path: Path) -> None:
         save_torch({key: {k: v.detach().cpu() for k, v in unwrap(net).state_dict().items()}
                     for key, net in nets.items()}, path)
 
@@ -179,6 +189,27 @@ class BaseModel:
     def get_current_learning_rate(self) -> list[float]:
         return [group['lr'] for group in self.optimizers[0].param_groups]
 
+    def learning_rates(self) -> dict[str, float]:
+        """``{optimizer: learning rate of its first group}``, e.g. ``{'g': 1e-4, 'd': 1e-4}``."""
+        return {name: s.optimizer.param_groups[0]['lr'] for name, s in self.steppers.items()}
+
+    def gradient_norms(self) -> dict[str, float]:
+        """``{networks of a step: global gradient norm of their last step}`` (before clipping;
+        a host read of values the steps computed anyway)."""
+        return {label: float(self.steppers[name].last_grad_norm)
+                for name, label in self.stepper_labels.items()
+                if self.steppers[name].last_grad_norm is not None}
+
+    def named_networks(self) -> dict[str, nn.Module]:
+        """The trained networks by label (``net_g``, ``net_d``), as built (maybe wrapped)."""
+        return {label: net for name, label in self.stepper_labels.items()
+                for net in self.steppers[name].networks[:1]}
+
+    def keep_gradients(self, keep: bool = True) -> None:
+        """Keep each step's gradients until the next step (to inspect them; more memory)."""
+        for stepper in self.steppers.values():
+            stepper.keep_grads = keep
+
     def setup_stepper(self, name: str, optimizer: torch.optim.Optimizer,
                       networks: dict[str, nn.Module]) -> OptimizerStepper:
         """The step helper of ``optimizer``, which trains ``networks`` ({label: network}), with
@@ -194,6 +225,7 @@ class BaseModel:
                                    train_opt.get('accumulate_grad_batches', 1), clip, scaler,
                                    halt_on_fault=train_opt.get('nan_policy', 'stop') == 'stop')
         self.steppers[name] = stepper
+        self.stepper_labels[name] = '+'.join(networks)
         return stepper
 
     def autocast(self):

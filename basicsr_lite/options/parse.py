@@ -5,6 +5,7 @@ import argparse
 import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,8 +16,10 @@ from basicsr_lite.errors import OptionError
 from basicsr_lite.options.schema import did_you_mean
 from basicsr_lite.options.spec import option_spec
 
+FAST_DEV_RUN_ITERS = 4
 
-def build_arg_parser(description: str) -> argparse.ArgumentParser:
+
+def build_arg_parser(description: str, is_train: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('-opt', required=True, help='path to the option file (.yml or .toml)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
@@ -30,6 +33,16 @@ def build_arg_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY:PATH=VALUE',
                         help='override options, e.g. train:ema_decay=0.999 '
                              'datasets:train:batch_size_per_gpu=8 (values parsed as YAML)')
+    if is_train:
+        parser.add_argument('--branch', metavar='NEW_NAME', default=None,
+                            help='start experiment NEW_NAME from a saved state of this one '
+                                 '(path.resume_state, else its newest): weights, optimizers, '
+                                 'loop position; the new folder records where it came from')
+        parser.add_argument('--fast_dev_run', nargs='?', type=int, const=FAST_DEV_RUN_ITERS,
+                            default=None, metavar='N',
+                            help=f'check the whole pipeline: N (default {FAST_DEV_RUN_ITERS}) '
+                                 f'iterations, one short validation, one save, in a temporary '
+                                 f'folder deleted afterwards')
     return parser
 
 
@@ -154,6 +167,29 @@ def _cross_checks(opt: dict, is_train: bool, check_paths: bool) -> list[str]:
         losses = [k for k in opt['train'] if k.endswith('_opt') and opt['train'][k] is not None]
         if not losses:
             errors.append('train: no loss configured; add e.g. pixel_opt: {type: L1Loss}.')
+        for where, section in (('val.early_stopping', (opt['val'] or {}).get('early_stopping')),
+                               ('logger.keep_best_checkpoints',
+                                opt['logger']['keep_best_checkpoints'])):
+            if section is not None:
+                errors += _watched_metric_problems(opt, where, section)
+    return errors
+
+
+def _watched_metric_problems(opt: dict, where: str, section: dict) -> list[str]:
+    """A metric to act on must be validated: a key of ``val.metrics``, on a validation set."""
+    if opt['val'] is None:
+        return [f'{where}: needs validation; add a val section with metrics and a val dataset.']
+    errors = []
+    metrics = opt['val']['metrics']
+    if section['metric'] not in metrics:
+        errors.append(f"{where}.metric: '{section['metric']}' is not one of val.metrics "
+                      f"({', '.join(metrics) or 'none'}){did_you_mean(section['metric'], metrics)}")
+    names = [d['name'] for key, d in opt['datasets'].items() if key.startswith('val')]
+    if not names:
+        errors.append(f'{where}: needs a validation dataset (datasets.val).')
+    elif section['dataset'] is not None and section['dataset'] not in names:
+        errors.append(f"{where}.dataset: '{section['dataset']}' is not the name of a validation "
+                      f"dataset ({', '.join(names)}){did_you_mean(section['dataset'], names)}")
     return errors
 
 
@@ -167,6 +203,36 @@ def _resolve_paths(opt: dict, is_train: bool, root: Path) -> None:
     else:
         res = Path(paths['results_root'] or root / 'results' / opt['name'])
         paths.update(results_root=str(res), log=str(res), visualization=str(res / 'visualization'))
+
+
+def _apply_branch(opt: dict, new_name: str) -> None:
+    """``--branch NEW_NAME``: this run's state (``path.resume_state``, else its newest) becomes
+    the ``path.branch_from`` of a new experiment NEW_NAME (beside this one's folder)."""
+    paths = opt['path']
+    source = paths['resume_state'] or paths['experiments_root']
+    paths.update(branch_from=source, resume_state=None)
+    if paths['experiments_root'] is not None:
+        paths['experiments_root'] = str(Path(paths['experiments_root']).with_name(new_name))
+    opt['name'] = new_name
+
+
+def _apply_fast_dev_run(opt: dict, iters: int) -> None:
+    """``--fast_dev_run N``: N iterations, one save at the end, one validation (the final one,
+    on at most 2 images), everything in a temporary folder (deleted by train.py after)."""
+    if iters < 1:
+        raise OptionError(f'--fast_dev_run: expected a number of iterations >= 1; got {iters}.')
+    run_id = os.environ.get('TORCHELASTIC_RUN_ID') or os.environ.get('MASTER_PORT') or os.getpid()
+    opt['name'] = f"fast_dev_run_{opt['name']}"
+    opt['path'].update(experiments_root=str(Path(tempfile.gettempdir()) /
+                                            f"basicsr_lite_{opt['name']}_{run_id}"),
+                       resume_state=None, branch_from=None)
+    opt['train']['total_iter'] = iters
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=iters,
+                         save_checkpoint_freq_epochs=None)
+    if opt['val'] is not None:
+        limit = opt['val']['limit_batches']
+        opt['val'].update(val_freq=iters, save_img=False,
+                          limit_batches=2 if limit is None else min(limit, 2))
 
 
 def _apply_debug(opt: dict) -> None:
@@ -185,7 +251,7 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
     ``dist``, ``rank``, ``world_size``, ``opt_path``, ``command_args`` (the command line) and
     the derived ``path.*`` folders.
     """
-    parser = build_arg_parser('Train a model.' if is_train else 'Test a model.')
+    parser = build_arg_parser('Train a model.' if is_train else 'Test a model.', is_train)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     raw = load_option_file(args.opt)
@@ -194,12 +260,18 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
     opt = validate_options(raw, is_train, source=args.opt)
     if args.debug:
         _apply_debug(opt)
+    fast_dev_run = getattr(args, 'fast_dev_run', None)
+    if getattr(args, 'branch', None) is not None and fast_dev_run is None:
+        _resolve_paths(opt, is_train, Path(os.getcwd()))  # the source's folder, named as given
+        _apply_branch(opt, args.branch)
+    if fast_dev_run is not None:
+        _apply_fast_dev_run(opt, fast_dev_run)
     if opt['manual_seed'] is None:
         opt['manual_seed'] = random.randint(1, 10000)
     _resolve_paths(opt, is_train, Path(os.getcwd()))
-    opt.update(is_train=is_train, auto_resume=args.auto_resume, launcher=args.launcher,
-               dist=args.launcher != 'none', rank=0, world_size=1, opt_path=str(args.opt),
-               command_args=argv)
+    opt.update(is_train=is_train, auto_resume=args.auto_resume and fast_dev_run is None,
+               launcher=args.launcher, dist=args.launcher != 'none', rank=0, world_size=1,
+               opt_path=str(args.opt), command_args=argv, fast_dev_run=fast_dev_run is not None)
     return opt, args
 
 

@@ -156,6 +156,23 @@ class MapOf(Spec):
         return out
 
 
+@dataclass
+class ListOf(Spec):
+    """A list whose every entry is checked by ``item`` (``path[i]`` in messages)."""
+    item: Spec
+    required: bool = False
+    default: Any = MISSING
+
+    def validate(self, value, path, errors, ctx):
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            errors.append(f'{path}: expected a list, got {type(value).__name__} {value!r}.')
+            return value
+        return [self.item.validate(entry, f'{path}[{i}]', errors, ctx)
+                for i, entry in enumerate(value)]
+
+
 def _value_matches_default(value: Any, default: Any) -> tuple[bool, Any, str]:
     """Type check of a keyword argument, inferred from its default value."""
     if default is None or default is inspect.Parameter.empty or value is None:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from basicsr_lite.data import dataset_phase
-from basicsr_lite.options.schema import MapOf, Section, Spec, Typed, Value, did_you_mean
-from basicsr_lite.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value, did_you_mean
+from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
+                                   METRIC_REGISTRY)
 from basicsr_lite.runtime import lr_scheduler, speed
 from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
@@ -33,6 +34,38 @@ class FilePath(Value):
         if isinstance(value, str) and ctx.get('check_paths', True) and not os.path.isfile(value):
             errors.append(f'{path}: file {value} does not exist.')
         return value
+
+
+@dataclass
+class ExistingPath(Value):
+    """An optional path to an existing file or folder (checked like :class:`FilePath`)."""
+    types: tuple[type, ...] = OPT_STR
+    default: Any = None
+
+    def validate(self, value, path, errors, ctx):
+        value = super().validate(value, path, errors, ctx)
+        if isinstance(value, str) and ctx.get('check_paths', True) and not os.path.exists(value):
+            errors.append(f'{path}: {value} does not exist.')
+        return value
+
+
+def fraction_or_count(value: Any) -> str | None:
+    """``limit_train_batches``: a number of batches >= 1, or a fraction of an epoch in (0, 1]."""
+    if isinstance(value, int):
+        return positive(value)
+    if not 0 < value <= 1:
+        return f'expected a number of batches >= 1 or a fraction in (0, 1]; got {value!r}.'
+    return None
+
+
+def watched_metric(required_fields: dict[str, Spec]) -> Section:
+    """A section naming a validation metric to act on (early stopping, best checkpoints)."""
+    return Section(nullable=True, default=None, fields={
+        'metric': Value((str,), required=True),  # a key of val.metrics
+        'dataset': Value(OPT_STR, default=None),  # a validation set's name; default: the first
+        'better': Value(OPT_STR, default=None, choices=(None, 'higher', 'lower')),
+        **required_fields,
+    })
 
 
 def clip_check(model_cls: type):
@@ -151,6 +184,8 @@ def train_spec(model_cls: type) -> Section:
         'cudnn_benchmark': Value((bool,), default=False),
         'matmul_precision': Value((str,), default='highest', choices=speed.MATMUL_PRECISIONS),
         'stop_check_freq': Value((int,), default=10, check=positive),
+        'limit_train_batches': Value((int, float, type(None)), default=None,
+                                     check=fraction_or_count),
     }
     fields.update(model_cls.train_keys(SpecKit))
     return Section(fields=fields, required=True)
@@ -167,6 +202,7 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
         'experiments_root': Value(OPT_STR, default=None),
         'results_root': Value(OPT_STR, default=None),
         'resume_state': FilePath(),
+        'branch_from': ExistingPath(),  # a training state, or an experiment folder (its newest)
     }
     for key in model_cls.network_keys:
         net = key.split('_', 1)[1]
@@ -193,6 +229,14 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'pbar': Value((bool,), default=False),
             # PSNR / SSIM with their torch forms on the model's device (equal values)
             'tensor_metrics': Value((bool,), default=True),
+            'limit_batches': Value((int, type(None)), default=None, check=positive),
+            'tb_images': Value((int,), default=0, check=non_negative),
+            'tb_image_size': Value((int,), default=256, check=positive),
+            'tb_image_fit': Value((str,), default='resize', choices=('resize', 'crop')),
+            'early_stopping': watched_metric({
+                'patience': Value((int,), required=True, check=positive),  # in validations
+                'min_delta': Value(NUM, default=0.0, check=non_negative),
+            }),
             'tile': Section(nullable=True, default=None, fields={
                 'size': Value((int,), required=True, check=positive),
                 'overlap': Value((int,), default=16, check=non_negative),
@@ -208,6 +252,14 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'save_checkpoint_freq': Value((int,), default=5000, check=positive),
             'use_tb_logger': Value((bool,), default=True),
             'keep_last_checkpoints': Value((int, type(None)), default=None, check=positive),
+            'save_checkpoint_freq_epochs': Value((int, type(None)), default=None,
+                                                 check=positive),
+            'keep_best_checkpoints': watched_metric({
+                'k': Value((int,), default=1, check=positive),
+            }),
+            'system_metrics': Value((bool,), default=True),
+            'tb_histogram_freq': Value((int,), default=0, check=non_negative),
+            'progress_bar': Value((bool, str), default='auto', choices=('auto', True, False)),
             'wandb': Section(nullable=True, default=None, fields={
                 'project': Value(OPT_STR, default=None, check=lambda v: (
                     'wandb logging is not supported by basicsr_lite; set it to null '
@@ -215,6 +267,7 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
                 'resume_id': Value(OPT_STR, default=None),
             }),
         }),
+        'hooks': ListOf(item=Typed(resolve=HOOK_REGISTRY.get, kind='hook'), default=list),
         'dist_params': Section(default=dict, fields={
             'backend': Value(OPT_STR, default=None, choices=(None, 'nccl', 'gloo')),
             'port': Value((int,), default=29500, check=positive),

@@ -111,6 +111,10 @@ class OptimizerStepper:
         self.calls = 0  # micro-batches backpropagated since the last step
         self.loss_ok: torch.Tensor | None = None  # all their losses finite (no sync until step)
         self.tally: FaultTally | None = None  # device decisions: faults since the last settle
+        self.last_grad_norm: torch.Tensor | None = None  # of the last step, on the device
+        # Gradients stay until the next step's first backward (to inspect them), instead of
+        # being freed right after the step (which lets the next forward reuse their memory).
+        self.keep_grads = False
         self.optimizer.zero_grad(set_to_none=True)
 
     def parameters(self) -> list[torch.Tensor]:
@@ -120,6 +124,8 @@ class OptimizerStepper:
         """Backpropagate ``sum(losses) / accumulate``; on the last micro-batch, step (or apply the
         non-finite policy's decision: drop the step)."""
         total = sum(losses.values()) / self.accumulate
+        if self.keep_grads and self.calls == 0:
+            self.optimizer.zero_grad(set_to_none=True)
         finite = torch.isfinite(total.detach()).all()
         self.loss_ok = finite if self.loss_ok is None else self.loss_ok & finite
         (self.scaler.scale(total) if self.scaler is not None else total).backward()
@@ -128,7 +134,8 @@ class OptimizerStepper:
             return StepResult()
         result = self._step(self.loss_ok, iteration, losses)
         self.calls, self.loss_ok = 0, None
-        self.optimizer.zero_grad(set_to_none=True)
+        if not self.keep_grads:
+            self.optimizer.zero_grad(set_to_none=True)
         return result
 
     def _finite_flags(self, loss_ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,6 +154,7 @@ class OptimizerStepper:
     def _step(self, loss_ok: torch.Tensor, iteration: int,
               losses: dict[str, torch.Tensor]) -> StepResult:
         grad_norm, flags = self._finite_flags(loss_ok)
+        self.last_grad_norm = grad_norm.detach()
         if self.on_device:
             return self._step_on_device(flags > 0, grad_norm, iteration, losses)
         loss_ok, grad_ok = (bool(v) for v in flags.tolist())  # one host sync per step
