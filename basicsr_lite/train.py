@@ -17,11 +17,11 @@ from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.experiment import (find_resume_state, is_branch_start, open_run_folder,
                                             record_branch, start_processes)
 from basicsr_lite.engine.hooks import Hook, Hooks, Run
-from basicsr_lite.engine.logger import (IterationTimer, MessageLogger, get_root_logger,
-                                        init_tb_logger)
+from basicsr_lite.engine.logger import IterationTimer, MessageLogger, get_root_logger
 from basicsr_lite.engine.resume import (LoopState, adopt_saved_seed, restore, resume_command,
                                         save_checkpoint)
 from basicsr_lite.engine.signals import GracefulStop
+from basicsr_lite.engine.trackers import check_trackers, init_trackers
 from basicsr_lite.engine.validate import bicubic_baseline, check_metrics, format_table, validate
 from basicsr_lite.errors import TrainingError, first_line
 from basicsr_lite.models import MODEL_REGISTRY, build_model
@@ -178,15 +178,14 @@ def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
         check_metrics(opt['val']['metrics'])
     model = build_model(opt, device)
     hooks = build_hooks(opt, extra_hooks)
+    check_trackers(opt)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
     open_run_folder(opt, resuming=resume is not None and not branching)
     if branching:  # a new experiment: its hooks (best checkpoints, patience) start afresh
         hooks.load_state_dict({BranchOrigin.state_key: record_branch(opt, *resume)})
     elif resume is not None:
         hooks.load_state_dict(resume[1].get('hooks', {}))
-    tb_logger = None
-    if opt['logger']['use_tb_logger'] and opt['rank'] == 0:
-        tb_logger = init_tb_logger(opt['path']['tb_logger'])
+    tb_logger = init_trackers(opt, resuming=resume is not None and not branching)
     run = Run(model, opt, loop, tb_logger, val_loaders)
     logger.info(f'Start training from epoch {loop.epoch}, iter {loop.current_iter}.')
     start, finished = time.time(), False

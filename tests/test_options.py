@@ -107,11 +107,12 @@ def test_dataset_keys_and_train_set(tiny_opt):
 def test_no_loss_and_unsupported_options(tiny_opt):
     tiny_opt['train']['pixel_opt'] = None
     tiny_opt['train']['perceptual_opt'] = {'type': 'L1Loss'}
-    tiny_opt['logger']['wandb'] = {'project': 'p'}
+    tiny_opt['logger']['wandb'] = {'project': 'p', 'mode': 'offlin'}
     message = errors_of(tiny_opt)
     assert 'train.perceptual_opt: used by the GAN models (model_type SRGANModel' in message
     assert "did you mean 'pixel_opt'" not in message
-    assert 'logger.wandb.project: wandb logging is not supported' in message
+    assert "logger.wandb.mode: 'offlin' is not one of [None, 'online', 'offline', 'disabled']; " \
+           "did you mean 'offline'?" in message
     del tiny_opt['train']['perceptual_opt']
     tiny_opt['logger']['wandb'] = {'project': None}
     assert 'train: no loss configured' in errors_of(tiny_opt)

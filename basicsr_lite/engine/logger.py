@@ -59,12 +59,6 @@ def attach_log_file(log_file: str | Path) -> None:
     logger.addHandler(file_handler)
 
 
-def init_tb_logger(log_dir: str | Path):
-    from torch.utils.tensorboard import SummaryWriter  # tensorboard is slow to import
-
-    return SummaryWriter(log_dir=str(log_dir))
-
-
 class MessageLogger:
     """Formats ``[name..][epoch: 1, iter: 100, lr:(1.000e-04)] [eta: 0:01:00, time (data): 0.2
     (0.004)] l_pix: 2.0e-02`` and writes the losses and learning rates to TensorBoard."""

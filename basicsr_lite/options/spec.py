@@ -260,11 +260,17 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'system_metrics': Value((bool,), default=True),
             'tb_histogram_freq': Value((int,), default=0, check=non_negative),
             'progress_bar': Value((bool, str), default='auto', choices=('auto', True, False)),
+            # optional trackers beside TensorBoard (engine/trackers.py); project null: off
             'wandb': Section(nullable=True, default=None, fields={
-                'project': Value(OPT_STR, default=None, check=lambda v: (
-                    'wandb logging is not supported by basicsr_lite; set it to null '
-                    '(TensorBoard logging: logger.use_tb_logger).')),
+                'project': Value(OPT_STR, default=None),
                 'resume_id': Value(OPT_STR, default=None),
+                'entity': Value(OPT_STR, default=None),
+                'mode': Value(OPT_STR, default=None, choices=(None, 'online', 'offline',
+                                                              'disabled')),
+            }),
+            'aim': Section(nullable=True, default=None, fields={
+                'repo': Value(OPT_STR, default=None),  # default: the experiments folder
+                'experiment': Value(OPT_STR, default=None),  # default: the run's name
             }),
         }),
         'hooks': ListOf(item=Typed(resolve=HOOK_REGISTRY.get, kind='hook'), default=list),
