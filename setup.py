@@ -36,7 +36,9 @@ setup(
         'vision': ['torchvision'],
         'safetensors': ['safetensors'],  # .safetensors weights, tools/convert_weights.py
         'onnx': ['onnx', 'onnxruntime'],  # tools/export_onnx.py and its check
-        'dev': ['pytest', 'safetensors', 'onnx', 'onnxruntime'],
+        'wandb': ['wandb'],  # logger.wandb
+        'aim': ['aim'],  # logger.aim
+        'dev': ['pytest', 'safetensors', 'onnx', 'onnxruntime', 'wandb'],
         'demo-data': ['scikit-image'],  # only for tools/make_demo_data.py
     },
     entry_points={

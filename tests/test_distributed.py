@@ -142,3 +142,20 @@ def test_hung_rank_ends_the_run_after_dist_params_timeout(tiny_opt, tmp_path):
     output, _ = proc.communicate(timeout=120)
     assert 4 <= waited < 60  # the 5 s timeout, not an immediate connection error
     assert 'Another process of this distributed run stopped or became unreachable' in output
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_every_rank_at_the_same_iteration(tiny_opt, tmp_path):
+    """Sharded validation is gathered on every rank, so each rank's early-stopping hook takes the
+    same decision: the run ends complete, with one checkpoint at the stop."""
+    tiny_opt['train']['total_iter'] = 50
+    tiny_opt['val'].update(val_freq=2, save_img=False,
+                           early_stopping={'metric': 'psnr', 'patience': 1, 'min_delta': 100.0})
+    tiny_opt['logger'].update(save_checkpoint_freq=1000, keep_best_checkpoints={'metric': 'psnr'})
+    proc = torchrun(tmp_path, 'train.py', write_yaml(tmp_path / 'opt.yml', tiny_opt))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = Path(tiny_opt['path']['experiments_root'])
+    log = next(exp.glob('train_tiny_*.log')).read_text()
+    assert 'Training ends at iteration 4: early stopping' in log
+    assert sorted(p.name for p in (exp / 'training_states').iterdir()) == ['4.state']
+    assert (exp / 'models' / 'net_g_best_psnr.pth').is_file()
