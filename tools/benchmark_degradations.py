@@ -28,8 +28,8 @@ from basicsr_lite.data.batch_degradations import USMSharp, filter2d, poisson_noi
 from basicsr_lite.data.diffjpeg import DiffJPEG  # noqa: E402
 from basicsr_lite.data.kernels import (KERNEL_TYPES, random_blur_kernel,  # noqa: E402
                                        random_final_sinc)
-from basicsr_lite.data.realesrgan_pipeline import PIPELINE_OPTIONS  # noqa: E402
-from basicsr_lite.data.realesrgan_pipeline import (HighOrderDegradation, TrainingPairPool,
+from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS,  # noqa: E402
+                                                   HighOrderDegradation, TrainingPairPool,
                                                    paired_random_crop_batch)
 from basicsr_lite.runtime.random_streams import RandomStreams  # noqa: E402
 

@@ -116,29 +116,26 @@ class BestCheckpoints(Hook):
 
     def _write(self, run: Run, it: int, is_best: bool, dropped: list[dict]) -> None:
         models = Path(run.opt['path']['models'])
-        if self.k > 1:
+        if self.k == 1:  # (only reached with a new best)
+            run.model.save_weights(self.label, self.tag)
+        else:
             path = run.model.save_weights(self.label, f'{self.tag}_{it}')
             if is_best:
                 replace_with_link(path, models / f'{self.label}_{self.tag}.pth')
-        elif is_best:
-            path = run.model.save_weights(self.label, self.tag)
-        for entry in dropped:
-            if self.k > 1:
-                (models / f"{self.label}_{self.tag}_{entry['iter']}.pth").unlink(missing_ok=True)
+            for entry in dropped:
+                (models / self.file_of(entry['iter'])).unlink(missing_ok=True)
         if is_best:
             logger.info(f'New best {self.watch.describe()}: {self.entries[0]["value"]:.4f} at '
                         f'iter {it}; saved {self.label}_{self.tag}.pth.')
-        listing = [{**e, 'file': self.file_of(e['iter'], rank)}
-                   for rank, e in enumerate(self.entries)]
         summary = {'metric': self.watch.metric, 'dataset': self.watch.dataset,
-                   'better': self.watch.better, 'k': self.k, 'best': listing}
+                   'better': self.watch.better, 'k': self.k,
+                   'best': [{**e, 'file': self.file_of(e['iter'])} for e in self.entries]}
         atomic_write(models / f'{self.tag}.json',
                      lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
-    def file_of(self, it: int, rank: int) -> str:
-        if self.k > 1:
-            return f'{self.label}_{self.tag}_{it}.pth'
-        return f'{self.label}_{self.tag}.pth' if rank == 0 else ''
+    def file_of(self, it: int) -> str:
+        """The network file of the entry of iteration ``it``."""
+        return f'{self.label}_{self.tag}_{it}.pth' if self.k > 1 else f'{self.label}_{self.tag}.pth'
 
     def state_dict(self) -> dict:
         return {'entries': self.entries}
