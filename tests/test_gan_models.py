@@ -222,3 +222,12 @@ def test_esrgan_under_torchrun(gan_opt, tmp_path):
     log = next((tmp_path / 'ddp').glob('train_*.log')).read_text()
     for it in (3, 6):
         assert f'iter {it} (weights identical on all 2 ranks)' in log, output[-2000:]
+
+
+def test_keep_last_checkpoints_prunes_every_network(gan_opt, tmp_path):
+    gan_opt['train']['total_iter'] = 6
+    gan_opt['logger'].update(save_checkpoint_freq=2, keep_last_checkpoints=1)
+    gan_opt['val']['val_freq'] = 1000
+    assert run(tmp_path, gan_opt) == 0
+    models = Path(gan_opt['path']['experiments_root']) / 'models'
+    assert sorted(p.name for p in models.glob('net_*_[0-9]*.pth')) == ['net_d_6.pth', 'net_g_6.pth']
