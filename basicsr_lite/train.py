@@ -151,8 +151,11 @@ def train_pipeline(argv: Sequence[str] | None = None, hooks: list[Hook] | None =
     opt, _ = parse_options(argv, is_train=True)
     try:
         train_run(opt, hooks)
-    finally:
         if opt['fast_dev_run']:
+            barrier()  # every rank is done with the folder
+            print('--fast_dev_run: the pipeline works.', file=sys.stderr, flush=True)
+    finally:
+        if opt['fast_dev_run'] and opt['rank'] == 0:
             remove_fast_dev_run_folder(opt)
 
 
@@ -213,16 +216,15 @@ def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
 
 
 def remove_fast_dev_run_folder(opt: dict) -> None:
-    """--fast_dev_run leaves nothing behind (rank 0 removes the temporary folder)."""
+    """--fast_dev_run leaves nothing behind: its temporary folder goes, log file included."""
     root = Path(opt['path']['experiments_root'])
-    barrier()
-    if opt['rank'] == 0 and root.exists():
-        for handler in list(logger.handlers):  # the log file is in it
-            if isinstance(handler, logging.FileHandler):
-                logger.removeHandler(handler)
-                handler.close()
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler):
+            logger.removeHandler(handler)
+            handler.close()
+    if root.exists():
         shutil.rmtree(root, ignore_errors=True)
-        print(f'--fast_dev_run: the pipeline works; removed {root}.', file=sys.stderr, flush=True)
+        print(f'--fast_dev_run: removed {root}.', file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

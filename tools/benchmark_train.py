@@ -45,6 +45,8 @@ from basicsr_lite.data.loaders import build_train_loader  # noqa: E402
 from basicsr_lite.engine.experiment import open_run_folder, start_processes  # noqa: E402
 from basicsr_lite.engine.logger import get_root_logger  # noqa: E402
 from basicsr_lite.engine.resume import LoopState  # noqa: E402
+from basicsr_lite.engine.builtin_hooks import build_hooks  # noqa: E402
+from basicsr_lite.engine.hooks import Run  # noqa: E402
 from basicsr_lite.engine.signals import GracefulStop  # noqa: E402
 from basicsr_lite.losses import build_loss  # noqa: E402
 from basicsr_lite.models import build_model  # noqa: E402
@@ -118,6 +120,9 @@ class Framework:
         self.model = build_model(self.opt, self.device)
         open_run_folder(self.opt)
         self.loop = LoopState()
+        self.opt['logger']['progress_bar'] = False
+        self.hooks = build_hooks(self.opt)  # what a run has (TensorBoard off: no tracker)
+        self.run_state = Run(self.model, self.opt, self.loop)
         self.data_wait: list[float] = []
         self.logged = LOG_CAPTURE.attach()  # get_root_logger removed the handlers
 
@@ -126,8 +131,7 @@ class Framework:
         synchronize(self.device)
         start = time.perf_counter()
         with GracefulStop() as stopper:
-            train_loop(self.model, self.opt, self.loop, self.loader, self.sampler, {}, None,
-                       stopper)
+            train_loop(self.run_state, self.loader, self.sampler, stopper, self.hooks)
         synchronize(self.device)
         seconds = (time.perf_counter() - start) / n
         wait = self.logged.data_wait()
