@@ -3,6 +3,7 @@ matmul_precision, stop_check_freq) and the step decided on the device without a 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,3 +278,15 @@ def test_an_iteration_reads_nothing_back_from_the_device(tiny_opt, monkeypatch, 
     model.settle_steps()
     model.get_current_log()
     assert reads  # the logging iteration reads the values (the counter does see reads)
+
+
+@pytest.mark.slow
+def test_benchmark_train_runs(capsys):
+    """tools/benchmark_train.py drives train.py's loop (with the run's hooks) and the bare loop."""
+    from tests.conftest import load_tool
+    root = Path(__file__).resolve().parent.parent
+    opt_file = root / 'options' / 'train' / 'MSRResNet' / 'train_MSRResNet_x4.yml'
+    load_tool('benchmark_train').main(['--opt', str(opt_file), '--iters', '2', '--repeats', '1',
+                                       '--variants', 'default'])
+    out = capsys.readouterr().out
+    assert '| train_MSRResNet_x4 | ' in out and '| train_MSRResNet_x4 | default | ' in out
