@@ -20,13 +20,10 @@ are hooks too, configured by their own option keys.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from basicsr_lite.registry import HOOK_REGISTRY
-
-logger = logging.getLogger('basicsr_lite')
 
 __all__ = ['HOOK_REGISTRY', 'Hook', 'Hooks', 'Run']
 
