@@ -21,7 +21,7 @@ import_modules_with_suffix(__name__, Path(__file__).parent, '_dataset')
 LOADER_KEYS = frozenset({
     'name', 'type', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
     'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers',
-    'prefetch_factor', 'skip_corrupt'})
+    'prefetch_factor', 'skip_corrupt', 'max_images', 'split'})
 
 
 def dataset_phase(key: str) -> str:
@@ -40,9 +40,12 @@ def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
 
 def build_dataset(dataset_opt: dict, phase: str, scale: int, key: str | None = None) -> Dataset:
     """Build the dataset of a ``datasets.<key>`` option entry (phase: 'train', 'val', 'test')."""
+    from basicsr_lite.data.selection import select_images
     cls = DATASET_REGISTRY.get(dataset_opt['type'])
     with rejected_options(f"datasets.{key or phase} ({dataset_opt['type']})"):
-        return cls(**dataset_kwargs(dataset_opt, phase, scale))
+        dataset = cls(**dataset_kwargs(dataset_opt, phase, scale))
+    return select_images(dataset, dataset_opt.get('max_images'), dataset_opt.get('split'),
+                         f'datasets.{key or phase}')
 
 
 def leave_process_group(worker_id: int = 0) -> None:

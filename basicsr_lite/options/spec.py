@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from basicsr_lite.data import dataset_phase
+from basicsr_lite.data.selection import split_problems
 from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value, did_you_mean
 from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
                                    METRIC_REGISTRY)
@@ -121,6 +122,9 @@ def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> Non
             errors.append(f'{path}.gt_size: required for the train dataset (the GT patch size).')
     if isinstance(gt_size, int) and isinstance(scale, int) and scale > 0 and gt_size % scale:
         errors.append(f'{path}.gt_size: {gt_size} is not divisible by scale {scale}.')
+    if isinstance(kwargs.get('split'), dict):
+        errors.extend(f'{path}.{key}: {message}'
+                      for key, message in split_problems(kwargs['split']))
     if hasattr(cls, 'option_problems'):  # the dataset's own checks of its values
         errors.extend(f'{path}.{key}: {message}' for key, message in cls.option_problems(kwargs))
 
@@ -140,6 +144,13 @@ def dataset_spec(key: str) -> Spec:
             'persistent_workers': Value((bool,), default=True),
             'prefetch_factor': Value((int,), default=2, check=positive),
             'skip_corrupt': Value((bool,), default=False),
+            'max_images': Value((int, type(None)), default=None, check=positive),
+            # one folder divided by image name: this entry's part (data/selection.py)
+            'split': Section(nullable=True, default=None, fields={
+                'part': Value((str,), required=True, choices=('train', 'val')),
+                'val_fraction': Value((float, type(None)), default=None),
+                'val_pattern': Value(OPT_STR, default=None),
+            }),
         })
 
 
