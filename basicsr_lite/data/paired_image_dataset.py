@@ -8,10 +8,13 @@ from basicsr_lite.data.data_util import (lmdb_keys, load_image, normalize_,
                                          paired_paths_from_folder, paired_paths_from_lmdb,
                                          paired_paths_from_meta_info_file, to_float)
 from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.scan import scan_disk_pairs, scan_lmdb_pairs
 from basicsr_lite.data.transforms import augment, paired_random_crop
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.img_util import img2tensor
+
+LQ_INTERPOLATIONS = (None, 'bicubic')
 
 
 @DATASET_REGISTRY.register()
@@ -21,7 +24,8 @@ class PairedImageDataset(Dataset):
     ``.lmdb``). In the train phase: a random ``gt_size`` crop and flips/rotations.
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, tensors CHW RGB in [0, 1] (normalised by
-    ``mean``/``std`` if given).
+    ``mean``/``std`` if given). ``lq_interp: bicubic`` gives the LQ upsampled to the GT's size
+    (MATLAB bicubic on the 8-bit patch, after the crop), for pre-upsampling networks.
     """
 
     def __init__(self, dataroot_gt: str, dataroot_lq: str, scale: int = 1, phase: str = 'train',
@@ -29,8 +33,12 @@ class PairedImageDataset(Dataset):
                  filename_tmpl: str = '{}', gt_size: int | None = None, use_hflip: bool = False,
                  use_rot: bool = False, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, color: str | None = None,
-                 scan: bool = True) -> None:
+                 scan: bool = True, lq_interp: str | None = None) -> None:
         super().__init__()
+        if lq_interp not in LQ_INTERPOLATIONS:
+            raise ValueError(f'lq_interp must be one of {list(LQ_INTERPOLATIONS)}; got '
+                             f'{lq_interp!r}.')
+        self.lq_interp = lq_interp
         io_backend = dict(io_backend or {'type': 'disk'})
         backend = io_backend.pop('type')
         self.scale, self.phase = scale, phase
@@ -67,6 +75,8 @@ class PairedImageDataset(Dataset):
             img_gt, img_lq = augment([img_gt, img_lq], self.use_hflip, self.use_rot)
         else:  # GT may be a little larger than scale * LQ when it was not mod-cropped
             img_gt = img_gt[:img_lq.shape[0] * self.scale, :img_lq.shape[1] * self.scale, :]
+        if self.lq_interp == 'bicubic':  # pre-upsampling networks (VDSR): LQ at the GT's size
+            img_lq = imresize(img_lq, self.scale, output_shape=img_gt.shape[:2])
         img_gt, img_lq = img2tensor([to_float(img_gt, self.color), to_float(img_lq, self.color)])
         normalize_(img_gt, self.mean, self.std)
         normalize_(img_lq, self.mean, self.std)

@@ -216,7 +216,9 @@ def bicubic_baseline(dataloader: DataLoader, dataset_name: str, scale: int,
 
     def predict(data: dict) -> dict:
         lq = tensor2img(data['lq'], rgb2bgr=False)  # uint8 RGB, as the LR files store it
-        upsampled = imresize(lq, scale)
+        # (an LQ already at the GT's size is the bicubic input of a pre-upsampling network)
+        pre_upsampled = data['lq'].shape[-2:] == data['gt'].shape[-2:]
+        upsampled = lq if pre_upsampled else imresize(lq, scale)
         return {'result': img2tensor(upsampled, bgr2rgb=False)[None] / 255.0, 'gt': data['gt']}
 
     return run_images(dataloader, dataset_name, predict, metrics_opt,
