@@ -394,3 +394,34 @@ def test_hook_state_keys_must_differ():
     from basicsr_lite.engine.hooks import Hooks
     with pytest.raises(ValueError, match='same state_key'):
         Hooks([RecordingHook(), RecordingHook()])
+
+
+def test_progress_bar_auto_shows_on_a_terminal(tiny_opt, tmp_path):
+    """'auto' in a real pseudo-terminal: the bar, with the log lines still printed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.runs import train_command
+    master, child_side = pty.openpty()
+    # a terminal's size, as a real one has (tqdm shows nothing on a 0-row terminal)
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 120, 0, 0))
+    proc = subprocess.Popen(train_command(write_yaml(tmp_path / 'opt.yml', tiny_opt)),
+                            stdin=child_side, stdout=child_side, stderr=child_side, cwd=tmp_path)
+    os.close(child_side)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the run ended and closed its side
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    out = b''.join(chunks).decode(errors='replace')
+    assert '6/6 [' in out and 'iter:       6' in out
