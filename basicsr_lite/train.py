@@ -153,7 +153,8 @@ def train_pipeline(argv: Sequence[str] | None = None, hooks: list[Hook] | None =
         train_run(opt, hooks)
         if opt['fast_dev_run']:
             barrier()  # every rank is done with the folder
-            print('--fast_dev_run: the pipeline works.', file=sys.stderr, flush=True)
+            if opt['rank'] == 0:
+                print('--fast_dev_run: the pipeline works.', file=sys.stderr, flush=True)
     finally:
         if opt['fast_dev_run'] and opt['rank'] == 0:
             remove_fast_dev_run_folder(opt)
