@@ -159,3 +159,17 @@ def test_early_stopping_ends_every_rank_at_the_same_iteration(tiny_opt, tmp_path
     assert 'Training ends at iteration 4: early stopping' in log
     assert sorted(p.name for p in (exp / 'training_states').iterdir()) == ['4.state']
     assert (exp / 'models' / 'net_g_best_psnr.pth').is_file()
+
+
+@pytest.mark.slow
+def test_fast_dev_run_under_torchrun_leaves_nothing(tiny_opt, tmp_path, monkeypatch):
+    monkeypatch.setenv('TMPDIR', str(tmp_path / 'tmp'))
+    (tmp_path / 'tmp').mkdir()
+    proc = torchrun(tmp_path, 'train.py', write_yaml(tmp_path / 'opt.yml', tiny_opt),
+                    '--fast_dev_run', '2')
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert output.count('--fast_dev_run: the pipeline works.') == 1
+    assert 'world size 2' in output and 'iter:       2' in output
+    assert list((tmp_path / 'tmp').glob('basicsr_lite_*')) == []
+    assert not Path(tiny_opt['path']['experiments_root']).exists()
