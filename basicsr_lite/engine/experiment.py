@@ -114,13 +114,20 @@ def find_resume_state(opt: dict, net_labels: tuple[str, ...] = ('net_g',)
         path = Path(opt['path']['resume_state'])
         return path, load_resume_state(path)
     if opt['auto_resume']:
-        found = find_resumable_state(opt['path']['training_states'], opt['path']['models'],
-                                     net_labels)
+        found = newest_state(opt['path']['training_states'], opt['path']['models'], net_labels)
         if found is not None:
-            return found[0], check_training_state(*found)
+            return found
     if opt['path'].get('branch_from'):  # (an interrupted branch resumes itself, above)
         return find_branch_source(Path(opt['path']['branch_from']), net_labels)
     return None
+
+
+def newest_state(training_states: str | Path, models: str | Path,
+                 net_labels: tuple[str, ...]) -> tuple[Path, dict] | None:
+    """``(path, state)`` of the newest loadable training state with its network files, checked
+    to be a training state; None if there is none."""
+    found = find_resumable_state(training_states, models, net_labels)
+    return None if found is None else (found[0], check_training_state(*found))
 
 
 def find_branch_source(source: Path, net_labels: tuple[str, ...]) -> tuple[Path, dict]:
@@ -128,11 +135,11 @@ def find_branch_source(source: Path, net_labels: tuple[str, ...]) -> tuple[Path,
     state of the experiment folder ``source``."""
     if source.is_file():
         return source, load_resume_state(source)
-    found = find_resumable_state(source / 'training_states', source / 'models', net_labels)
+    found = newest_state(source / 'training_states', source / 'models', net_labels)
     if found is None:
         raise CheckpointError(f'path.branch_from: the experiment {source} has no loadable '
                               f'training state (with its network files) to branch from.')
-    return found[0], check_training_state(*found)
+    return found
 
 
 def is_branch_start(opt: dict, state_path: Path) -> bool:

@@ -7,8 +7,8 @@ from basicsr_lite.utils.misc import import_modules_with_suffix
 
 import_modules_with_suffix(__name__, Path(__file__).parent, '_metric')
 
-from basicsr_lite.metrics.psnr_ssim_metric import (calculate_psnr, calculate_psnr_pt,  # noqa: E402
-                                                   calculate_ssim, calculate_ssim_pt)
+from basicsr_lite.metrics.psnr_ssim_metric import (  # noqa: E402
+    calculate_psnr, calculate_psnr_pt, calculate_ssim, calculate_ssim_pt)
 
 __all__ = ['calculate_metric', 'is_no_reference', 'metric_better', 'calculate_psnr',
            'calculate_ssim', 'calculate_psnr_pt', 'calculate_ssim_pt']

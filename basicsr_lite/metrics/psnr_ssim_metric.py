@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from basicsr_lite.registry import METRIC_REGISTRY
-from basicsr_lite.utils.img_util import bgr2y
-from basicsr_lite.utils.img_util import crop_border as shave
-from basicsr_lite.utils.img_util import psnr_from_mse, rgb2y
+from basicsr_lite.utils.img_util import bgr2y, crop_border as shave, psnr_from_mse, rgb2y
 
 _C1 = (0.01 * 255)**2
 _C2 = (0.03 * 255)**2

@@ -25,29 +25,27 @@ def num_gpu_check(value: Any) -> str | None:
 
 
 @dataclass
-class FilePath(Value):
-    """An optional path to an existing file (checked unless ``ctx['check_paths']`` is False)."""
+class ExistingPath(Value):
+    """An optional path that must exist, a file when ``file_only`` (checked unless
+    ``ctx['check_paths']`` is False)."""
     types: tuple[type, ...] = OPT_STR
     default: Any = None
+    file_only: bool = False
 
     def validate(self, value, path, errors, ctx):
         value = super().validate(value, path, errors, ctx)
-        if isinstance(value, str) and ctx.get('check_paths', True) and not os.path.isfile(value):
-            errors.append(f'{path}: file {value} does not exist.')
+        if isinstance(value, str) and ctx.get('check_paths', True):
+            if self.file_only and not os.path.isfile(value):
+                errors.append(f'{path}: file {value} does not exist.')
+            elif not self.file_only and not os.path.exists(value):
+                errors.append(f'{path}: {value} does not exist.')
         return value
 
 
 @dataclass
-class ExistingPath(Value):
-    """An optional path to an existing file or folder (checked like :class:`FilePath`)."""
-    types: tuple[type, ...] = OPT_STR
-    default: Any = None
-
-    def validate(self, value, path, errors, ctx):
-        value = super().validate(value, path, errors, ctx)
-        if isinstance(value, str) and ctx.get('check_paths', True) and not os.path.exists(value):
-            errors.append(f'{path}: {value} does not exist.')
-        return value
+class FilePath(ExistingPath):
+    """An optional path to an existing file."""
+    file_only: bool = True
 
 
 def fraction_or_count(value: Any) -> str | None:
