@@ -31,7 +31,7 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
     # Datasets and weights are checked before the results folder is created or archived.
     loaders = build_eval_loaders(opt, ('val', 'test'))
     if opt['val'] is not None:
-        check_metrics(opt['val']['metrics'])
+        check_metrics(opt['val']['metrics'], loaders)
     model = build_model(opt, device)
     open_run_folder(opt)
     save_img = opt['val']['save_img'] if opt['val'] is not None else True

@@ -179,7 +179,7 @@ def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
     loader, sampler = build_train_loader(opt, device)
     val_loaders = build_eval_loaders(opt, ('val',))
     if opt['val'] is not None:
-        check_metrics(opt['val']['metrics'])
+        check_metrics(opt['val']['metrics'], val_loaders)
     model = build_model(opt, device)
     hooks = build_hooks(opt, extra_hooks)
     check_trackers(opt)

@@ -137,9 +137,13 @@ def paired_paths_from_meta_info_file(folders: tuple[str, str], keys: tuple[str, 
 def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarray:
     """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
     evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
+    from basicsr_lite.data.band_io import NPY_MAGIC
     from basicsr_lite.utils.img_util import imfrombytes  # cv2 import kept local
 
-    img = imfrombytes(file_client.get(path, client_key), name=path)
+    content = file_client.get(path, client_key)
+    if content[:len(NPY_MAGIC)] == NPY_MAGIC:
+        raise DataError(f'{path} is a numpy array file: read it with read_mode: unchanged.')
+    img = imfrombytes(content, name=path)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return img

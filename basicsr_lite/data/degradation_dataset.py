@@ -6,13 +6,13 @@ from typing import Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths, load_image, normalize_, to_float
+from basicsr_lite.data.data_util import image_paths
 from basicsr_lite.data.degradations import degrade
 from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.pixels import PixelReader
 from basicsr_lite.data.transforms import augment, mod_crop
 from basicsr_lite.errors import DataError
 from basicsr_lite.registry import DATASET_REGISTRY
-from basicsr_lite.utils.img_util import img2tensor
 
 
 @DATASET_REGISTRY.register()
@@ -42,7 +42,7 @@ class DegradationDataset(Dataset):
         self.file_client = FileClient(backend, **io_backend)
         self.scale, self.phase, self.gt_size = scale, phase, gt_size
         self.use_hflip, self.use_rot = use_hflip, use_rot
-        self.mean, self.std, self.color = mean, std, color
+        self.pixels = PixelReader('color', color, mean, std)  # the degradations are 8-bit
         self.degradation = dict(blur_prob=blur_prob, blur_sigma=tuple(blur_sigma),
                                 noise_prob=noise_prob, noise_sigma=tuple(noise_sigma),
                                 jpeg_prob=jpeg_prob, jpeg_quality=tuple(jpeg_quality))
@@ -53,7 +53,7 @@ class DegradationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         gt_path = self.paths[index]
-        img_gt = load_image(self.file_client, gt_path)
+        img_gt = self.pixels.load(self.file_client, gt_path)
         if self.phase == 'train':
             img_gt = self._random_crop(img_gt, gt_path)
             img_gt = augment(img_gt, self.use_hflip, self.use_rot)
@@ -62,10 +62,8 @@ class DegradationDataset(Dataset):
             img_gt = mod_crop(img_gt, self.scale)
             rng = np.random.default_rng(index)
         img_lq = degrade(img_gt, self.scale, rng, **self.degradation)
-        img_gt, img_lq = img2tensor([to_float(img_gt, self.color), to_float(img_lq, self.color)])
-        normalize_(img_gt, self.mean, self.std)
-        normalize_(img_lq, self.mean, self.std)
-        return {'lq': img_lq, 'gt': img_gt, 'lq_path': gt_path, 'gt_path': gt_path}
+        return {'lq': self.pixels.to_tensor(img_lq), 'gt': self.pixels.to_tensor(img_gt),
+                'lq_path': gt_path, 'gt_path': gt_path}
 
     def _random_crop(self, img: np.ndarray, path: str) -> np.ndarray:
         h, w = img.shape[:2]

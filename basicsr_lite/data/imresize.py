@@ -2,7 +2,8 @@
 
 Matches MATLAB's ``imresize(img, scale, 'bicubic')``: cubic kernel with a = -0.5, kernel widened
 by 1/scale when downscaling (antialiasing), symmetric padding, one dimension after the other
-(rows first), and for uint8 input the intermediate result rounded to uint8, as MATLAB does.
+(rows first), and for integer input (uint8, uint16) the intermediate result rounded to the
+input's type, as MATLAB does.
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ def _resize_axis(img: np.ndarray, axis: int, out_length: int, scale: float,
     return np.moveaxis(out, 0, axis)
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor(img + 0.5), 0, 255).astype(np.uint8)  # MATLAB rounds half up here
+def _to_integer(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    info = np.iinfo(dtype)  # MATLAB rounds half up here
+    return np.clip(np.floor(img + 0.5), info.min, info.max).astype(dtype)
 
 
 def _target(h: int, w: int, scale: float,
@@ -65,16 +67,16 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True,
              output_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Resize an HW or HWC image by ``scale`` (or to ``output_shape``) like MATLAB.
 
-    uint8 in -> uint8 out (rounded after each pass); float in -> float64 out.
+    Integer in -> the same type out (rounded after each pass); float in -> float64 out.
     """
     h, w = img.shape[:2]
     output_shape, scales = _target(h, w, scale, output_shape)
-    is_uint8 = img.dtype == np.uint8
+    is_integer = img.dtype.kind in 'ui'
     out = img
     for axis in (0, 1):
         out = _resize_axis(out, axis, output_shape[axis], scales[axis], antialiasing)
-        if is_uint8:
-            out = _to_uint8(out)
+        if is_integer:
+            out = _to_integer(out, img.dtype)
     return out
 
 

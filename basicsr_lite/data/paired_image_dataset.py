@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import (lmdb_keys, load_image, normalize_,
-                                         paired_paths_from_folder, paired_paths_from_lmdb,
-                                         paired_paths_from_meta_info_file, to_float)
+from basicsr_lite.data.data_util import (lmdb_keys, paired_paths_from_folder,
+                                         paired_paths_from_lmdb, paired_paths_from_meta_info_file)
 from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.pixels import PixelReader, pixel_option_problems
 from basicsr_lite.data.scan import scan_disk_pairs, scan_lmdb_pairs
 from basicsr_lite.data.transforms import augment, paired_random_crop
 from basicsr_lite.registry import DATASET_REGISTRY
-from basicsr_lite.utils.img_util import img2tensor
 
 LQ_INTERPOLATIONS = (None, 'bicubic')
 
@@ -24,8 +23,10 @@ class PairedImageDataset(Dataset):
     ``.lmdb``). In the train phase: a random ``gt_size`` crop and flips/rotations.
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, tensors CHW RGB in [0, 1] (normalised by
-    ``mean``/``std`` if given). ``lq_interp: bicubic`` gives the LQ upsampled to the GT's size
-    (MATLAB bicubic on the 8-bit patch, after the crop), for pre-upsampling networks.
+    ``mean``/``std`` if given); with ``read_mode: unchanged``, images of any bit depth and band
+    count, normalised per band by ``normalize`` (data/pixels.py). ``lq_interp: bicubic`` gives
+    the LQ upsampled to the GT's size (MATLAB bicubic on the stored pixels, after the crop), for
+    pre-upsampling networks.
     """
 
     def __init__(self, dataroot_gt: str, dataroot_lq: str, scale: int = 1, phase: str = 'train',
@@ -33,7 +34,8 @@ class PairedImageDataset(Dataset):
                  filename_tmpl: str = '{}', gt_size: int | None = None, use_hflip: bool = False,
                  use_rot: bool = False, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, color: str | None = None,
-                 scan: bool = True, lq_interp: str | None = None) -> None:
+                 scan: bool = True, lq_interp: str | None = None, read_mode: str = 'color',
+                 normalize: dict | None = None) -> None:
         super().__init__()
         if lq_interp not in LQ_INTERPOLATIONS:
             raise ValueError(f'lq_interp must be one of {list(LQ_INTERPOLATIONS)}; got '
@@ -43,7 +45,7 @@ class PairedImageDataset(Dataset):
         backend = io_backend.pop('type')
         self.scale, self.phase = scale, phase
         self.gt_size, self.use_hflip, self.use_rot = gt_size, use_hflip, use_rot
-        self.mean, self.std, self.color = mean, std, color
+        self.pixels = PixelReader(read_mode, color, mean, std, normalize)
         folders, keys = (dataroot_lq, dataroot_gt), ('lq', 'gt')
         if backend == 'lmdb':
             io_backend.update(db_paths=list(folders), client_keys=list(keys))
@@ -54,30 +56,37 @@ class PairedImageDataset(Dataset):
             self.paths = paired_paths_from_lmdb(folders, keys, lq_keys, gt_keys, filename_tmpl)
             if scan:
                 scan_lmdb_pairs(self.paths, gt_keys, lq_keys, folders, scale, patch, phase)
-            return
-        if meta_info_file:
-            self.paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
-                                                          filename_tmpl)
         else:
-            self.paths = paired_paths_from_folder(folders, keys, filename_tmpl)
-        if scan:
-            scan_disk_pairs(self.paths, scale, patch, phase)
+            if meta_info_file:
+                self.paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
+                                                              filename_tmpl)
+            else:
+                self.paths = paired_paths_from_folder(folders, keys, filename_tmpl)
+            if scan:
+                scan_disk_pairs(self.paths, scale, patch, phase)
+        if self.paths:
+            self.pixels.start(self.file_client, self.paths[0]['gt_path'], 'gt',
+                              f'{type(self).__name__} {dataroot_gt}')
+
+    @classmethod
+    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(key, what is wrong)`` for values of a dataset entry; checked with the option
+        file, before anything runs."""
+        return pixel_option_problems(options)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
         gt_path, lq_path = self.paths[index]['gt_path'], self.paths[index]['lq_path']
-        img_gt = load_image(self.file_client, gt_path, 'gt')
-        img_lq = load_image(self.file_client, lq_path, 'lq')
-        if self.phase == 'train':  # crop the uint8 images: only the patch becomes float
+        img_gt = self.pixels.load(self.file_client, gt_path, 'gt')
+        img_lq = self.pixels.load(self.file_client, lq_path, 'lq')
+        if self.phase == 'train':  # crop the stored pixels: only the patch becomes float
             img_gt, img_lq = paired_random_crop(img_gt, img_lq, self.gt_size, self.scale, gt_path)
             img_gt, img_lq = augment([img_gt, img_lq], self.use_hflip, self.use_rot)
         else:  # GT may be a little larger than scale * LQ when it was not mod-cropped
             img_gt = img_gt[:img_lq.shape[0] * self.scale, :img_lq.shape[1] * self.scale, :]
         if self.lq_interp == 'bicubic':  # pre-upsampling networks (VDSR): LQ at the GT's size
             img_lq = imresize(img_lq, self.scale, output_shape=img_gt.shape[:2])
-        img_gt, img_lq = img2tensor([to_float(img_gt, self.color), to_float(img_lq, self.color)])
-        normalize_(img_gt, self.mean, self.std)
-        normalize_(img_lq, self.mean, self.std)
-        return {'lq': img_lq, 'gt': img_gt, 'lq_path': lq_path, 'gt_path': gt_path}
+        return {'lq': self.pixels.to_tensor(img_lq), 'gt': self.pixels.to_tensor(img_gt),
+                'lq_path': lq_path, 'gt_path': gt_path}

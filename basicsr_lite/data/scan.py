@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from basicsr_lite.data.band_io import npy_shape
 from basicsr_lite.errors import DataError
 
 HEADER_BYTES = 256 * 1024  # enough to reach a JPEG's SOF marker past typical EXIF blocks
@@ -13,7 +14,8 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 
 
 def size_from_header(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from the first bytes of a PNG, JPEG or BMP file; None if unknown."""
+    """(height, width) from the first bytes of a PNG, JPEG, BMP or ``.npy`` file; None if
+    unknown."""
     if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24:
         width, height = struct.unpack('>II', data[16:24])
         return height, width
@@ -30,12 +32,12 @@ def size_from_header(data: bytes) -> tuple[int, int] | None:
                 height, width = struct.unpack('>HH', data[pos + 5:pos + 9])
                 return height, width
             pos += 2 + struct.unpack('>H', data[pos + 2:pos + 4])[0]
-    return None
+    return npy_shape(data)
 
 
 def image_size(path: str) -> tuple[int, int] | None:
-    """(height, width) of an image file from its header; None when the header is not PNG, JPEG
-    or BMP (or is damaged): such files are checked when they are loaded."""
+    """(height, width) of an image file from its header; None when the header is not PNG, JPEG,
+    BMP or ``.npy`` (or is damaged): such files are checked when they are loaded."""
     try:
         with open(path, 'rb') as f:
             return size_from_header(f.read(HEADER_BYTES))

@@ -15,8 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from basicsr_lite.data.band_io import lossless_suffix, write_bands
+from basicsr_lite.data.band_norm import BandCodec
 from basicsr_lite.data.imresize import imresize
-from basicsr_lite.errors import rejected_options
+from basicsr_lite.data.pixels import dataset_codec
+from basicsr_lite.errors import OptionError, rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.checkpoint import atomic_write
@@ -43,15 +46,38 @@ class ValidationResult:
 
 # BasicSR's numpy metrics and their torch forms (equal values on the 8-bit images, tested)
 TENSOR_FORMS = {'calculate_psnr': 'calculate_psnr_pt', 'calculate_ssim': 'calculate_ssim_pt'}
+# the metrics that score images read as stored (any bit depth and band count)
+RAW_METRICS = frozenset(TENSOR_FORMS) | frozenset(TENSOR_FORMS.values())
 
 
 def tensor_form(metric_opt: dict) -> dict:
     """``metric_opt`` with its torch form when it has one (``input_order`` is the numpy
-    functions' business: tensors are always NCHW)."""
+    functions' business: tensors are always NCHW; a ``data_range`` on 0..255 becomes one on
+    0..1)."""
     name = TENSOR_FORMS.get(metric_opt['type'])
     if name is None:
         return metric_opt
-    return {**{k: v for k, v in metric_opt.items() if k != 'input_order'}, 'type': name}
+    form = {**{k: v for k, v in metric_opt.items() if k != 'input_order'}, 'type': name}
+    if 'data_range' in form:
+        form['data_range'] = form['data_range'] / 255.0
+    return form
+
+
+def raw_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict,
+                codec: BandCodec) -> dict[str, float]:
+    """PSNR / SSIM of images read as stored (``read_mode: unchanged``): on the data's own
+    values (rounded to the pixel type's levels, as a saved result holds them), with the
+    dataset's data range unless a metric gives its own ``data_range``."""
+    if gt is None:
+        return {}
+    images = {'img': codec.decode(result), 'img2': codec.decode(gt)}
+    values = {}
+    for name, metric_opt in metrics_opt.items():
+        name_pt = TENSOR_FORMS.get(metric_opt['type'], metric_opt['type'])
+        opt = {**{k: v for k, v in metric_opt.items() if k != 'input_order'}, 'type': name_pt,
+               'data_range': metric_opt.get('data_range', codec.data_range)}
+        values[name] = float(calculate_metric(images, opt).mean())
+    return values
 
 
 def quantize_8bit(tensor: torch.Tensor) -> torch.Tensor:
@@ -60,14 +86,17 @@ def quantize_8bit(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict,
-                  on_tensors: bool = True) -> dict[str, float]:
+                  on_tensors: bool = True, codec: BandCodec | None = None) -> dict[str, float]:
     """Every metric of ``metrics_opt`` for one image (1CHW RGB tensors in [0, 1]); without a
     GT (``None``), only the no-reference ones.
 
     Like the published protocol, the result is clamped and rounded to 8 bits first.
     ``on_tensors``: PSNR / SSIM in their torch forms on the tensors' device (``val.
-    tensor_metrics``), else BasicSR's numpy functions on uint8 images.
+    tensor_metrics``), else BasicSR's numpy functions on uint8 images. Images read as stored
+    (``codec``) are scored by :func:`raw_metrics`.
     """
+    if codec is not None:
+        return raw_metrics(result, gt, metrics_opt, codec)
     values: dict[str, float] = {}
     images: dict[str, np.ndarray] = {}  # uint8 images for the numpy metrics, made once
     levels: dict[str, torch.Tensor] = {}  # 8-bit levels in float64 for the torch forms
@@ -103,17 +132,27 @@ def image_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: di
     return values
 
 
-def check_metrics(metrics_opt: dict) -> None:
+def check_metrics(metrics_opt: dict, loaders: dict[str, DataLoader] | None = None) -> None:
     """Run every metric once on a synthetic 256x256 pair (own generator: the training RNG is not
     touched), so that an argument value a metric rejects is reported at start-up, before anything
     is written, and not at the first validation hours later. The options are checked by the
-    function the user named (validation may use its torch form, which takes the same ones)."""
+    function the user named (validation may use its torch form, which takes the same ones).
+    A dataset of ``loaders`` read as stored is checked with its band count and data range."""
     generator = torch.Generator().manual_seed(0)
-    gt = torch.rand(1, 3, 256, 256, generator=generator)
-    result = (gt + 0.1 * torch.rand(gt.shape, generator=generator)).clamp(0, 1)
+    codecs = {name: dataset_codec(loader.dataset) for name, loader in (loaders or {}).items()}
     for name, metric_opt in metrics_opt.items():
-        with rejected_options(f"val.metrics.{name} ({metric_opt['type']})"):
-            image_metrics(result, gt, {name: metric_opt}, on_tensors=False)
+        what = f"val.metrics.{name} ({metric_opt['type']})"
+        for dataset_name, codec in codecs.items():
+            if codec is not None and metric_opt['type'] not in RAW_METRICS:
+                raise OptionError(f'{what} scores 8-bit RGB images, but validation set '
+                                  f'{dataset_name} is read as stored ({codec.bands} band(s) of '
+                                  f'{codec.dtype}): use {", ".join(sorted(RAW_METRICS))}.')
+        for codec in set(codecs.values()) or {None}:
+            bands = 3 if codec is None else codec.bands
+            gt = torch.rand(1, bands, 256, 256, generator=generator)
+            result = (gt + 0.1 * torch.rand(gt.shape, generator=generator)).clamp(0, 1)
+            with rejected_options(what):
+                image_metrics(result, gt, {name: metric_opt}, on_tensors=False, codec=codec)
 
 
 def _gather_rows(rows: list[dict]) -> list[dict]:
@@ -126,7 +165,9 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
                pbar: bool = False, tensor_metrics: bool = True,
                keep_images: int = 0) -> ValidationResult:
     """Predict every image of ``dataloader`` (this rank's shard), score it, optionally save it,
-    and gather the rows of all ranks; keep the visuals of the first ``keep_images``."""
+    and gather the rows of all ranks; keep the visuals of the first ``keep_images`` (for
+    viewing: images read as stored are shown by ``BandCodec.display``)."""
+    codec = dataset_codec(dataloader.dataset)
     rows, corrupt, samples = [], 0, []
     model_seconds = metric_seconds = 0.0
     progress = None
@@ -144,14 +185,15 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         scored = time.perf_counter()  # (reading the metric values waits for the device)
         if metrics_opt:
             row.update(image_metrics(visuals['result'], visuals.get('gt'), metrics_opt,
-                                     tensor_metrics))
+                                     tensor_metrics, codec))
         model_seconds += scored - start
         metric_seconds += time.perf_counter() - scored
         if save_dir is not None:
-            imwrite(tensor2img(visuals['result']), save_dir / f'{name}_{save_suffix}.png')
+            save_result(visuals['result'], save_dir / f'{name}_{save_suffix}', codec)
         rows.append(row)
         if len(samples) < keep_images:
-            samples.append((name, {k: v.detach().cpu() for k, v in visuals.items()}))
+            view = (lambda v: v) if codec is None else codec.display
+            samples.append((name, {k: view(v.detach().cpu()) for k, v in visuals.items()}))
         if progress is not None:
             progress.update(1)
     if progress is not None:
@@ -162,6 +204,17 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
     n = max(1, len(rows))
     return ValidationResult(dataset_name, _gather_rows(rows), model_seconds / n,
                             metric_seconds / n, samples)
+
+
+def save_result(result: torch.Tensor, stem: Path, codec: BandCodec | None) -> Path:
+    """Save one result as an 8-bit PNG, or in the pixel type of images read as stored (PNG /
+    TIFF / .npy, whichever holds it exactly)."""
+    if codec is None:
+        path = stem.with_name(f'{stem.name}.png')
+        imwrite(tensor2img(result), path)
+        return path
+    image = codec.to_image(result)
+    return write_bands(image, stem.with_name(stem.name + lossless_suffix(image)))
 
 
 def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, current_iter: int,
@@ -214,11 +267,17 @@ def bicubic_baseline(dataloader: DataLoader, dataset_name: str, scale: int,
                      metrics_opt: dict, tensor_metrics: bool = True) -> ValidationResult:
     """The same metrics for MATLAB-bicubic upsampling of the LQ images (the published baseline)."""
 
+    codec = dataset_codec(dataloader.dataset)
+
     def predict(data: dict) -> dict:
-        lq = tensor2img(data['lq'], rgb2bgr=False)  # uint8 RGB, as the LR files store it
+        # the LQ as the files store it (8-bit RGB, or as read)
+        lq = tensor2img(data['lq'], rgb2bgr=False) if codec is None else codec.to_image(
+            data['lq'])
         # (an LQ already at the GT's size is the bicubic input of a pre-upsampling network)
         pre_upsampled = data['lq'].shape[-2:] == data['gt'].shape[-2:]
         upsampled = lq if pre_upsampled else imresize(lq, scale)
+        if codec is not None:
+            return {'result': codec.encode(upsampled)[None], 'gt': data['gt']}
         return {'result': img2tensor(upsampled, bgr2rgb=False)[None] / 255.0, 'gt': data['gt']}
 
     return run_images(dataloader, dataset_name, predict, metrics_opt,

@@ -34,7 +34,9 @@ def import_modules_with_suffix(package: str, package_dir: str | Path, suffix: st
     return names
 
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+# .npy: arrays of any band count (read_mode: unchanged)
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm',
+                  '.npy')
 
 
 def scandir(root: str | Path, suffix: tuple[str, ...] | str | None = None,
