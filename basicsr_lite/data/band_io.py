@@ -100,6 +100,17 @@ def write_bands(img: np.ndarray, path: str | Path, params: list[int] | None = No
     return path
 
 
+def write_lossless(img: np.ndarray, stem: str | Path, png_level: int | None = None) -> Path:
+    """Write ``img`` to ``stem`` + the suffix that holds it exactly (:func:`lossless_suffix`);
+    PNGs at zlib level ``png_level``. Returns the path written."""
+    from basicsr_lite.utils.img_util import png_params
+
+    stem = Path(stem)
+    suffix = lossless_suffix(img if img.ndim == 3 else img[:, :, None])
+    params = png_params(png_level) if suffix == '.png' and png_level is not None else None
+    return write_bands(img, stem.with_name(stem.name + suffix), params)
+
+
 def npy_shape(header: bytes) -> tuple[int, int] | None:
     """(height, width) from the first bytes of a ``.npy`` file; None if it is not one."""
     if header[:6] != NPY_MAGIC:

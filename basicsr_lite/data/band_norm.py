@@ -221,8 +221,9 @@ def build_codec(opt: dict | None, dtype: np.dtype, bands: int, where: str) -> Ba
             hi - lo for hi, lo in zip(second_values, offset))
     flat = [i for i, s in enumerate(scale) if not s > 0]
     if flat:
+        divisors = ', '.join(f'{scale[i]:g}' for i in flat)
         raise DataError(f'{where}: normalize {kind} would divide band(s) '
-                        f'{", ".join(map(str, flat))} by {", ".join(f"{scale[i]:g}" for i in flat)} '
-                        f'(a constant band?); give other statistics or type range.')
+                        f'{", ".join(map(str, flat))} by {divisors} (a constant band?); give '
+                        f'other statistics or type range.')
     return BandCodec(kind, offset, scale, np.dtype(dtype).name, bands, data_range,
                      bool(opt.get('clip', False)))

@@ -35,7 +35,7 @@ def pixel_option_problems(options: dict[str, Any]) -> list[tuple[str, str]]:
             return [('normalize', 'needs read_mode: unchanged (8-bit color images take mean / '
                                   'std).')]
         return []
-    problems = [(key, f'is for 8-bit color images; with read_mode: unchanged use normalize.')
+    problems = [(key, 'is for 8-bit color images; with read_mode: unchanged use normalize.')
                 for key in ('mean', 'std', 'color') if options.get(key) is not None]
     return problems + normalize_problems(options.get('normalize') or {})
 

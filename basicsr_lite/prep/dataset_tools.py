@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
+from basicsr_lite.data.band_io import read_bands, write_lossless
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.img_util import imread, imwrite, png_params
+from basicsr_lite.utils.img_util import imread
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
 
 
@@ -65,12 +68,12 @@ def _images(folder: str | Path) -> list[str]:
 # ---- LR generation ---------------------------------------------------------------------------
 
 def _generate_lr_task(task: tuple) -> tuple[int, str | None, None]:
-    hr_path, lr_path, mod_path, scale, level = task
+    hr_path, lr_stem, mod_stem, scale, level = task
     try:
-        hr = mod_crop(imread(hr_path, 'unchanged'), scale)
-        if mod_path is not None:
-            imwrite(hr, mod_path, png_params(level))
-        imwrite(imresize(hr, 1 / scale), lr_path, png_params(level))
+        hr = mod_crop(read_bands(hr_path), scale)
+        if mod_stem is not None:
+            write_lossless(hr, mod_stem, level)
+        write_lossless(imresize(hr, 1 / scale).astype(hr.dtype, copy=False), lr_stem, level)
     except Exception as err:  # reported per image by run_tasks
         return 0, f'{hr_path}: {err}', None
     return 1, None, None
@@ -81,14 +84,15 @@ def generate_lr(hr_folder: str | Path, lr_folder: str | Path, scale: int,
                 compress_level: int = 3, workers: int = 1,
                 progress: Callable[[], None] | None = None) -> ToolReport:
     """``lr_folder/<stem><suffix>.png`` = MATLAB bicubic 1/scale of the HR image mod-cropped to a
-    multiple of ``scale`` (also written to ``hr_mod_folder`` if given)."""
+    multiple of ``scale`` (also written to ``hr_mod_folder`` if given). Images keep their bit
+    depth and bands (uint8 / uint16: PNG; float32: TIFF; other band counts: .npy)."""
     suffix = suffix.format(scale=scale)
     tasks = []
     for name in _images(hr_folder):
         stem = os.path.splitext(name)[0]
-        mod_path = Path(hr_mod_folder) / f'{stem}.png' if hr_mod_folder else None
-        tasks.append((str(Path(hr_folder) / name), str(Path(lr_folder) / f'{stem}{suffix}.png'),
-                      mod_path, scale, compress_level))
+        mod_stem = Path(hr_mod_folder) / stem if hr_mod_folder else None
+        tasks.append((str(Path(hr_folder) / name), Path(lr_folder) / f'{stem}{suffix}',
+                      mod_stem, scale, compress_level))
     return run_tasks(_generate_lr_task, tasks, workers, progress, ToolReport())
 
 
@@ -109,8 +113,8 @@ def _extract_task(task: tuple) -> tuple[int, str | None, str | None]:
     hr_path, out_dir, lq_path, lq_out_dir, scale, crop, step, thresh, level = task
     stem = Path(hr_path).stem
     try:
-        hr = imread(hr_path, 'unchanged')
-        lq = imread(lq_path, 'unchanged') if lq_path else None
+        hr = read_bands(hr_path)
+        lq = read_bands(lq_path) if lq_path else None
         h, w = hr.shape[:2]
         if lq is not None and (lq.shape[0] * scale, lq.shape[1] * scale) != (h, w):
             return 0, (f'{lq_path}: size {lq.shape[1]}x{lq.shape[0]} is not {hr_path} '
@@ -122,12 +126,12 @@ def _extract_task(task: tuple) -> tuple[int, str | None, str | None]:
         for y in ys:
             for x in xs:
                 index += 1
-                name = f'{stem}_s{index:03d}.png'
-                imwrite(hr[y:y + crop, x:x + crop, ...], Path(out_dir) / name, png_params(level))
+                name = f'{stem}_s{index:03d}'
+                write_lossless(hr[y:y + crop, x:x + crop, ...], Path(out_dir) / name, level)
                 if lq is not None:
                     ly, lx, lc = y // scale, x // scale, crop // scale
-                    imwrite(lq[ly:ly + lc, lx:lx + lc, ...], Path(lq_out_dir) / name,
-                            png_params(level))
+                    write_lossless(lq[ly:ly + lc, lx:lx + lc, ...], Path(lq_out_dir) / name,
+                                   level)
     except Exception as err:  # reported per image by run_tasks
         return 0, f'{hr_path}: {err}', None
     return index, None, None
@@ -139,8 +143,9 @@ def extract_subimages(input_folder: str | Path, output_folder: str | Path, crop_
                       suffix_pattern: str = '{}', compress_level: int = 3, workers: int = 1,
                       progress: Callable[[], None] | None = None) -> ToolReport:
     """Crop every image into ``crop_size`` squares every ``step`` pixels, named
-    ``<stem>_s<NNN>.png``. With ``lq_folder``, the LQ image ``suffix_pattern.format(stem)`` of
-    each HR image is cropped at the same places (divided by ``scale``), under the same names."""
+    ``<stem>_s<NNN>.png`` (.tif / .npy for images PNG cannot hold exactly). With ``lq_folder``,
+    the LQ image ``suffix_pattern.format(stem)`` of each HR image is cropped at the same places
+    (divided by ``scale``), under the same names."""
     if lq_folder is not None:
         if lq_output_folder is None:
             raise DataError('lq_output_folder is required with lq_folder.')
@@ -193,11 +198,15 @@ def pair_by_name(restored: str | Path, gt: str | Path,
 
 def folder_metrics(restored: str | Path, gt: str | Path | None, crop_border: int,
                    test_y_channel: bool, restored_tmpl: str = '{}', niqe: bool = False,
-                   lpips_net: str | None = None, device: str = 'cpu') -> list[dict]:
+                   lpips_net: str | None = None, device: str = 'cpu',
+                   data_range: float | None = None) -> list[dict]:
     """Per image (rows ``{'name', 'psnr', 'ssim'[, 'niqe'][, 'lpips']}``, GT sorted by name):
     PSNR and SSIM, NIQE of the restored image with ``niqe``, LPIPS (``lpips_net``: 'alex' or
     'vgg', on ``device``). Without ``gt``, NIQE of every restored image only. A GT image larger
-    than the restored one is cropped to it (as when GT was not mod-cropped)."""
+    than the restored one is cropped to it (as when GT was not mod-cropped).
+
+    ``data_range``: the images are read as stored (16-bit, float, any number of bands) and PSNR
+    / SSIM use this peak; NIQE and LPIPS score 8-bit RGB images only."""
     from basicsr_lite.metrics import calculate_psnr, calculate_ssim
     from basicsr_lite.metrics.lpips_metric import calculate_lpips_pt
     from basicsr_lite.metrics.niqe_metric import calculate_niqe
@@ -209,17 +218,26 @@ def folder_metrics(restored: str | Path, gt: str | Path | None, crop_border: int
         return [{'name': os.path.splitext(name)[0],
                  'niqe': calculate_niqe(imread(Path(restored) / name), crop_border)}
                 for name in _images(restored)]
+    if data_range is not None and (niqe or lpips_net):
+        raise DataError('NIQE and LPIPS score 8-bit RGB images; drop them with --data-range.')
     rows = []
     for stem, restored_path, gt_path in pair_by_name(restored, gt, restored_tmpl):
-        img, ref = imread(restored_path), imread(gt_path)
+        if data_range is None:
+            img, ref = imread(restored_path), imread(gt_path)
+        else:  # as stored, in the file's band order: Y from RGB through the torch forms
+            img, ref = read_bands(restored_path), read_bands(gt_path)
         h, w = img.shape[:2]
         if ref.shape[0] < h or ref.shape[1] < w:
             raise DataError(f'{restored_path} ({w}x{h}) is larger than its GT {gt_path} '
                             f'({ref.shape[1]}x{ref.shape[0]}).')
         ref = ref[:h, :w]
-        row = {'name': stem,
-               'psnr': calculate_psnr(img, ref, crop_border, test_y_channel=test_y_channel),
-               'ssim': calculate_ssim(img, ref, crop_border, test_y_channel=test_y_channel)}
+        if data_range is None:
+            row = {'name': stem,
+                   'psnr': calculate_psnr(img, ref, crop_border, test_y_channel=test_y_channel),
+                   'ssim': calculate_ssim(img, ref, crop_border, test_y_channel=test_y_channel)}
+        else:
+            row = {'name': stem, **raw_pair_metrics(img, ref, crop_border, test_y_channel,
+                                                    data_range, f'{restored_path} / {gt_path}')}
         if niqe:
             row['niqe'] = calculate_niqe(img, crop_border)
         if lpips_net:
@@ -227,3 +245,18 @@ def folder_metrics(restored: str | Path, gt: str | Path | None, crop_border: int
             row['lpips'] = float(calculate_lpips_pt(*pair, crop_border, lpips_net)[0])
         rows.append(row)
     return rows
+
+
+def raw_pair_metrics(img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel: bool,
+                     data_range: float, what: str) -> dict[str, float]:
+    """PSNR and SSIM of two HWC images as stored (file band order) with peak ``data_range``."""
+    import torch
+
+    from basicsr_lite.metrics import calculate_psnr_pt, calculate_ssim_pt
+
+    if img.shape != ref.shape or img.dtype != ref.dtype:
+        raise DataError(f'{what}: {img.shape} {img.dtype} vs {ref.shape} {ref.dtype}; the images '
+                        f'must have the same bands and pixel type.')
+    a, b = (torch.from_numpy(x.transpose(2, 0, 1).astype(np.float64))[None] for x in (img, ref))
+    return {'psnr': float(calculate_psnr_pt(a, b, crop_border, test_y_channel, data_range)[0]),
+            'ssim': float(calculate_ssim_pt(a, b, crop_border, test_y_channel, data_range)[0])}

@@ -3,7 +3,9 @@
 ``<name>.lmdb/`` holds ``data.mdb``, ``lock.mdb`` and ``meta_info.txt`` with one line
 ``<key>.png (<h>,<w>,<c>) <compress_level>`` per image; keys are relative paths without extension;
 values are PNG bytes. LMDBs made by BasicSR's scripts read here and these read in BasicSR (as long
-as the keys have no dots, which BasicSR's reader splits on).
+as the keys have no dots, which BasicSR's reader splits on). Images that PNG cannot hold exactly
+(float32, or other than 1, 3 or 4 bands) are stored as TIFF or ``.npy`` bytes, their meta_info
+line naming that suffix; datasets read them with ``read_mode: unchanged``.
 """
 from __future__ import annotations
 
@@ -14,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import cv2
-import numpy as np
-
+from basicsr_lite.data.band_io import decode_bands, encode_bands, lossless_suffix, read_bands
 from basicsr_lite.errors import DataError, ImageReadError
 from basicsr_lite.utils.img_util import png_params
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, get_time_str, scandir
@@ -33,25 +33,25 @@ class LmdbReport:
     map_size: int
 
 
-def encode_image(path: str, compress_level: int) -> tuple[bytes, tuple[int, int, int]]:
-    """Decode ``path`` (any format cv2 reads, 8 or 16 bit) and re-encode it as PNG."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageReadError(f'Cannot read image {path}: unreadable, truncated or not an image.')
-    ok, buf = cv2.imencode('.png', img, png_params(compress_level))
-    if not ok:
-        raise ImageReadError(f'Cannot encode {path} as PNG.')
-    h, w = img.shape[:2]
-    return buf.tobytes(), (h, w, 1 if img.ndim == 2 else img.shape[2])
+def encode_image(path: str, compress_level: int) -> tuple[bytes, str, tuple[int, int, int]]:
+    """Decode ``path`` (any format cv2 reads, 8 or 16 bit; float TIFF; .npy) and re-encode it
+    losslessly: (bytes, suffix, shape); PNG where it can hold the image."""
+    img = read_bands(path)
+    suffix = lossless_suffix(img)
+    try:
+        data = encode_bands(img, suffix, png_params(compress_level) if suffix == '.png' else None)
+    except ValueError as err:
+        raise ImageReadError(f'Cannot encode {path}: {err}') from err
+    return data, suffix, img.shape
 
 
 def _encode_task(task: tuple[str, str, int]) -> tuple[str, bytes | None, tuple | str]:
     key, path, level = task
     try:
-        data, shape = encode_image(path, level)
+        data, suffix, shape = encode_image(path, level)
     except ImageReadError as err:
         return key, None, str(err)
-    return key, data, shape
+    return key, data, (suffix, shape)
 
 
 def folder_keys(folder: str | Path) -> list[tuple[str, str]]:
@@ -79,6 +79,7 @@ def _stored_size(key: str, value: bytes) -> int:
 
 def _encoded(items: list[tuple[str, str]], compress_level: int,
              workers: int) -> Iterator[tuple[str, bytes, tuple]]:
+    """``(key, bytes, (suffix, shape))`` per image, in order; a DataError for an unreadable one."""
     tasks = [(key, path, compress_level) for key, path in items]
     if workers <= 1:
         results: Iterable = map(_encode_task, tasks)
@@ -87,10 +88,10 @@ def _encoded(items: list[tuple[str, str]], compress_level: int,
         pool = multiprocessing.get_context('spawn').Pool(workers)
         results = pool.imap(_encode_task, tasks, chunksize=8)  # ordered
     try:
-        for key, data, shape in results:
+        for key, data, info_or_error in results:
             if data is None:
-                raise DataError(shape)
-            yield key, data, shape
+                raise DataError(info_or_error)
+            yield key, data, info_or_error
     finally:
         if pool is not None:
             pool.terminate()
@@ -144,10 +145,11 @@ def make_lmdb_from_folder(folder: str | Path, lmdb_path: str | Path, compress_le
             used = need
             pending.clear()
 
-        for i, (key, data, shape) in enumerate(_encoded(items, compress_level, workers), 1):
+        for i, (key, data, (suffix, shape)) in enumerate(
+                _encoded(items, compress_level, workers), 1):
             pending.append((key, data))
             total_bytes += len(data)
-            meta.append(f'{key}.png ({shape[0]},{shape[1]},{shape[2]}) {compress_level}')
+            meta.append(f'{key}{suffix} ({shape[0]},{shape[1]},{shape[2]}) {compress_level}')
             if len(pending) >= batch:
                 commit()
             if progress is not None:
@@ -189,11 +191,12 @@ def verify_lmdb(lmdb_path: str | Path) -> int:
             for name, shape in entries:
                 key = os.path.splitext(name)[0]
                 value = txn.get(key.encode('utf-8'))
-                img = None if value is None else cv2.imdecode(np.frombuffer(value, np.uint8),
-                                                              cv2.IMREAD_UNCHANGED)
-                if img is None:
-                    raise DataError(f"LMDB {lmdb_path}: key '{key}' is missing or undecodable.")
-                got = (*img.shape[:2], 1 if img.ndim == 2 else img.shape[2])
+                try:
+                    img = decode_bands(bytes(value or b''), key)
+                except ImageReadError as err:
+                    raise DataError(f"LMDB {lmdb_path}: key '{key}' is missing or undecodable."
+                                    ) from err
+                got = img.shape
                 if shape is not None and got != shape:
                     raise DataError(f"LMDB {lmdb_path}: key '{key}' has shape {got}, "
                                     f'meta_info says {shape}.')
