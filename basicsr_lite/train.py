@@ -12,7 +12,7 @@ import torch
 
 from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader, epoch_batches
 from basicsr_lite.data.prefetcher import build_prefetcher
-from basicsr_lite.engine.builtin_hooks import BranchOrigin, build_hooks
+from basicsr_lite.engine.builtin_hooks import BranchOrigin, PixelFormats, build_hooks
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.experiment import (find_resume_state, is_branch_start, open_run_folder,
                                             record_branch, start_processes)
@@ -180,8 +180,12 @@ def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
     val_loaders = build_eval_loaders(opt, ('val',))
     if opt['val'] is not None:
         check_metrics(opt['val']['metrics'], val_loaders)
+    pixel_formats = PixelFormats({opt['datasets']['train']['name']: loader, **val_loaders})
+    if resume is not None and not branching:
+        pixel_formats.check_resume(resume[1].get('hooks', {}).get(PixelFormats.state_key),
+                                   resume[0])
     model = build_model(opt, device)
-    hooks = build_hooks(opt, extra_hooks)
+    hooks = build_hooks(opt, [pixel_formats, *(extra_hooks or [])])
     check_trackers(opt)
     loop = restore(model, opt, *resume) if resume is not None else LoopState()
     open_run_folder(opt, resuming=resume is not None and not branching)

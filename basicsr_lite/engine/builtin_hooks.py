@@ -159,6 +159,39 @@ class BranchOrigin(Hook):
         self.record = state or None
 
 
+class PixelFormats(Hook):
+    """The pixel type, bands and normalisation of each dataset read as stored, kept in every
+    training state: a resume that would feed the network other values (a statistics file made
+    again from other images, another ``normalize``) is refused before anything runs."""
+    state_key = 'pixel_formats'
+
+    def __init__(self, loaders: dict[str, Any]) -> None:
+        from basicsr_lite.data.pixels import dataset_codec
+
+        codecs = {name: dataset_codec(loader.dataset) for name, loader in loaders.items()}
+        # as plain lists and floats: what a training state keeps and gives back
+        self.formats = {name: json.loads(json.dumps(vars(codec)))
+                        for name, codec in codecs.items() if codec is not None}
+
+    def state_dict(self) -> dict:
+        return self.formats
+
+    def check_resume(self, saved: dict | None, state_path: Path) -> None:
+        """An OptionError when a dataset's format differs from the one ``state_path`` was
+        trained with."""
+        from basicsr_lite.errors import OptionError
+
+        for name, now in self.formats.items():
+            was = (saved or {}).get(name)
+            if was is not None and was != now:
+                changed = ', '.join(f'{k} {was.get(k)} -> {v}' for k, v in now.items()
+                                    if was.get(k) != v)
+                raise OptionError(
+                    f'Dataset {name} would be read differently from the run being resumed '
+                    f'({state_path}): {changed}. Restore its normalize section and statistics '
+                    f'file, or start a new run (--branch) to change them.')
+
+
 def replace_with_link(source: Path, target: Path) -> None:
     """Make ``target`` the same file as ``source`` (a hard link, else a copy), atomically."""
     temp = target.with_name(f'.{target.name}.link{os.getpid()}')
