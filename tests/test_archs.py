@@ -30,6 +30,10 @@ TINY_OTHER = {
     'NLayerDiscriminator': (dict(num_in_ch=3, num_feat=4, n_layers=2), (2, 3, 32, 32),
                             (2, 1, 6, 6)),
 }
+# Networks that also take a metadata vector per image: (tiny arguments, metadata length).
+TINY_CONDITIONED = {
+    'SFTMD': (dict(num_feat=8, num_block=1, upscale=2, num_meta=2, sft_hidden=4), 2),
+}
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 # (arch, constructor arguments, official file, exact parameter count of that release)
 OFFICIAL = [
@@ -52,9 +56,15 @@ def conv(cin, cout, k=3):
 
 @pytest.mark.parametrize('name', ARCH_REGISTRY.keys())
 def test_every_arch_contract(name):
-    assert name in TINY or name in TINY_OTHER, f'add tiny arguments for {name}'
+    assert name in {**TINY, **TINY_OTHER, **TINY_CONDITIONED}, f'add tiny arguments for {name}'
     torch.manual_seed(0)
-    if name in TINY:
+    inputs = []
+    if name in TINY_CONDITIONED:
+        kwargs, meta_len = TINY_CONDITIONED[name]
+        net = build_network({'type': name, **kwargs})
+        inputs = [torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, meta_len)]
+        expected = (2, 3, 16 * kwargs['upscale'], 16 * kwargs['upscale'])
+    elif name in TINY:
         net = build_network({'type': name, **TINY[name]})
         x = torch.rand(2, 3, 16, 16, requires_grad=True)  # RFDN's attention pools 7x7 windows
         scale = TINY[name].get('upscale', TINY[name].get('scale'))
@@ -63,7 +73,7 @@ def test_every_arch_contract(name):
         kwargs, in_shape, expected = TINY_OTHER[name]
         net = build_network({'type': name, **kwargs})
         x = torch.rand(*in_shape, requires_grad=True)
-    out = net(x)
+    out = net(*(inputs or [x]))
     assert out.shape == expected
     assert torch.isfinite(out).all()
     out.mean().backward()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 from basicsr_lite.data.data_util import image_paths
 from basicsr_lite.data.degradations import degrade
 from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.metadata import DEGRADATION_KEYS, MetadataVector, metadata_problems
 from basicsr_lite.data.pixels import PixelReader
 from basicsr_lite.data.transforms import augment, mod_crop
 from basicsr_lite.errors import DataError
@@ -23,7 +24,10 @@ class DegradationDataset(Dataset):
     Train: a random ``gt_size`` crop and flips/rotations first, then the degradation, all drawn
     from the sample's seed (reproducible for any number of workers and after a resume).
     Val/test: the whole mod-cropped image, degraded with a fixed seed per image.
-    Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}`` (lq_path = gt_path).
+    Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}`` (lq_path = gt_path), and with ``metadata``
+    (e.g. ``[blur_sigma]``) ``'meta'``: the values applied to this sample (blur_sigma and
+    noise_sigma 0 when not applied, jpeg_quality 100), each mapped to [0, 1] by its range
+    (default: 0 to the option's maximum; jpeg_quality 0 to 100), for conditioned networks.
     """
 
     def __init__(self, dataroot_gt: str, scale: int = 4, phase: str = 'train',
@@ -33,7 +37,8 @@ class DegradationDataset(Dataset):
                  noise_prob: float = 0.0, noise_sigma: Sequence[float] = (1.0, 25.0),
                  jpeg_prob: float = 0.0, jpeg_quality: Sequence[int] = (30, 95),
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 color: str | None = None) -> None:
+                 color: str | None = None, metadata: list[str] | None = None,
+                 metadata_range: dict[str, list[float]] | None = None) -> None:
         super().__init__()
         io_backend = dict(io_backend or {'type': 'disk'})
         backend = io_backend.pop('type')
@@ -47,6 +52,18 @@ class DegradationDataset(Dataset):
                                 noise_prob=noise_prob, noise_sigma=tuple(noise_sigma),
                                 jpeg_prob=jpeg_prob, jpeg_quality=tuple(jpeg_quality))
         self.paths = image_paths(dataroot_gt, meta_info_file)
+        problems = metadata_problems({'metadata': metadata, 'metadata_range': metadata_range},
+                                     DEGRADATION_KEYS)
+        if problems:
+            raise ValueError(f'{problems[0][0]}: {problems[0][1]}')
+        self.metadata = None if metadata is None else MetadataVector(
+            metadata, metadata_range, {'blur_sigma': (0.0, blur_sigma[1]),
+                                       'noise_sigma': (0.0, noise_sigma[1]),
+                                       'jpeg_quality': (0.0, 100.0)})
+
+    @classmethod
+    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+        return metadata_problems(options, DEGRADATION_KEYS)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -61,9 +78,13 @@ class DegradationDataset(Dataset):
         else:
             img_gt = mod_crop(img_gt, self.scale)
             rng = np.random.default_rng(index)
-        img_lq = degrade(img_gt, self.scale, rng, **self.degradation)
-        return {'lq': self.pixels.to_tensor(img_lq), 'gt': self.pixels.to_tensor(img_gt),
+        applied: dict[str, float] = {}
+        img_lq = degrade(img_gt, self.scale, rng, **self.degradation, applied=applied)
+        item = {'lq': self.pixels.to_tensor(img_lq), 'gt': self.pixels.to_tensor(img_gt),
                 'lq_path': gt_path, 'gt_path': gt_path}
+        if self.metadata is not None:
+            item['meta'] = self.metadata(applied)
+        return item
 
     def _random_crop(self, img: np.ndarray, path: str) -> np.ndarray:
         h, w = img.shape[:2]

@@ -29,15 +29,22 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
 def degrade(gt: np.ndarray, scale: int, rng: np.random.Generator, blur_prob: float = 0.0,
             blur_sigma: tuple[float, float] = (0.2, 3.0), noise_prob: float = 0.0,
             noise_sigma: tuple[float, float] = (1.0, 25.0), jpeg_prob: float = 0.0,
-            jpeg_quality: tuple[int, int] = (30, 95)) -> np.ndarray:
+            jpeg_quality: tuple[int, int] = (30, 95), applied: dict | None = None) -> np.ndarray:
     """blur (with ``blur_prob``) -> MATLAB bicubic 1/scale -> noise -> JPEG, parameters drawn
-    uniformly from their ranges with ``rng``."""
+    uniformly from their ranges with ``rng``. ``applied`` (a dict) receives what was done:
+    ``blur_sigma`` and ``noise_sigma`` (0 when not applied), ``jpeg_quality`` (100 when not)."""
+    record = {'blur_sigma': 0.0, 'noise_sigma': 0.0, 'jpeg_quality': 100.0}
     img = gt
     if rng.random() < blur_prob:
-        img = gaussian_blur(img, rng.uniform(*blur_sigma))
+        record['blur_sigma'] = rng.uniform(*blur_sigma)
+        img = gaussian_blur(img, record['blur_sigma'])
     img = imresize(img, 1 / scale)
     if rng.random() < noise_prob:
-        img = add_gaussian_noise(img, rng.uniform(*noise_sigma), rng)
+        record['noise_sigma'] = rng.uniform(*noise_sigma)
+        img = add_gaussian_noise(img, record['noise_sigma'], rng)
     if rng.random() < jpeg_prob:
-        img = jpeg_compress(img, rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
+        record['jpeg_quality'] = float(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
+        img = jpeg_compress(img, int(record['jpeg_quality']))
+    if applied is not None:
+        applied.update(record)
     return img

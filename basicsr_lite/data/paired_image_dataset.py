@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from torch.utils.data import Dataset
@@ -8,6 +9,7 @@ from basicsr_lite.data.data_util import (lmdb_keys, paired_paths_from_folder,
                                          paired_paths_from_lmdb, paired_paths_from_meta_info_file)
 from basicsr_lite.data.file_client import FileClient
 from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.metadata import MetadataVector, metadata_problems, read_metadata_file
 from basicsr_lite.data.pixels import PixelReader, pixel_option_problems
 from basicsr_lite.data.scan import scan_disk_pairs, scan_lmdb_pairs
 from basicsr_lite.data.transforms import augment, paired_random_crop
@@ -26,7 +28,8 @@ class PairedImageDataset(Dataset):
     ``mean``/``std`` if given); with ``read_mode: unchanged``, images of any bit depth and band
     count, normalised per band by ``normalize`` (data/pixels.py). ``lq_interp: bicubic`` gives
     the LQ upsampled to the GT's size (MATLAB bicubic on the stored pixels, after the crop), for
-    pre-upsampling networks.
+    pre-upsampling networks. ``metadata_file`` (CSV / JSON, see data/metadata.py) with
+    ``metadata: [names]`` adds ``'meta'``, the GT image's values, for conditioned networks.
     """
 
     def __init__(self, dataroot_gt: str, dataroot_lq: str, scale: int = 1, phase: str = 'train',
@@ -35,7 +38,9 @@ class PairedImageDataset(Dataset):
                  use_rot: bool = False, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, color: str | None = None,
                  scan: bool = True, lq_interp: str | None = None, read_mode: str = 'color',
-                 normalize: dict | None = None) -> None:
+                 normalize: dict | None = None, metadata_file: str | None = None,
+                 metadata: list[str] | None = None,
+                 metadata_range: dict[str, list[float]] | None = None) -> None:
         super().__init__()
         if lq_interp not in LQ_INTERPOLATIONS:
             raise ValueError(f'lq_interp must be one of {list(LQ_INTERPOLATIONS)}; got '
@@ -67,12 +72,27 @@ class PairedImageDataset(Dataset):
         if self.paths:
             self.pixels.start(self.file_client, self.paths[0]['gt_path'], 'gt',
                               f'{type(self).__name__} {dataroot_gt}')
+        self.metadata, self.metadata_table = None, {}
+        problems = self.option_problems({'metadata': metadata, 'metadata_range': metadata_range,
+                                         'metadata_file': metadata_file})
+        if problems:
+            raise ValueError(f'{problems[0][0]}: {problems[0][1]}')
+        if metadata is not None:
+            self.metadata = MetadataVector(metadata, metadata_range)
+            self.metadata_table = read_metadata_file(metadata_file)
+            self.metadata.check_table(self.metadata_table,
+                                      [Path(p['gt_path']).stem for p in self.paths],
+                                      f'Metadata file {metadata_file}')
 
     @classmethod
     def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
         """``(key, what is wrong)`` for values of a dataset entry; checked with the option
         file, before anything runs."""
-        return pixel_option_problems(options)
+        problems = pixel_option_problems(options) + metadata_problems(options)
+        if (options.get('metadata') is None) != (options.get('metadata_file') is None):
+            problems.append(('metadata', 'metadata and metadata_file go together (the names of '
+                                         'the values, and the file that holds them).'))
+        return problems
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -88,5 +108,8 @@ class PairedImageDataset(Dataset):
             img_gt = img_gt[:img_lq.shape[0] * self.scale, :img_lq.shape[1] * self.scale, :]
         if self.lq_interp == 'bicubic':  # pre-upsampling networks (VDSR): LQ at the GT's size
             img_lq = imresize(img_lq, self.scale, output_shape=img_gt.shape[:2])
-        return {'lq': self.pixels.to_tensor(img_lq), 'gt': self.pixels.to_tensor(img_gt),
+        item = {'lq': self.pixels.to_tensor(img_lq), 'gt': self.pixels.to_tensor(img_gt),
                 'lq_path': lq_path, 'gt_path': gt_path}
+        if self.metadata is not None:
+            item['meta'] = self.metadata(self.metadata_table[Path(gt_path).stem])
+        return item

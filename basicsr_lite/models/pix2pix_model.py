@@ -31,7 +31,7 @@ class Pix2pixModel(SRGANModel):
     ``num_in_ch`` = input + output channels); ``train``: ``optim_g``, ``optim_d``, ``gan_opt``
     (required), ``pixel_opt`` and the SRGAN keys (``net_d_iters``, ...). ``scale: 1``."""
 
-    def as_generator(self, net: nn.Module) -> nn.Module:
+    def as_generator(self, net: nn.Module, index: int | None = None) -> nn.Module:
         return UnitRange(net)
 
     def d_input(self, img: torch.Tensor) -> torch.Tensor:

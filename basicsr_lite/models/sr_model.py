@@ -54,9 +54,10 @@ class SRModel(BaseModel):
         self.lq = self.to_device(data['lq'])
         self.gt = self.to_device(data['gt']) if 'gt' in data else None
 
-    def as_generator(self, net: torch.nn.Module) -> torch.nn.Module:
+    def as_generator(self, net: torch.nn.Module, index: int | None = None) -> torch.nn.Module:
         """``net`` as a map from ``lq`` to the output in [0, 1] (models whose networks work on
-        another range wrap it here)."""
+        another range, or take more than the image, wrap it here); ``index``: for the one image
+        ``index`` of the batch (tiled inference), else for the whole batch."""
         return net
 
     def optimize_parameters(self, current_iter: int) -> None:
@@ -79,14 +80,13 @@ class SRModel(BaseModel):
         was_training = net.training
         net.eval()
         tile = (self.opt['val'] or {}).get('tile')
-        generator = self.as_generator(net)
         if tile is None:
-            self.output = generator(self.lq)
+            self.output = self.as_generator(net)(self.lq)
         else:
             self.output = torch.cat([
-                tiled_inference(generator, lq[None], self.opt['scale'], tile['size'],
-                                tile['overlap'])
-                for lq in self.lq]).to(self.device)
+                tiled_inference(self.as_generator(net, i), lq[None], self.opt['scale'],
+                                tile['size'], tile['overlap'], clamp=False)
+                for i, lq in enumerate(self.lq)]).to(self.device)
         net.train(was_training)
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:

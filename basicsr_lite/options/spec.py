@@ -99,7 +99,8 @@ def _from_table(table: dict, kind: str):
 
 def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> None:
     phase = dataset_phase(path.rsplit('.', 1)[-1])
-    meta_keys = ('meta_info_file', 'meta_info')  # the latter: BasicSR's RealESRGANDataset
+    # meta_info: BasicSR's RealESRGANDataset; metadata_file: values for conditioned networks
+    meta_keys = ('meta_info_file', 'meta_info', 'metadata_file')
     if not ctx.get('check_paths', True):
         kwargs = {k: v for k, v in kwargs.items() if k not in meta_keys
                   and not k.startswith('dataroot')}

@@ -44,7 +44,8 @@ def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | No
                     overlap: int = 16, ensemble: bool = False,
                     device: torch.device | None = None, dtype: torch.dtype | None = None,
                     as_uint8: bool = False, out: torch.Tensor | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                    progress: Callable[[int, int], None] | None = None,
+                    clamp: bool = True) -> torch.Tensor:
     """Super-resolve ``lq`` (1CHW, [0, 1], any device) tile by tile.
 
     ``tile``: core size in LQ pixels (None: the whole image at once); ``overlap``: context
@@ -52,7 +53,8 @@ def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | No
     runs (the network must already be there);
     ``as_uint8``: return a uint8 CPU tensor (4x less memory than float for big outputs);
     ``out``: a 1C(H*scale)(W*scale) CPU tensor to write into, e.g. a permuted view of an HWC
-    numpy image, so that saving needs no copy of a huge output.
+    numpy image, so that saving needs no copy of a huge output; ``clamp``: to [0, 1] (off for
+    normalised data, e.g. per-band mean / std, whose outputs lie outside it).
     Returns 1C(H*scale)(W*scale) on the CPU (``out`` when given).
     """
     device = device or lq.device
@@ -68,7 +70,9 @@ def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | No
         patch = lq[..., cy0:cy1, cx0:cx1].to(device=device, dtype=dtype or lq.dtype)
         sr = ensemble_forward(net, patch) if ensemble else net(patch)
         core = sr[..., (y - cy0) * scale:(y1 - cy0) * scale,
-                  (x - cx0) * scale:(x1 - cx0) * scale].float().clamp_(0, 1).cpu()
+                  (x - cx0) * scale:(x1 - cx0) * scale].float().cpu()
+        if clamp or as_uint8:
+            core = core.clamp_(0, 1)
         if output is None:
             out_dtype = torch.uint8 if as_uint8 else torch.float32
             output = torch.empty(1, core.shape[1], h * scale, w * scale, dtype=out_dtype)
