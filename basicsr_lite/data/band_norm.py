@@ -62,9 +62,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def normalize_problems(opt: Any) -> list[tuple[str, str]]:
+def normalize_problems(opt: Any, check_files: bool = True) -> list[tuple[str, str]]:
     """``(key, what is wrong)`` for a dataset's ``normalize`` section; checked with the option
-    file (statistics files are read), before anything runs."""
+    file (statistics files are read unless ``check_files`` is False), before anything runs."""
     from basicsr_lite.options.schema import did_you_mean
 
     if not isinstance(opt, dict):
@@ -108,7 +108,7 @@ def normalize_problems(opt: Any) -> list[tuple[str, str]]:
         problems.append(('normalize', f'type {kind} needs {needs} (tools/band_stats.py writes '
                                       f'one).'))
     stats_file = opt.get('stats_file')
-    if isinstance(stats_file, str) and not problems:
+    if isinstance(stats_file, str) and not problems and check_files:
         try:
             stats = read_stats(stats_file)
         except OptionError as err:

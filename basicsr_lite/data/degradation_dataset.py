@@ -9,7 +9,8 @@ from torch.utils.data import Dataset
 from basicsr_lite.data.data_util import image_paths
 from basicsr_lite.data.degradations import degrade
 from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.metadata import DEGRADATION_KEYS, MetadataVector, metadata_problems
+from basicsr_lite.data.metadata import (DEGRADATION_KEYS, DEGRADATION_RANGES, MetadataVector,
+                                        metadata_problems)
 from basicsr_lite.data.pixels import PixelReader
 from basicsr_lite.data.transforms import augment, mod_crop
 from basicsr_lite.errors import DataError
@@ -27,7 +28,8 @@ class DegradationDataset(Dataset):
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}`` (lq_path = gt_path), and with ``metadata``
     (e.g. ``[blur_sigma]``) ``'meta'``: the values applied to this sample (blur_sigma and
     noise_sigma 0 when not applied, jpeg_quality 100), each mapped to [0, 1] by its range
-    (default: 0 to the option's maximum; jpeg_quality 0 to 100), for conditioned networks.
+    (``metadata_range``; default ``DEGRADATION_RANGES``, the same for every dataset so that
+    training and validation sets map alike), for conditioned networks.
     """
 
     def __init__(self, dataroot_gt: str, scale: int = 4, phase: str = 'train',
@@ -57,12 +59,11 @@ class DegradationDataset(Dataset):
         if problems:
             raise ValueError(f'{problems[0][0]}: {problems[0][1]}')
         self.metadata = None if metadata is None else MetadataVector(
-            metadata, metadata_range, {'blur_sigma': (0.0, blur_sigma[1]),
-                                       'noise_sigma': (0.0, noise_sigma[1]),
-                                       'jpeg_quality': (0.0, 100.0)})
+            metadata, metadata_range, DEGRADATION_RANGES)
 
     @classmethod
-    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+    def option_problems(cls, options: dict[str, Any],
+                        check_files: bool = True) -> list[tuple[str, str]]:
         return metadata_problems(options, DEGRADATION_KEYS)
 
     def __len__(self) -> int:

@@ -2,9 +2,10 @@
 
 A dataset's ``metadata`` option lists the values it emits, in order; each is mapped to [0, 1]
 by its range, ``(value - low) / (high - low)`` (``metadata_range: {name: [low, high]}``; the
-degradations' own values have default ranges). The values come from the degradation a dataset
-applied (DegradationDataset: ``blur_sigma``, ``noise_sigma``, ``jpeg_quality``) or from a
-sidecar file next to the images (PairedImageDataset ``metadata_file``): a CSV with a ``name``
+degradations' own values have fixed default ranges, ``DEGRADATION_RANGES``; values without a
+range are used as they are). The values come from the degradation a dataset applied
+(DegradationDataset: ``blur_sigma``, ``noise_sigma``, ``jpeg_quality``) or from a sidecar
+file next to the images (PairedImageDataset ``metadata_file``): a CSV with a ``name``
 column (the GT image's name without extension) and one column per value, or a JSON object
 ``{name: {value name: number}}``.
 """
@@ -21,6 +22,9 @@ import torch
 from basicsr_lite.errors import DataError
 
 DEGRADATION_KEYS = ('blur_sigma', 'noise_sigma', 'jpeg_quality')
+# default ranges of the degradation values (sigmas in pixels / on 0..255, JPEG quality)
+DEGRADATION_RANGES = {'blur_sigma': (0.0, 4.0), 'noise_sigma': (0.0, 50.0),
+                      'jpeg_quality': (0.0, 100.0)}
 
 
 def _number(value: Any) -> bool:

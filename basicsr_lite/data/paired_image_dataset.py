@@ -85,10 +85,11 @@ class PairedImageDataset(Dataset):
                                       f'Metadata file {metadata_file}')
 
     @classmethod
-    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+    def option_problems(cls, options: dict[str, Any],
+                        check_files: bool = True) -> list[tuple[str, str]]:
         """``(key, what is wrong)`` for values of a dataset entry; checked with the option
         file, before anything runs."""
-        problems = pixel_option_problems(options) + metadata_problems(options)
+        problems = pixel_option_problems(options, check_files) + metadata_problems(options)
         if (options.get('metadata') is None) != (options.get('metadata_file') is None):
             problems.append(('metadata', 'metadata and metadata_file go together (the names of '
                                          'the values, and the file that holds them).'))

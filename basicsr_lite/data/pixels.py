@@ -24,9 +24,10 @@ logger = logging.getLogger('basicsr_lite')
 READ_MODES = ('color', 'unchanged')
 
 
-def pixel_option_problems(options: dict[str, Any]) -> list[tuple[str, str]]:
+def pixel_option_problems(options: dict[str, Any],
+                          check_files: bool = True) -> list[tuple[str, str]]:
     """``(key, what is wrong)`` for a dataset entry's ``read_mode`` / ``normalize`` / ``mean`` /
-    ``std`` / ``color`` combination."""
+    ``std`` / ``color`` combination (``check_files``: read the statistics file it names)."""
     read_mode = options.get('read_mode', 'color')
     if read_mode not in READ_MODES:
         return [('read_mode', f'expected one of {", ".join(READ_MODES)}; got {read_mode!r}.')]
@@ -37,7 +38,7 @@ def pixel_option_problems(options: dict[str, Any]) -> list[tuple[str, str]]:
         return []
     problems = [(key, 'is for 8-bit color images; with read_mode: unchanged use normalize.')
                 for key in ('mean', 'std', 'color') if options.get(key) is not None]
-    return problems + normalize_problems(options.get('normalize') or {})
+    return problems + normalize_problems(options.get('normalize') or {}, check_files)
 
 
 class PixelReader:

@@ -102,7 +102,8 @@ class RealESRGANDataset(Dataset):
                 **_OTHER_CHECKS}
 
     @classmethod
-    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
+    def option_problems(cls, options: dict[str, Any],
+                        check_files: bool = True) -> list[tuple[str, str]]:
         """``(key, what is wrong)`` for the values of ``options`` (a dataset entry) that this
         dataset cannot use; checked with the option file, before anything runs."""
         problems = []

@@ -37,8 +37,9 @@ class SingleImageDataset(Dataset):
                               f'{type(self).__name__} {dataroot_lq}')
 
     @classmethod
-    def option_problems(cls, options: dict[str, Any]) -> list[tuple[str, str]]:
-        return pixel_option_problems(options)
+    def option_problems(cls, options: dict[str, Any],
+                        check_files: bool = True) -> list[tuple[str, str]]:
+        return pixel_option_problems(options, check_files)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -32,6 +32,15 @@ class ConditionedSRModel(SRModel):
             elif isinstance(num_meta, int) and len(names) != num_meta:
                 problems.append(f'datasets.{key}.metadata: {len(names)} value(s) '
                                 f'({", ".join(names)}) but network_g.num_meta is {num_meta}.')
+        train = opt['datasets'].get('train')
+        for key, entry in opt['datasets'].items():
+            if train is None or key == 'train' or not entry.get('metadata'):
+                continue
+            for option in ('metadata', 'metadata_range'):
+                if entry.get(option) != train.get(option):
+                    problems.append(f'datasets.{key}.{option}: {entry.get(option)} differs from '
+                                    f"datasets.train's ({train.get(option)}); the network would "
+                                    f'see other values than it was trained on.')
         return problems
 
     def __init__(self, opt: dict, device: torch.device) -> None:

@@ -125,7 +125,8 @@ def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> Non
         errors.extend(f'{path}.{key}: {message}'
                       for key, message in split_problems(kwargs['split']))
     if hasattr(cls, 'option_problems'):  # the dataset's own checks of its values
-        errors.extend(f'{path}.{key}: {message}' for key, message in cls.option_problems(kwargs))
+        problems = cls.option_problems(kwargs, check_files=ctx.get('check_paths', True))
+        errors.extend(f'{path}.{key}: {message}' for key, message in problems)
 
 
 def dataset_spec(key: str) -> Spec:

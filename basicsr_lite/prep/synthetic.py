@@ -17,6 +17,18 @@ def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(big, 0, 255).astype(np.uint8)
 
 
+def rectangles_image(rng: np.random.Generator, h: int, w: int, count: int = 12) -> np.ndarray:
+    """A uint8 BGR image of ``count`` filled rectangles over a faint smooth background: sharp
+    edges, whose blur a network can only undo by as much as it knows it to be."""
+    img = smooth_image(rng, h, w).astype(np.float32) * 0.3
+    for _ in range(count):
+        x0, y0 = int(rng.integers(0, w - 4)), int(rng.integers(0, h - 4))
+        x1, y1 = x0 + int(rng.integers(3, w // 2)), y0 + int(rng.integers(3, h // 2))
+        color = [float(v) for v in rng.integers(0, 256, 3)]
+        cv2.rectangle(img, (x0, y0), (x1, y1), color, -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def make_paired_folder(root: str | Path, names: list[str], size: tuple[int, int], scale: int,
                        seed: int = 0, lq_suffix: str = 'x{scale}') -> tuple[Path, Path]:
     """Write ``root/HR/<name>.png`` and MATLAB-bicubic ``root/LR_X<s>/<name>x<s>.png``."""
