@@ -14,7 +14,8 @@ from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.experiment import open_run_folder, start_processes
 from basicsr_lite.engine.logger import get_root_logger
-from basicsr_lite.engine.validate import check_metrics, format_table, validate, write_metrics
+from basicsr_lite.engine.validate import (check_metrics, format_table, scale_tables, validate,
+                                          write_metrics)
 from basicsr_lite.models import build_model
 from basicsr_lite.options import dict2str, parse_options
 from basicsr_lite.utils.misc import set_random_seed
@@ -45,6 +46,9 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
         csv_path = root / 'metrics.csv'
         write_metrics(scored, csv_path, root / 'metrics.json')
         table = format_table({r.dataset_name: r.means for r in scored})
+        per_scale = scale_tables(scored, loaders)
+        if per_scale:
+            table += f'\n\nPer scale:\n{per_scale}'
         logger.info(f'Test results ({opt["name"]}):\n{table}\nPer-image metrics: {csv_path}')
     if save_img:
         logger.info(f"SR images: {opt['path']['visualization']}")

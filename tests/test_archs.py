@@ -30,9 +30,11 @@ TINY_OTHER = {
     'NLayerDiscriminator': (dict(num_in_ch=3, num_feat=4, n_layers=2), (2, 3, 32, 32),
                             (2, 1, 6, 6)),
 }
-# Networks that also take a metadata vector per image: (tiny arguments, metadata length).
+# Networks that take a second input: (tiny arguments, that input, the output's scale).
 TINY_CONDITIONED = {
-    'SFTMD': (dict(num_feat=8, num_block=1, upscale=2, num_meta=2, sft_hidden=4), 2),
+    'SFTMD': (dict(num_feat=8, num_block=1, upscale=2, num_meta=2, sft_hidden=4),
+              torch.rand(2, 2), 2),
+    'ArbSR': (dict(num_feat=8, num_block=2, adapt_every=1), 2.5, 2.5),
 }
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / 'shared' / 'weights'
 # (arch, constructor arguments, official file, exact parameter count of that release)
@@ -60,10 +62,10 @@ def test_every_arch_contract(name):
     torch.manual_seed(0)
     inputs = []
     if name in TINY_CONDITIONED:
-        kwargs, meta_len = TINY_CONDITIONED[name]
+        kwargs, second, scale = TINY_CONDITIONED[name]
         net = build_network({'type': name, **kwargs})
-        inputs = [torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, meta_len)]
-        expected = (2, 3, 16 * kwargs['upscale'], 16 * kwargs['upscale'])
+        inputs = [torch.rand(2, 3, 16, 16, requires_grad=True), second]
+        expected = (2, 3, round(16 * scale), round(16 * scale))
     elif name in TINY:
         net = build_network({'type': name, **TINY[name]})
         x = torch.rand(2, 3, 16, 16, requires_grad=True)  # RFDN's attention pools 7x7 windows

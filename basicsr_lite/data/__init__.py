@@ -24,6 +24,13 @@ LOADER_KEYS = frozenset({
     'prefetch_factor', 'skip_corrupt', 'max_images', 'split'})
 
 
+def base_dataset(dataset: Dataset) -> Dataset:
+    """The dataset under its wrappers (Subset, SeededSamples, SkipCorruptEval: ``.dataset``)."""
+    while hasattr(dataset, 'dataset'):
+        dataset = dataset.dataset
+    return dataset
+
+
 def dataset_phase(key: str) -> str:
     """The phase of a ``datasets`` key: 'train', 'val' / 'val_2' -> 'val', 'test_x' -> 'test'."""
     return key.split('_')[0]

@@ -5,11 +5,12 @@ import logging
 import math
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
 from basicsr_lite.data.sample_wrappers import SeededSamples, SkipCorruptEval
 from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
+from basicsr_lite.data.scales import scale_label
 from basicsr_lite.errors import UserError
 from basicsr_lite.runtime.dist import get_dist_info
 
@@ -20,10 +21,11 @@ def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, Enl
     dataset_opt = opt['datasets']['train']
     rank, world_size = get_dist_info()
     dataset = build_dataset(dataset_opt, 'train', opt['scale'])
+    batch_size = dataset_opt['batch_size_per_gpu']
+    per_batch = getattr(dataset, 'per_batch', False)  # e.g. one scale per batch
     sampler = EnlargedSampler(len(dataset), world_size, rank, dataset_opt['dataset_enlarge_ratio'],
                               seed=opt['manual_seed'], shuffle=dataset_opt['use_shuffle'],
-                              with_sample_seeds=True)
-    batch_size = dataset_opt['batch_size_per_gpu']
+                              with_sample_seeds=True, batch_size=batch_size if per_batch else None)
     if len(sampler) < batch_size:
         raise UserError(f'datasets.train: {len(sampler)} samples per process are fewer than '
                         f'batch_size_per_gpu {batch_size}; raise dataset_enlarge_ratio or lower '
@@ -60,13 +62,22 @@ def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoad
         phase = dataset_phase(key)
         if phase not in phases:
             continue
-        dataset = build_dataset(dataset_opt, phase, opt['scale'], key)
-        limit = (opt.get('val') or {}).get('limit_batches') if phase == 'val' else None
-        if limit is not None and limit < len(dataset):
-            dataset = Subset(dataset, range(limit))  # the first images (batch size 1)
-        if dataset_opt['skip_corrupt']:
-            dataset = SkipCorruptEval(dataset)
-        sampler = ShardSampler(len(dataset), world_size, rank) if world_size > 1 else None
-        loaders[dataset_opt['name']] = build_dataloader(dataset, dataset_opt, phase, sampler)
-        logger.info(f"Dataset {dataset_opt['name']} ({key}): {len(dataset)} images.")
+        for name, dataset in scale_variants(dataset_opt['name'],
+                                            build_dataset(dataset_opt, phase, opt['scale'], key)):
+            limit = (opt.get('val') or {}).get('limit_batches') if phase == 'val' else None
+            if limit is not None and limit < len(dataset):
+                dataset = Subset(dataset, range(limit))  # the first images (batch size 1)
+            if dataset_opt['skip_corrupt']:
+                dataset = SkipCorruptEval(dataset)
+            sampler = ShardSampler(len(dataset), world_size, rank) if world_size > 1 else None
+            loaders[name] = build_dataloader(dataset, dataset_opt, phase, sampler)
+            logger.info(f"Dataset {name} ({key}): {len(dataset)} images.")
     return loaders
+
+
+def scale_variants(name: str, dataset: Dataset) -> list[tuple[str, Dataset]]:
+    """An evaluation set as it is, or, for a multi-scale one, one set per scale, named
+    ``<name>_x<scale>`` (each scale is validated and reported on its own)."""
+    if not hasattr(dataset, 'at_scale'):
+        return [(name, dataset)]
+    return [(f'{name}_{scale_label(pair)}', dataset.at_scale(pair)) for pair in dataset.scales]

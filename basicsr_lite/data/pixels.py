@@ -80,10 +80,8 @@ class PixelReader:
 
 
 def dataset_codec(dataset: Dataset | None) -> BandCodec | None:
-    """The band codec of a dataset (through Subset-like wrappers); None for 8-bit color data."""
-    while dataset is not None:
-        reader = getattr(dataset, 'pixels', None)
-        if isinstance(reader, PixelReader):
-            return reader.codec
-        dataset = getattr(dataset, 'dataset', None)
-    return None
+    """The band codec of a dataset (through its wrappers); None for 8-bit color data."""
+    from basicsr_lite.data import base_dataset
+
+    reader = None if dataset is None else getattr(base_dataset(dataset), 'pixels', None)
+    return reader.codec if isinstance(reader, PixelReader) else None

@@ -47,7 +47,9 @@ def seed_all(seed: int) -> None:
 
 
 class SeededSamples(Dataset):
-    """Wraps a dataset indexed by ``(index, seed)`` pairs (see EnlargedSampler).
+    """Wraps a dataset indexed by ``(index, seed)`` pairs (see EnlargedSampler); items
+    ``(index, seed, batch_seed, epoch)`` first tell the dataset its batch
+    (``begin_batch_sample``).
 
     With ``skip_corrupt``, an unreadable image is logged and replaced by the next index; each item
     then carries ``corrupt_skipped``, the number of files skipped to produce it.
@@ -60,8 +62,10 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, item: tuple[int, int]) -> dict:
-        index, seed = item
+    def __getitem__(self, item: tuple[int, ...]) -> dict:
+        index, seed, *batch = item  # (batch seed, epoch) for datasets with per-batch choices
+        if batch:
+            self.dataset.begin_batch_sample(*batch)
         with _isolated_rng():
             for skipped in range(MAX_CONSECUTIVE_CORRUPT):
                 seed_all(seed + skipped)

@@ -16,16 +16,20 @@ class EnlargedSampler(Sampler[int]):
     same permutation; ``set_epoch(e, start=n)`` skips the first ``n`` indices of the epoch on
     this rank. With ``with_sample_seeds`` it yields ``(index, seed)`` pairs for
     :class:`~basicsr_lite.data.sample_wrappers.SeededSamples`, so that each sample's random
-    augmentation is fixed by (seed, epoch, position) too.
+    augmentation is fixed by (seed, epoch, position) too; with ``batch_size`` as well,
+    ``(index, seed, batch_seed, epoch)``: one seed shared by the samples of each batch of this
+    rank (for what a whole batch shares, e.g. the scale of arbitrary-scale SR).
     """
 
     def __init__(self, dataset_size: int, num_replicas: int = 1, rank: int = 0, ratio: int = 1,
-                 seed: int = 0, shuffle: bool = True, with_sample_seeds: bool = False) -> None:
+                 seed: int = 0, shuffle: bool = True, with_sample_seeds: bool = False,
+                 batch_size: int | None = None) -> None:
         if dataset_size <= 0:
             raise ValueError('EnlargedSampler needs a non-empty dataset.')
         self.dataset_size, self.num_replicas, self.rank = dataset_size, num_replicas, rank
         self.seed, self.shuffle = seed, shuffle
         self.with_sample_seeds = with_sample_seeds
+        self.batch_size = batch_size
         self.epoch, self.start = 0, 0
         self.num_samples = math.ceil(dataset_size * ratio / num_replicas)
         self.total_size = self.num_samples * num_replicas
@@ -42,7 +46,14 @@ class EnlargedSampler(Sampler[int]):
         if not self.with_sample_seeds:
             return iter(indices[self.start:])
         seeds = torch.randint(0, 2**31 - 1, (self.total_size,), generator=generator)[own].tolist()
-        return iter(list(zip(indices, seeds))[self.start:])
+        if self.batch_size is None:
+            return iter(list(zip(indices, seeds))[self.start:])
+        batches = math.ceil(self.num_samples / self.batch_size)  # per rank, drawn after the rest
+        batch_seeds = torch.randint(0, 2**31 - 1, (batches * self.num_replicas,),
+                                    generator=generator)[self.rank::self.num_replicas].tolist()
+        items = [(index, seed, batch_seeds[position // self.batch_size], self.epoch)
+                 for position, (index, seed) in enumerate(zip(indices, seeds))]
+        return iter(items[self.start:])
 
     def __len__(self) -> int:
         return self.num_samples - self.start

@@ -18,7 +18,9 @@ from torch.utils.data import DataLoader
 from basicsr_lite.data.band_io import lossless_suffix, write_bands
 from basicsr_lite.data.band_norm import BandCodec
 from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data import base_dataset
 from basicsr_lite.data.pixels import dataset_codec
+from basicsr_lite.data.scales import border, scale_label
 from basicsr_lite.errors import OptionError, rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel
@@ -61,6 +63,18 @@ def tensor_form(metric_opt: dict) -> dict:
     if 'data_range' in form:
         form['data_range'] = form['data_range'] / 255.0
     return form
+
+
+def with_scale_borders(metrics_opt: dict, pair: tuple[float, float] | None) -> dict:
+    """``crop_border: scale`` (ArbSR's border, ``ceil(scale)`` per axis) made the pixels of the
+    image's scale ``pair``."""
+    if not any(o.get('crop_border') == 'scale' for o in metrics_opt.values()):
+        return metrics_opt
+    if pair is None:
+        raise OptionError('crop_border: scale needs images that carry their scale '
+                          '(MultiScaleDataset).')
+    return {name: {**o, 'crop_border': border(pair)} if o.get('crop_border') == 'scale' else o
+            for name, o in metrics_opt.items()}
 
 
 def raw_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict,
@@ -139,9 +153,18 @@ def check_metrics(metrics_opt: dict, loaders: dict[str, DataLoader] | None = Non
     function the user named (validation may use its torch form, which takes the same ones).
     A dataset of ``loaders`` read as stored is checked with its band count and data range."""
     generator = torch.Generator().manual_seed(0)
-    codecs = {name: dataset_codec(loader.dataset) for name, loader in (loaders or {}).items()}
+    loaders = loaders or {}
+    codecs = {name: dataset_codec(loader.dataset) for name, loader in loaders.items()}
     for name, metric_opt in metrics_opt.items():
         what = f"val.metrics.{name} ({metric_opt['type']})"
+        if metric_opt.get('crop_border') == 'scale':
+            plain = [n for n, loader in loaders.items()
+                     if not getattr(base_dataset(loader.dataset), 'gives_scale', False)]
+            if plain or not loaders:
+                raise OptionError(f'{what}: crop_border: scale (ArbSR\'s border, ceil(scale)) '
+                                  f'needs validation sets whose images carry their scale '
+                                  f'(MultiScaleDataset); {", ".join(plain) or "none"} do not.')
+            metric_opt = {**metric_opt, 'crop_border': (4, 4)}
         for dataset_name, codec in codecs.items():
             if codec is not None and metric_opt['type'] not in RAW_METRICS:
                 raise OptionError(f'{what} scores 8-bit RGB images, but validation set '
@@ -184,8 +207,9 @@ def run_images(dataloader: DataLoader, dataset_name: str, predict: Callable[[dic
         row: dict[str, Any] = {'name': name}
         scored = time.perf_counter()  # (reading the metric values waits for the device)
         if metrics_opt:
-            row.update(image_metrics(visuals['result'], visuals.get('gt'), metrics_opt,
-                                     tensor_metrics, codec))
+            pair = tuple(data['scale'][0].tolist()) if 'scale' in data else None
+            row.update(image_metrics(visuals['result'], visuals.get('gt'),
+                                     with_scale_borders(metrics_opt, pair), tensor_metrics, codec))
         model_seconds += scored - start
         metric_seconds += time.perf_counter() - scored
         if save_dir is not None:
@@ -275,7 +299,9 @@ def bicubic_baseline(dataloader: DataLoader, dataset_name: str, scale: int,
             data['lq'])
         # (an LQ already at the GT's size is the bicubic input of a pre-upsampling network)
         pre_upsampled = data['lq'].shape[-2:] == data['gt'].shape[-2:]
-        upsampled = lq if pre_upsampled else imresize(lq, scale)
+        # (the GT's size: exact for integer scales, and the size of any other scale's result)
+        upsampled = lq if pre_upsampled else imresize(lq, scale,
+                                                      output_shape=data['gt'].shape[-2:])
         if codec is not None:
             return {'result': codec.encode(upsampled)[None], 'gt': data['gt']}
         return {'result': img2tensor(upsampled, bgr2rgb=False)[None] / 255.0, 'gt': data['gt']}
@@ -294,6 +320,29 @@ def format_table(columns: dict[str, dict[str, float]]) -> str:
         cells = ''.join(f'{columns[label].get(metric, math.nan):12.4f}' for label in labels)
         lines.append(f'{metric:<{width}}{cells}')
     return '\n'.join(lines)
+
+
+def scale_tables(results: list[ValidationResult], loaders: dict[str, DataLoader]) -> str:
+    """For each multi-scale set: a row per scale, a column per metric (as ArbSR reports)."""
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for result in results:
+        loader = loaders.get(result.dataset_name)
+        pair = None if loader is None else getattr(base_dataset(loader.dataset), 'fixed_scale',
+                                                   None)
+        if pair is None or not result.means:
+            continue
+        label = scale_label(pair)
+        base = result.dataset_name[:-len(label) - 1]
+        groups.setdefault(base, []).append((label, result.means))
+    tables = []
+    for base, rows in groups.items():
+        metrics = list(rows[0][1])
+        width = max([len(base)] + [len(label) for label, _ in rows])
+        lines = [f'{base:<{width}}' + ''.join(f'{m:>12}' for m in metrics)]
+        lines += [f'{label:<{width}}' + ''.join(f'{means[m]:12.4f}' for m in metrics)
+                  for label, means in rows]
+        tables.append('\n'.join(lines))
+    return '\n\n'.join(tables)
 
 
 def write_metrics(results: list[ValidationResult], csv_path: str | Path | None,

@@ -1,8 +1,9 @@
 """PSNR and SSIM, MATLAB-compatible, in numpy (one HWC image) and torch (NCHW batches).
 
 The protocol of the published SR tables: data on a 0..255 scale, optional BT.601 Y channel,
-``crop_border`` pixels shaved from every side, SSIM with an 11x11 Gaussian window (sigma 1.5),
-'valid' filtering, K = (0.01, 0.03), averaged over the map (and over channels).
+``crop_border`` pixels shaved from every side (or (rows, columns), for asymmetric scales), SSIM
+with an 11x11 Gaussian window (sigma 1.5), 'valid' filtering, K = (0.01, 0.03), averaged over
+the map (and over channels).
 
 Data of another range (16-bit, reflectance, float) give ``data_range``, the peak of PSNR and the
 L of SSIM's constants (the images are brought to 0..255 by ``255 / data_range``, which leaves
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from basicsr_lite.registry import METRIC_REGISTRY
-from basicsr_lite.utils.img_util import bgr2y, crop_border as shave, psnr_from_mse, rgb2y
+from basicsr_lite.utils.img_util import (bgr2y, border_pair, crop_border as shave, psnr_from_mse,
+                                         rgb2y)
 
 _C1 = (0.01 * 255)**2
 _C2 = (0.03 * 255)**2
@@ -119,9 +121,10 @@ def _prepare_torch(img: torch.Tensor, img2: torch.Tensor, crop_border: int,
         img, img2 = img[:, band:band + 1], img2[:, band:band + 1]
     if test_y_channel and img.size(1) == 3:
         img, img2 = rgb2y(img), rgb2y(img2)
-    if crop_border:
-        img = img[..., crop_border:-crop_border, crop_border:-crop_border]
-        img2 = img2[..., crop_border:-crop_border, crop_border:-crop_border]
+    bh, bw = border_pair(crop_border)
+    height, width = img.shape[-2:]
+    img = img[..., bh:height - bh, bw:width - bw]
+    img2 = img2[..., bh:height - bh, bw:width - bw]
     return img * 255.0, img2 * 255.0
 
 

@@ -125,8 +125,17 @@ def bgr2y(img: np.ndarray) -> np.ndarray:
     return img @ np.array([24.966, 128.553, 65.481]) + 16.0
 
 
-def crop_border(imgs: np.ndarray, border: int) -> np.ndarray:
-    return imgs if border == 0 else imgs[border:-border, border:-border, ...]
+def border_pair(border: int | Sequence[int]) -> tuple[int, int]:
+    """A metric's ``crop_border``: one number for both axes, or (height, width)."""
+    if isinstance(border, (list, tuple)):
+        return int(border[0]), int(border[1])
+    return int(border), int(border)
+
+
+def crop_border(imgs: np.ndarray, border: int | Sequence[int]) -> np.ndarray:
+    """HW(C) image(s) without ``border`` pixels on each side (a pair: rows, columns)."""
+    bh, bw = border_pair(border)
+    return imgs[bh:imgs.shape[0] - bh, bw:imgs.shape[1] - bw, ...]
 
 
 def psnr_from_mse(mse: float, peak: float) -> float:
