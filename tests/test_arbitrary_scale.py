@@ -236,7 +236,10 @@ def test_options_that_cannot_work_are_refused(tiny_opt, tmp_path):
         in errors_of(opt)
     opt = arbitrary_opt(tiny_opt, tmp_path)
     opt['datasets']['train']['scales'] = [1.013]
-    assert 'datasets.train.scales: scale 1.013 is not a multiple of 1/50' in errors_of(opt)
+    opt['datasets']['train']['lq_size'] = 0
+    message = errors_of(opt)
+    assert 'datasets.train.scales: scale 1.013 is not a multiple of 1/50' in message
+    assert 'datasets.train.lq_size: must be >= 1; got 0' in message
 
 
 def test_scale_border_on_a_set_without_scales_is_refused(tiny_opt):

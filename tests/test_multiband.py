@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -441,3 +442,26 @@ def test_test_py_writes_16_bit_results(tiny_opt, multiband, tmp_path):
     assert set(metrics['mean']) == {'psnr', 'ssim', 'psnr_nir'}
     saved = read_bands(tmp_path / 'results' / 'visualization' / 'tiny_val' / 'v0_mb_test.png')
     assert saved.dtype == np.uint16 and saved.shape[2] == 4
+
+
+def test_a_16_bit_png_read_as_8_bit_is_said_once(tiny_opt, multiband, monkeypatch):
+    from basicsr_lite.data import data_util
+    monkeypatch.setattr(data_util, '_warned_16_bit', False)
+    opt = multiband_opt(tiny_opt, multiband)
+    entry = {k: v for k, v in eval_entry(opt).items() if k not in ('read_mode', 'normalize')}
+    # 8-bit reading keeps three of the four bands: make the images 3-band 16-bit
+    for folder in (multiband['val_gt'], multiband['val_lq']):
+        for path in Path(folder).glob('*.png'):
+            write_lossless(read_bands(path)[:, :, :3], path.with_suffix(''))
+    dataset = build_dataset(entry, 'val', 2)
+    records: list = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger('basicsr_lite')
+    logger.addHandler(handler)  # (train runs turn the logger's propagation off)
+    try:
+        dataset[0], dataset[1]
+    finally:
+        logger.removeHandler(handler)
+    warnings = [r.getMessage() for r in records if '16-bit PNG' in r.getMessage()]
+    assert len(warnings) == 1 and 'read_mode: unchanged to keep the 16 bits' in warnings[0]

@@ -143,10 +143,26 @@ def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarra
     content = file_client.get(path, client_key)
     if content[:len(NPY_MAGIC)] == NPY_MAGIC:
         raise DataError(f'{path} is a numpy array file: read it with read_mode: unchanged.')
+    if content[:8] == b'\x89PNG\r\n\x1a\n' and len(content) > 24 and content[24] == 16:
+        _warn_16_bit(path)
     img = imfrombytes(content, name=path)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return img
+
+
+_warned_16_bit = False
+
+
+def _warn_16_bit(path: str) -> None:
+    """Once per process: 8-bit reading (BasicSR's) of a 16-bit PNG drops its low byte."""
+    global _warned_16_bit
+    if not _warned_16_bit:
+        _warned_16_bit = True
+        import logging
+        logging.getLogger('basicsr_lite').warning(
+            f'{path} is a 16-bit PNG, read as 8-bit (read_mode: color, as BasicSR). Give its '
+            f'dataset read_mode: unchanged to keep the 16 bits.')
 
 
 def to_float(img: np.ndarray, color: str | None = None) -> np.ndarray:

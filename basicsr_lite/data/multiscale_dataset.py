@@ -133,11 +133,16 @@ class MultiScaleDataset(Dataset):
     @classmethod
     def option_problems(cls, options: dict[str, Any],
                         check_files: bool = True) -> list[tuple[str, str]]:
+        problems = []
         try:
             parse_scales(options.get('scales'))
         except ValueError as err:
-            return [('scales', str(err))]
-        return []
+            problems.append(('scales', str(err)))
+        for key, low in (('lq_size', 1), ('integer_scale_epochs', 0)):
+            value = options.get(key)
+            if isinstance(value, int) and value < low:
+                problems.append((key, f'must be >= {low}; got {value}.'))
+        return problems
 
     def describe_scales(self) -> str:
         return ', '.join(scale_label(p) for p in self.scales)
