@@ -139,6 +139,8 @@ def test_normalize_options_are_checked_with_clear_messages(tmp_path):
     assert 'give mean and std or stats_file, not both' in problems(
         type='mean_std', mean=[1], std=[2], stats_file=str(stats_path))
     assert 'normalize.data_range: expected a number > 0; got 0' in problems(data_range=0)
+    assert 'normalize.stats_file: expected a file path; got 5' in problems(type='min_max',
+                                                                          stats_file=5)
     assert 'normalize.std: expected a list of numbers' in problems(type='mean_std', mean=[1],
                                                                    std='2')
     assert 'has no percentile 0.5 (it has 1, 99)' in problems(

@@ -83,6 +83,9 @@ def normalize_problems(opt: Any, check_files: bool = True) -> list[tuple[str, st
     problems += [(f'normalize.{k}', f'is not used by type {kind}.') for k in unused]
     if 'stats_file' in opt and kind == 'range':
         problems.append(('normalize.stats_file', 'is not used by type range.'))
+    elif 'stats_file' in opt and not isinstance(opt['stats_file'], str):
+        problems.append(('normalize.stats_file', f'expected a file path; got '
+                                                 f'{opt["stats_file"]!r}.'))
     data_range = opt.get('data_range')
     if data_range is not None and not (_is_number(data_range) and data_range > 0):
         problems.append(('normalize.data_range', f'expected a number > 0; got {data_range!r}.'))
@@ -128,17 +131,17 @@ def normalize_problems(opt: Any, check_files: bool = True) -> list[tuple[str, st
 class BandCodec:
     """Raw pixels <-> network tensors, per band: ``tensor = (raw - offset) / scale``."""
     kind: str
-    offset: tuple[float, ...]  # one value per band (or one for all bands)
+    offset: tuple[float, ...]  # one value per band
     scale: tuple[float, ...]
     dtype: str  # the images' pixel type: what results are saved as
     bands: int
     data_range: float  # the peak of PSNR / SSIM in raw units
     clip: bool = False  # clamp tensors to [0, 1] (percentile / min_max stretch)
 
-    def _affine(self, ndim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (-1,) + (1,) * (ndim - 1)  # over the band axis of a CHW tensor
-        offset = torch.tensor(self.offset, dtype=dtype, device=device).view(shape)
-        scale = torch.tensor(self.scale, dtype=dtype, device=device).view(shape)
+    def _affine(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Offset and scale shaped for the band axis of (N)CHW tensors."""
+        offset = torch.tensor(self.offset, dtype=dtype, device=device).view(-1, 1, 1)
+        scale = torch.tensor(self.scale, dtype=dtype, device=device).view(-1, 1, 1)
         return offset, scale
 
     def check(self, img: np.ndarray, name: str) -> None:
@@ -150,14 +153,14 @@ class BandCodec:
     def encode(self, img: np.ndarray) -> torch.Tensor:
         """An HWC image (any pixel type) -> a normalised CHW float32 tensor."""
         tensor = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
-        offset, scale = self._affine(3, tensor.device, torch.float32)
+        offset, scale = self._affine(tensor.device, torch.float32)
         tensor = (tensor - offset) / scale
         return tensor.clamp_(0, 1) if self.clip else tensor
 
     def decode(self, tensor: torch.Tensor) -> torch.Tensor:
         """A normalised (N)CHW tensor -> raw units, float64, clamped to the pixel type's range
         and, for integer types, rounded to its levels (what a saved result holds)."""
-        offset, scale = self._affine(3, tensor.device, torch.float64)
+        offset, scale = self._affine(tensor.device, torch.float64)
         raw = tensor.detach().to(torch.float64) * scale + offset
         if np.dtype(self.dtype).kind in 'ui':
             info = np.iinfo(np.dtype(self.dtype))
@@ -176,7 +179,7 @@ class BandCodec:
         bands = tensor[..., :count, :, :].float()
         if self.kind in ('min_max', 'percentile'):
             return bands.clamp(0, 1)
-        offset, scale = self._affine(3, tensor.device, torch.float32)
+        offset, scale = self._affine(tensor.device, torch.float32)
         return ((bands * scale[:count] + offset[:count]) / self.data_range).clamp(0, 1)
 
     def describe(self) -> str:

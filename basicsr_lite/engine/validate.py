@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from basicsr_lite.data import base_dataset
 from basicsr_lite.data.band_io import lossless_suffix, write_bands
 from basicsr_lite.data.band_norm import BandCodec
 from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data import base_dataset
 from basicsr_lite.data.pixels import dataset_codec
 from basicsr_lite.data.scales import border, scale_label
 from basicsr_lite.errors import OptionError, rejected_options
