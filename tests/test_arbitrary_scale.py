@@ -18,6 +18,7 @@ from basicsr_lite.data.sampler import EnlargedSampler
 from basicsr_lite.data.scales import (evaluation_crop, lr_crop_size, make_lr, parse_scales,
                                       scale_label, scale_step)
 from basicsr_lite.engine.validate import bicubic_baseline
+from basicsr_lite.errors import DataError
 from basicsr_lite.prep.synthetic import rectangles_image
 from basicsr_lite.utils.img_util import imwrite, tensor2img
 from tests.conftest import write_yaml
@@ -279,3 +280,14 @@ def test_integer_scales_first_then_all_in_a_real_run(tiny_opt, tmp_path, monkeyp
     assert train_in_process(tmp_path, opt) == 0
     assert set(scales[:3]) <= {(2.0, 2.0), (3.0, 3.0)}
     assert set(scales[3:]) - {(2.0, 2.0), (3.0, 3.0)}
+
+
+def test_images_too_small_for_a_patch_at_some_scale_are_named_at_start(tmp_path):
+    root = folder(tmp_path, 2, (64, 64))
+    imwrite(rectangles_image(np.random.default_rng(5), 40, 64), tmp_path / 'small.png')
+    from basicsr_lite.errors import OptionError
+    with pytest.raises((DataError, OptionError), match=r"1 image\(s\) are too small for an LR "
+                                                       r'patch of 12 \(lq_size\) at some scale: '
+                                                       r'.*small\.png \(64x40\) at x4'):
+        build_dataset({'type': 'MultiScaleDataset', 'dataroot_gt': root,
+                       'scales': [2, 4], 'lq_size': 12}, 'train', 4)

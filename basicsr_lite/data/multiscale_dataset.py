@@ -16,6 +16,7 @@ from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.pixels import PixelReader
 from basicsr_lite.data.scales import (Pair, evaluation_crop, is_integer, lr_crop_size, make_lr,
                                       parse_scales, scale_label, scale_step)
+from basicsr_lite.data.scan import image_size
 from basicsr_lite.data.transforms import augment
 from basicsr_lite.errors import DataError
 from basicsr_lite.registry import DATASET_REGISTRY
@@ -47,7 +48,7 @@ class MultiScaleDataset(Dataset):
                  io_backend: dict | None = None, meta_info_file: str | None = None,
                  lq_size: int = 50, use_hflip: bool = False, use_rot: bool = False,
                  integer_scale_epochs: int = 1, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None) -> None:
+                 std: Sequence[float] | None = None, scan: bool = True) -> None:
         super().__init__()
         self.scales = parse_scales(scales)
         if lq_size < 1 or integer_scale_epochs < 0:
@@ -64,8 +65,29 @@ class MultiScaleDataset(Dataset):
         self.integer_scales = [p for p in self.scales if is_integer(p)]
         self.integer_scale_epochs = integer_scale_epochs if self.integer_scales else 0
         self.paths = image_paths(dataroot_gt, meta_info_file)
+        if scan and phase == 'train':
+            self._check_sizes()
         self.fixed_scale: Pair | None = self.scales[0] if len(self.scales) == 1 else None
         self._batch: tuple[int, int] | None = None
+
+    def lr_length(self, length: int, scale: float) -> int:
+        """The LR size at ``scale`` of a GT side of ``length`` pixels."""
+        return round(lr_crop_size(length, scale) / scale)
+
+    def _check_sizes(self) -> None:
+        """Start-up scan (image headers): every image must hold an LR patch at every scale."""
+        problems = []
+        for path in self.paths:
+            size = image_size(path)  # None: not a PNG / JPEG / BMP header, checked when loaded
+            for pair in ([] if size is None else self.scales):
+                if min(self.lr_length(n, s) for n, s in zip(size, pair)) < self.lq_size:
+                    problems.append(f'{path} ({size[1]}x{size[0]}) at {scale_label(pair)}')
+                    break
+        if problems:
+            more = f' and {len(problems) - 5} more' if len(problems) > 5 else ''
+            raise DataError(f'{len(problems)} image(s) are too small for an LR patch of '
+                            f'{self.lq_size} (lq_size) at some scale: '
+                            f'{"; ".join(problems[:5])}{more}.')
 
     def at_scale(self, pair: Pair) -> 'MultiScaleDataset':
         """This dataset at one scale (an evaluation set per scale)."""
@@ -112,8 +134,7 @@ class MultiScaleDataset(Dataset):
         lq_slices, gt_slices, region_slices, region_lr = [], [], [], []
         for axis, s in enumerate(pair):
             step = scale_step(s)
-            gt_len = lr_crop_size(img.shape[axis], s)
-            lr_len = round(gt_len / s)
+            lr_len = self.lr_length(img.shape[axis], s)
             if lr_len < size:
                 raise DataError(f'{path} is {img.shape[1]}x{img.shape[0]}: too small for an LR '
                                 f'patch of {size} at scale {s} (needs {math.ceil(size * s)} '
@@ -143,6 +164,3 @@ class MultiScaleDataset(Dataset):
             if isinstance(value, int) and value < low:
                 problems.append((key, f'must be >= {low}; got {value}.'))
         return problems
-
-    def describe_scales(self) -> str:
-        return ', '.join(scale_label(p) for p in self.scales)
