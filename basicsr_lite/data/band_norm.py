@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from basicsr_lite.errors import DataError, OptionError
+from basicsr_lite.utils.misc import read_user_text
 
 NORMALIZE_TYPES = ('range', 'mean_std', 'min_max', 'percentile')
 # per type: the inline values it takes (pairs), or None when it reads only a statistics file
@@ -46,10 +47,9 @@ def dtype_range(dtype: np.dtype) -> float:
 
 def read_stats(path: str | Path) -> dict[str, Any]:
     """A statistics file of ``tools/band_stats.py``."""
+    text = read_user_text(path, 'band statistics', OptionError)
     try:
-        stats = json.loads(Path(path).read_text(encoding='utf-8'))
-    except OSError as err:
-        raise OptionError(f'Cannot read band statistics {path}: {err.strerror}.') from err
+        stats = json.loads(text)
     except json.JSONDecodeError as err:
         raise OptionError(f'Band statistics {path} is not valid JSON: {err}.') from err
     if not isinstance(stats, dict) or stats.get('format') != STATS_FORMAT:

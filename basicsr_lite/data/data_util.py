@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
+from basicsr_lite.utils.misc import IMG_EXTENSIONS, read_user_text, scandir
 
 
 def paths_from_folder(folder: str) -> list[str]:
@@ -28,10 +28,7 @@ _META_LINE = re.compile(r'^(?P<name>.+?)(?: \((?P<h>\d+),\s*(?P<w>\d+),\s*(?P<c>
 def read_meta_info_entries(meta_info_file: str | Path) -> list[tuple[str, tuple | None]]:
     """``(name, (h, w, c) or None)`` per non-empty line of a BasicSR meta_info file
     (``<name> (h,w,c) [compress_level]``; names may contain spaces, dots and non-ASCII)."""
-    try:
-        lines = Path(meta_info_file).read_text(encoding='utf-8').splitlines()
-    except OSError as err:
-        raise DataError(f'Cannot read meta_info_file {meta_info_file}: {err.strerror}.') from err
+    lines = read_user_text(meta_info_file, 'meta_info_file', DataError).splitlines()
     entries = []
     for line in filter(str.strip, lines):
         match = _META_LINE.match(line)

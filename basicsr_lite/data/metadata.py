@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from basicsr_lite.errors import DataError
+from basicsr_lite.utils.misc import read_user_text
 
 DEGRADATION_KEYS = ('blur_sigma', 'noise_sigma', 'jpeg_quality')
 # default ranges of the degradation values (sigmas in pixels / on 0..255, JPEG quality)
@@ -59,10 +60,7 @@ def metadata_problems(options: dict[str, Any],
 def read_metadata_file(path: str | Path) -> dict[str, dict[str, float]]:
     """``{image name: {value name: number}}`` from a CSV (``name`` column) or JSON file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding='utf-8')
-    except OSError as err:
-        raise DataError(f'Cannot read metadata file {path}: {err.strerror}.') from err
+    text = read_user_text(path, 'metadata file', DataError)
     if path.suffix.lower() == '.json':
         try:
             table = json.loads(text)

@@ -14,6 +14,7 @@ import yaml
 
 from basicsr_lite.errors import OptionError
 from basicsr_lite.options.schema import did_you_mean
+from basicsr_lite.utils.misc import read_user_text
 from basicsr_lite.options.spec import option_spec
 
 FAST_DEV_RUN_ITERS = 4
@@ -49,10 +50,7 @@ def build_arg_parser(description: str, is_train: bool = True) -> argparse.Argume
 def load_option_file(path: str | Path) -> dict:
     """Read a YAML or TOML option file; syntax errors name the file and the line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding='utf-8')
-    except OSError as err:
-        raise OptionError(f'Cannot read option file {path}: {err.strerror}.') from err
+    text = read_user_text(path, 'option file', OptionError)
     if path.suffix.lower() == '.toml':
         data = _load_toml(text, path)
     else:

@@ -53,6 +53,15 @@ def scandir(root: str | Path, suffix: tuple[str, ...] | str | None = None,
             yield path.relative_to(root).as_posix()
 
 
+def read_user_text(path: str | Path, what: str, error: type[Exception]) -> str:
+    """The UTF-8 text of a file the user named; an unreadable one raises ``error``: 'Cannot
+    read <what> <path>: <reason>.'"""
+    try:
+        return Path(path).read_text(encoding='utf-8')
+    except OSError as err:
+        raise error(f'Cannot read {what} {path}: {err.strerror}.') from err
+
+
 def sizeof_fmt(size: float, suffix: str = 'B') -> str:
     for unit in ['', 'K', 'M', 'G', 'T']:
         if abs(size) < 1024.0:
