@@ -7,13 +7,13 @@ TIFF (8/16 bit, float32) with 1, 3 or 4 bands; ``.npy`` holds any dtype and any 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from basicsr_lite.errors import ImageReadError
+from basicsr_lite.utils.img_util import png_params, write_file_atomically
 
 NPY_MAGIC = b'\x93NUMPY'
 DTYPES = (np.uint8, np.uint16, np.float32)
@@ -92,19 +92,13 @@ def encode_bands(img: np.ndarray, suffix: str, params: list[int] | None = None) 
 def write_bands(img: np.ndarray, path: str | Path, params: list[int] | None = None) -> Path:
     """Write ``img`` to ``path`` (its suffix picks the format), atomically; returns the path."""
     path = Path(path)
-    data = encode_bands(img, path.suffix.lower(), params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_file_atomically(encode_bands(img, path.suffix.lower(), params), path)
     return path
 
 
 def write_lossless(img: np.ndarray, stem: str | Path, png_level: int | None = None) -> Path:
     """Write ``img`` to ``stem`` + the suffix that holds it exactly (:func:`lossless_suffix`);
     PNGs at zlib level ``png_level``. Returns the path written."""
-    from basicsr_lite.utils.img_util import png_params
-
     stem = Path(stem)
     suffix = lossless_suffix(img if img.ndim == 3 else img[:, :, None])
     params = png_params(png_level) if suffix == '.png' and png_level is not None else None

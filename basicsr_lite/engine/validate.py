@@ -87,8 +87,7 @@ def raw_metrics(result: torch.Tensor, gt: torch.Tensor | None, metrics_opt: dict
     images = {'img': codec.decode(result), 'img2': codec.decode(gt)}
     values = {}
     for name, metric_opt in metrics_opt.items():
-        name_pt = TENSOR_FORMS.get(metric_opt['type'], metric_opt['type'])
-        opt = {**{k: v for k, v in metric_opt.items() if k != 'input_order'}, 'type': name_pt,
+        opt = {**tensor_form(metric_opt),  # its data range is in the data's units here
                'data_range': metric_opt.get('data_range', codec.data_range)}
         values[name] = float(calculate_metric(images, opt).mean())
     return values

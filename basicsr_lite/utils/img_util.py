@@ -100,16 +100,22 @@ def png_params(compress_level: int) -> list[int]:
     return params
 
 
+def write_file_atomically(data: bytes, path: str | Path) -> None:
+    """Write ``data`` to ``path``, creating its folder; atomic (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def imwrite(img: np.ndarray, path: str | Path, params: Sequence[int] | None = None) -> None:
     """Write an image, creating its folder; atomic (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(path.suffix or '.png', img, list(params or []))
     if not ok:
         raise OSError(f'Failed to encode image for {path}.')
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_file_atomically(buf.tobytes(), path)
 
 
 def rgb2y(img: torch.Tensor) -> torch.Tensor:
