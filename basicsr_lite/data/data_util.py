@@ -135,12 +135,13 @@ def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarra
     """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
     evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
     from basicsr_lite.data.band_io import NPY_MAGIC
+    from basicsr_lite.data.scan import png_bit_depth
     from basicsr_lite.utils.img_util import imfrombytes  # cv2 import kept local
 
     content = file_client.get(path, client_key)
     if content[:len(NPY_MAGIC)] == NPY_MAGIC:
         raise DataError(f'{path} is a numpy array file: read it with read_mode: unchanged.')
-    if content[:8] == b'\x89PNG\r\n\x1a\n' and len(content) > 24 and content[24] == 16:
+    if png_bit_depth(content) == 16:
         _warn_16_bit(path)
     img = imfrombytes(content, name=path)
     if img.ndim == 2:

@@ -13,10 +13,18 @@ HEADER_BYTES = 256 * 1024  # enough to reach a JPEG's SOF marker past typical EX
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def png_bit_depth(data: bytes) -> int | None:
+    """The bits per sample of a PNG from its first bytes; None if they are not a PNG's."""
+    return data[24] if data[:8] == PNG_SIGNATURE and len(data) > 24 else None
+
+
 def size_from_header(data: bytes) -> tuple[int, int] | None:
     """(height, width) from the first bytes of a PNG, JPEG, BMP or ``.npy`` file; None if
     unknown."""
-    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24:
+    if data[:8] == PNG_SIGNATURE and len(data) >= 24:
         width, height = struct.unpack('>II', data[16:24])
         return height, width
     if data[:2] == b'BM' and len(data) >= 26:
