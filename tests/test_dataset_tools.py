@@ -109,6 +109,7 @@ def test_tool_clis(tmp_path):
     assert len(list((tmp_path / 'ls').iterdir())) == 4
 
 
+@pytest.mark.slow
 def test_benchmark_data_runs(capsys):
     """Smoke test of tools/benchmark_data.py (its numbers are reported, never asserted)."""
     tool = load_tool('benchmark_data')
