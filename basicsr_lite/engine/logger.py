@@ -14,6 +14,14 @@ LOGGER_NAME = 'basicsr_lite'
 
 FORMAT = '%(asctime)s %(levelname)s: %(message)s'
 
+# ``logger.info(text, extra=FILE_ONLY)``: for the log file, not the console (e.g. the options
+# dump, which would push a run's messages and errors off the screen).
+FILE_ONLY = {'file_only': True}
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, 'file_only', False)
+
 
 class PendingLogFile(logging.handlers.BufferingHandler):
     """Keeps the records logged before the run's folder exists (the checks of the user's input
@@ -35,7 +43,9 @@ def get_root_logger(log_file: str | Path | None = None, rank: int = 0,
     for old in list(logger.handlers):  # a new run in the same process gets fresh handlers
         logger.removeHandler(old)
         old.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(_not_file_only)
+    handlers: list[logging.Handler] = [console]
     if rank == 0:
         handlers.append(PendingLogFile() if log_file is None else logging.FileHandler(log_file))
     for handler in handlers:

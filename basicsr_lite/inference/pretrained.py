@@ -6,12 +6,12 @@ import argparse
 import sys
 
 import torch
-import yaml
 from torch import nn
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.errors import UserError
 from basicsr_lite.options import load_option_file
+from basicsr_lite.options.yaml_loader import load_yaml
 from basicsr_lite.runtime.checkpoint import load_weights_into
 
 
@@ -38,7 +38,7 @@ def network_spec(args: argparse.Namespace) -> tuple[dict, int, str | None, str]:
     spec = {'type': args.arch}
     for item in args.arch_opt or []:
         name, _, value = item.partition('=')
-        spec[name] = yaml.safe_load(value)
+        spec[name] = load_yaml(value)  # YAML, with 1e-3 a number as in option files
     if 'upscale' not in spec and 'scale' not in spec:
         spec['upscale'] = args.scale
     return spec, args.scale, args.weights, args.param_key or 'params'

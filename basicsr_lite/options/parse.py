@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import logging
 import os
 import random
 import sys
@@ -12,12 +14,17 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from basicsr_lite.basicsr_names import not_available_message
 from basicsr_lite.errors import OptionError
+from basicsr_lite.options.legacy import move_legacy_keys
 from basicsr_lite.options.schema import did_you_mean
 from basicsr_lite.utils.misc import read_user_text
 from basicsr_lite.options.spec import option_spec
+from basicsr_lite.options.yaml_loader import DuplicateKeyError, load_yaml
 
 FAST_DEV_RUN_ITERS = 4
+
+logger = logging.getLogger('basicsr_lite')
 
 
 def build_arg_parser(description: str, is_train: bool = True) -> argparse.ArgumentParser:
@@ -50,12 +57,16 @@ def build_arg_parser(description: str, is_train: bool = True) -> argparse.Argume
 def load_option_file(path: str | Path) -> dict:
     """Read a YAML or TOML option file; syntax errors name the file and the line."""
     path = Path(path)
-    text = read_user_text(path, 'option file', OptionError)
+    text = _read_option_text(path)
     if path.suffix.lower() == '.toml':
         data = _load_toml(text, path)
     else:
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
+        except DuplicateKeyError as err:
+            raise OptionError(f'Option file {path}: key {err.key!r} is given twice, at lines '
+                              f'{err.first_line} and {err.second_line} (YAML would keep only '
+                              f'the last); remove one.') from err
         except yaml.YAMLError as err:
             mark = getattr(err, 'problem_mark', None)
             where = f' line {mark.line + 1}, column {mark.column + 1}' if mark else ''
@@ -66,6 +77,30 @@ def load_option_file(path: str | Path) -> dict:
         raise OptionError(f'Option file {path} must contain a mapping of options at its top level; '
                           f'got {type(data).__name__}.')
     return data
+
+
+# Files given as -opt by mistake: weights, training states, exported networks.
+_WEIGHT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.state', '.safetensors', '.bin', '.onnx')
+
+
+def _read_option_text(path: Path) -> str:
+    """The text of an option file; a binary file (a checkpoint given as ``-opt``, an image) is
+    one clear error instead of a decoding traceback."""
+    try:
+        with open(path, 'rb') as file:
+            binary = b'\0' in file.read(4096)
+    except OSError:
+        binary = False  # read_user_text names the reason
+    if not binary:
+        try:
+            return read_user_text(path, 'option file', OptionError)
+        except UnicodeDecodeError:
+            pass
+    hint = (' A weight or training state file goes inside the option file, as '
+            'path.pretrain_network_g (or path.resume_state).'
+            if path.suffix.lower() in _WEIGHT_SUFFIXES else '')
+    raise OptionError(f'Option file {path} is not a UTF-8 text file: -opt expects a YAML '
+                      f'(.yml) or TOML (.toml) option file.{hint}')
 
 
 def _load_toml(text: str, path: Path) -> dict:
@@ -81,7 +116,7 @@ def _load_toml(text: str, path: Path) -> dict:
 
 def apply_overrides(opt: dict, overrides: Sequence[str]) -> dict:
     """``['train:ema_decay=0.999']`` -> a copy of ``opt`` with that key set. Values are parsed
-    with ``yaml.safe_load`` (numbers, booleans, null, lists), never evaluated as code."""
+    as YAML (numbers, ``5e-5`` included, booleans, null, lists), never evaluated as code."""
     import copy
     opt = copy.deepcopy(opt)
     for item in overrides:
@@ -99,7 +134,7 @@ def apply_overrides(opt: dict, overrides: Sequence[str]) -> dict:
                                   f'mapping.')
             target = node
         try:
-            target[keys[-1]] = yaml.safe_load(raw)
+            target[keys[-1]] = load_yaml(raw)
         except yaml.YAMLError as err:
             raise OptionError(f"--force_yml '{item}': cannot parse value {raw!r}.") from err
     return opt
@@ -115,14 +150,15 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
     """
     from basicsr_lite.models import MODEL_REGISTRY
 
+    raw, deprecations = move_legacy_keys(raw, is_train)
     errors: list[str] = _machine_checks(raw) if check_paths else []
     model_type = raw.get('model_type', 'SRModel')
-    if model_type not in MODEL_REGISTRY:  # the other keys depend on the model: stop here
-        errors.insert(0, f'model_type: {MODEL_REGISTRY.missing_message(model_type)}')
+    checked_as = _model_to_check_with(model_type, errors)
+    if checked_as is None:
         opt = raw
     else:
         ctx = {'scale': raw.get('scale', 1), 'is_train': is_train, 'check_paths': check_paths}
-        opt = option_spec(MODEL_REGISTRY.get(model_type), is_train).validate(raw, '', errors, ctx)
+        opt = option_spec(MODEL_REGISTRY.get(checked_as), is_train).validate(raw, '', errors, ctx)
     if not errors:
         errors += _cross_checks(opt, is_train, check_paths)
         errors += MODEL_REGISTRY.get(model_type).option_problems(opt, is_train)
@@ -130,7 +166,29 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
     if errors:
         lines = '\n'.join(f'  - {e}' for e in errors)
         raise OptionError(f'{source} has {len(errors)} problem(s):\n{lines}')
+    if int(os.environ.get('RANK', 0)) == 0:  # once per run, not per process
+        for note in deprecations:
+            logger.warning(f'{source}: {note}')
     return opt
+
+
+def _model_to_check_with(model_type: Any, errors: list[str]) -> str | None:
+    """The registered model whose keys the file is checked against: ``model_type``; for a typo,
+    the closest model (else SRModel), so that the file's other problems are reported with it;
+    None (only the model_type error) for a BasicSR model that basicsr_lite lacks, whose keys
+    would be misjudged."""
+    from basicsr_lite.models import MODEL_REGISTRY
+
+    if isinstance(model_type, str) and model_type in MODEL_REGISTRY:
+        return model_type
+    message = MODEL_REGISTRY.missing_message(model_type)
+    if not_available_message('model', str(model_type)) is not None:
+        errors.insert(0, f'model_type: {message}')
+        return None
+    close = difflib.get_close_matches(str(model_type), list(MODEL_REGISTRY), n=1, cutoff=0.5)
+    checked_as = close[0] if close else 'SRModel'
+    errors.insert(0, f'model_type: {message} (the other keys were checked as for {checked_as}.)')
+    return checked_as
 
 
 def _fill_metric_directions(opt: dict) -> None:
