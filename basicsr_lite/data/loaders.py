@@ -47,10 +47,11 @@ def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, Enl
 
 def epoch_batches(full: int, limit: int | float | None) -> int:
     """Batches in a training epoch: all ``full`` ones, or ``train.limit_train_batches`` (a
-    count, or a fraction in (0, 1]; at least one batch)."""
+    count, or a fraction in (0, 1] of ``full``, rounded up; at least one batch)."""
     if limit is None:
         return full
-    count = limit if isinstance(limit, int) else math.ceil(limit * full)
+    # (rounded first: 0.07 * 100 is 7.000000000000001 in floats, which ceil would make 8)
+    count = limit if isinstance(limit, int) else math.ceil(round(limit * full, 9))
     return max(1, min(full, count))
 
 

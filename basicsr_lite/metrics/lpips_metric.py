@@ -25,7 +25,7 @@ from torch import nn
 from basicsr_lite.archs.vgg_arch import VGGFeatureExtractor, hub_weight_path, imagenet_state_dict
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import METRIC_REGISTRY
-from basicsr_lite.utils.img_util import img2tensor
+from basicsr_lite.utils.img_util import border_pair, img2tensor
 
 DEFAULT_LIN_DIR = Path.home() / '.cache' / 'basicsr_lite' / 'lpips'
 CHANNELS = {'alex': (64, 192, 384, 256, 256), 'vgg': (64, 128, 256, 512, 512)}
@@ -143,12 +143,15 @@ def _model(net: str, lin_weights: str | None, backbone_weights: str | None,
                          backbone_weights or 'imagenet', str(device), hub_file)
 
 
-def _crop(t: torch.Tensor, border: int) -> torch.Tensor:
-    return t[..., border:-border, border:-border] if border else t
+def _crop(t: torch.Tensor, border: int | tuple[int, int]) -> torch.Tensor:
+    """Without ``border`` pixels on each side (a pair: rows, columns, as ``crop_border: scale``
+    gives for ArbSR)."""
+    bh, bw = border_pair(border)
+    return t[..., bh:t.shape[-2] - bh, bw:t.shape[-1] - bw]
 
 
 @METRIC_REGISTRY.register()
-def calculate_lpips_pt(img: torch.Tensor, img2: torch.Tensor, crop_border: int = 0,
+def calculate_lpips_pt(img: torch.Tensor, img2: torch.Tensor, crop_border: int | tuple = 0,
                        net: str = 'alex', lin_weights: str | None = None,
                        backbone_weights: str | None = None) -> torch.Tensor:
     """LPIPS of each pair of two N x 3 x H x W RGB batches in [0, 1], on their device."""
@@ -158,7 +161,7 @@ def calculate_lpips_pt(img: torch.Tensor, img2: torch.Tensor, crop_border: int =
 
 
 @METRIC_REGISTRY.register()
-def calculate_lpips(img: np.ndarray, img2: np.ndarray, crop_border: int = 0,
+def calculate_lpips(img: np.ndarray, img2: np.ndarray, crop_border: int | tuple = 0,
                     input_order: str = 'HWC', net: str = 'alex', lin_weights: str | None = None,
                     backbone_weights: str | None = None) -> float:
     """LPIPS of two 8-bit BGR images (BasicSR's convention), on the CPU."""
