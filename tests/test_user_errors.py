@@ -48,10 +48,10 @@ def garbage_file(path: Path) -> Path:
 
 
 CASES = {
-    'constructor rejects a value': (
-        lambda opt, tmp: opt['network_g'].update(upscale=8),
-        'network_g (MSRResNet) rejected its options: ValueError: upscale must be 2, 3 or 4; '
-        'got 8.'),
+    'constructor rejects a value': (  # (upscale: 8 is found earlier: it is not scale 2)
+        lambda opt, tmp: opt['network_g'].update(type='EDSR', rgb_mean=[0.5, 0.5]),
+        'network_g (EDSR) rejected its options: ValueError: rgb_mean has 2 values but num_in_ch '
+        'is 3.'),
     'unreadable pretrain file': (
         lambda opt, tmp: opt['path'].update(pretrain_network_g=str(garbage_file(tmp / 'w.pth'))),
         'w.pth is not a readable checkpoint'),

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
+from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -14,6 +15,11 @@ from basicsr_lite.registry import ARCH_REGISTRY
 class VGGStyleDiscriminator(nn.Module):
     """Strided conv + BatchNorm pairs that halve the size five (input 128) or six (input 256)
     times down to 4x4, then two linear layers to one logit per image."""
+
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        return NetworkNeeds(in_ch=args['num_in_ch'], input_size=args['input_size'],
+                            size_key='input_size')
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128) -> None:
         super().__init__()
@@ -56,6 +62,11 @@ class VGGStyleDiscriminator(nn.Module):
 class UNetDiscriminatorSN(nn.Module):
     """A U-Net that gives one logit per pixel: three strided convs down, three bilinear x2
     steps up with (optional) skip connections, spectral norm on the inner convs."""
+
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        """Three halvings and three doublings: sizes divisible by 8."""
+        return NetworkNeeds(in_ch=args['num_in_ch'], input_multiple=8)
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64,
                  skip_connection: bool = True) -> None:

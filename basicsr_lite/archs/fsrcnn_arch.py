@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -12,6 +13,12 @@ class FSRCNN(nn.Module):
     """Feature extraction (5x5, d), shrinking (1x1, s), m mapping layers (3x3), expanding (1x1),
     PReLU after each, and a 9x9 transposed conv that upsamples. The released weights work on the
     Y channel in [0, 1] (``num_in_ch = 1``, dataset ``color: y``)."""
+
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        """Its output has the input's channels."""
+        return NetworkNeeds(in_ch=args['num_in_ch'], out_ch=args['num_in_ch'],
+                            scale=args['upscale'], out_key='num_in_ch')
 
     def __init__(self, num_in_ch: int = 1, d: int = 56, s: int = 12, m: int = 4,
                  upscale: int = 4) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.archs.discriminator_arch import NORMS
 from basicsr_lite.registry import ARCH_REGISTRY
 
@@ -52,6 +53,11 @@ class UNetGenerator(nn.Module):
     """pix2pix's U-Net: ``num_downs`` halvings (inputs must be divisible by 2^num_downs), widths
     num_feat, 2, 4, then 8 x num_feat for the inner levels."""
 
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        return NetworkNeeds(in_ch=args['num_in_ch'], out_ch=args['num_out_ch'], scale=1,
+                            input_multiple=2 ** args['num_downs'], size_key='num_downs')
+
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_downs: int = 8,
                  num_feat: int = 64, norm: str = 'batch', use_dropout: bool = False) -> None:
         super().__init__()
@@ -95,6 +101,12 @@ class ResnetBlock(nn.Module):
 class ResNetGenerator(nn.Module):
     """pix2pix / CycleGAN's ResNet generator: 7x7 conv, two stride-2 convs, ``n_blocks``
     residual blocks at 4 x num_feat, two transposed convs back, 7x7 conv + tanh."""
+
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        """Two stride-2 convs and two transposed convs back: sizes divisible by 4."""
+        return NetworkNeeds(in_ch=args['num_in_ch'], out_ch=args['num_out_ch'], scale=1,
+                            input_multiple=4)
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64,
                  n_blocks: int = 9, norm: str = 'batch', use_dropout: bool = False) -> None:

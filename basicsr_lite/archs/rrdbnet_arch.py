@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_lite.archs.arch_util import default_init_weights, make_layer
+from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -46,6 +47,13 @@ class RRDB(nn.Module):
 class RRDBNet(nn.Module):
     """ESRGAN generator. ``scale`` 4 as published; for 2 and 1 the input is pixel-unshuffled
     (by 2 / 4) first, as in Real-ESRGAN, so the body always runs at 1/4 of the output size."""
+
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        """The pixel unshuffle of scales 2 and 1 needs inputs divisible by 2 / 4."""
+        return NetworkNeeds(in_ch=args['num_in_ch'], out_ch=args['num_out_ch'],
+                            scale=args['scale'], input_multiple={2: 2, 1: 4}.get(args['scale'], 1),
+                            scale_key='scale', size_key='scale')
 
     def __init__(self, num_in_ch: int, num_out_ch: int, scale: int = 4, num_feat: int = 64,
                  num_block: int = 23, num_grow_ch: int = 32) -> None:

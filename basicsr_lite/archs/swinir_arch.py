@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_lite.archs.arch_util import Upsample
+from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
@@ -212,6 +213,14 @@ class SwinIR(nn.Module):
     """Inputs in [0, 1] (``img_range`` 1 for the released models). ``img_size`` is the training
     patch size: it fixes the size of the stored ``attn_mask`` buffers, so loading official
     weights needs the value they were trained with (48 or 64, see the option files)."""
+
+    @classmethod
+    def needs(cls, args: dict) -> NetworkNeeds:
+        """``in_chans`` in and out; no upsampler (``''``): the output has the input's size."""
+        upsampled = bool(args['upsampler'])
+        return NetworkNeeds(in_ch=args['in_chans'], out_ch=args['in_chans'],
+                            scale=args['upscale'] if upsampled else 1, in_key='in_chans',
+                            out_key='in_chans', scale_key='upscale' if upsampled else 'upsampler')
 
     def __init__(self, img_size: int = 64, patch_size: int = 1, in_chans: int = 3,
                  embed_dim: int = 96, depths: Sequence[int] = (6, 6, 6, 6),

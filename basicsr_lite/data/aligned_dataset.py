@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from basicsr_lite.data.data_util import image_paths, load_image, to_float
 from basicsr_lite.data.file_client import FileClient
+from basicsr_lite.data.scan import image_size, raise_problems
 from basicsr_lite.errors import DataError
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.img_util import img2tensor
@@ -25,13 +26,17 @@ class AlignedDataset(Dataset):
     Train: both resized to ``load_size`` (if set), the same random ``crop_size`` crop and
     horizontal flip (``use_hflip``). Val / test: resized to ``crop_size`` (if set).
     Items: ``{'lq': input, 'gt': target, 'lq_path', 'gt_path'}``, RGB in [0, 1].
+
+    ``scan`` (from disk): at start-up, every image's size is read from its header (never
+    decoded) and the ones that cannot be used (an AB image of odd width, A and B of different
+    sizes, smaller than ``crop_size``) are reported together, before training starts.
     """
 
     def __init__(self, dataroot: str | None = None, dataroot_a: str | None = None,
                  dataroot_b: str | None = None, direction: str = 'AtoB',
                  load_size: int | None = None, crop_size: int | None = None,
                  use_hflip: bool = True, phase: str = 'train',
-                 io_backend: dict | None = None) -> None:
+                 io_backend: dict | None = None, scan: bool = True) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got '{direction}'.")
@@ -43,7 +48,8 @@ class AlignedDataset(Dataset):
         if load_size is not None and crop_size is not None and load_size < crop_size:
             raise DataError(f'AlignedDataset: load_size {load_size} < crop_size {crop_size}.')
         io_backend = dict(io_backend or {'type': 'disk'})
-        self.file_client = FileClient(io_backend.pop('type'), **io_backend)
+        backend = io_backend.pop('type')
+        self.file_client = FileClient(backend, **io_backend)
         self.swap = direction == 'BtoA'
         self.load_size, self.crop_size = load_size, crop_size
         self.use_hflip, self.phase = use_hflip, phase
@@ -51,6 +57,39 @@ class AlignedDataset(Dataset):
             self.pairs = [(path, None) for path in image_paths(dataroot)]
         else:
             self.pairs = _pairs_from_folders(dataroot_a, dataroot_b)
+        if scan and backend == 'disk':
+            raise_problems([p for pair in self.pairs if (p := self._size_problem(*pair))],
+                           'image(s) of AlignedDataset')
+
+    def produces(self) -> dict:
+        """What the items hold (see engine/constraints.py): RGB input and target of one size,
+        ``crop_size`` patches in training."""
+        patch = self.crop_size if self.phase == 'train' else None
+        return {'lq_ch': 3, 'gt_ch': 3, 'scale': 1, 'gt_patch': patch, 'lq_patch': patch,
+                'channels_from': 'RGB images', 'patch_from': 'crop_size'}
+
+    def _size_problem(self, path_a: str, path_b: str | None) -> str | None:
+        """What makes a pair unusable, from the image headers (None: fine, or a header this
+        scan cannot read: that file is checked when it is loaded)."""
+        size_a = image_size(path_a)
+        if size_a is None:
+            return None
+        if path_b is None:  # side by side
+            if size_a[1] % 2:
+                return (f'{path_a} is {size_a[1]} pixels wide: an AB image has two halves of '
+                        f'equal width')
+            size_a = (size_a[0], size_a[1] // 2)
+        else:
+            size_b = image_size(path_b)
+            if size_b is None:
+                return None
+            if size_a != size_b:
+                return (f'{path_a} and {path_b}: A is {size_a[1]}x{size_a[0]} but B is '
+                        f'{size_b[1]}x{size_b[0]}')
+        if self.phase == 'train' and self.load_size is None and min(size_a) < self.crop_size:
+            return (f'{path_a}: A is {size_a[1]}x{size_a[0]}, smaller than crop_size '
+                    f'{self.crop_size}')
+        return None
 
     def __len__(self) -> int:
         return len(self.pairs)

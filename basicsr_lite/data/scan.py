@@ -71,10 +71,15 @@ def check_pair_sizes(pairs: list[tuple[str, tuple, str, tuple]], scale: int,
                             f'(expected LQ = GT / {scale})')
         elif gt_size is not None and min(gh, gw) < gt_size:
             problems.append(f'{gt_name} is {gw}x{gh}, smaller than gt_size {gt_size}')
+    raise_problems(problems, 'image pair(s)')
+
+
+def raise_problems(problems: list[str], what: str) -> None:
+    """A DataError listing ``problems`` (the first ten), if there are any."""
     if problems:
         shown = '\n  '.join(problems[:10])
         more = f'\n  ... and {len(problems) - 10} more' if len(problems) > 10 else ''
-        raise DataError(f'{len(problems)} image pair(s) cannot be used:\n  {shown}{more}')
+        raise DataError(f'{len(problems)} {what} cannot be used:\n  {shown}{more}')
 
 
 def scan_disk_pairs(paths: list[dict[str, str]], scale: int, gt_size: int | None,

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import netrc
+import os
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any
 
 import numpy as np
@@ -118,10 +121,45 @@ class Trackers:
             tracker.close()
 
 
+WANDB_LOCAL_MODES = ('offline', 'disabled', 'dryrun')
+
+
+def has_wandb_credentials(host_url: str) -> bool:
+    """Whether wandb will find an API key for ``host_url`` without asking: ``WANDB_API_KEY``,
+    an identity token file, or a netrc entry (what ``wandb login`` writes)."""
+    if os.environ.get('WANDB_API_KEY') or os.environ.get('WANDB_IDENTITY_TOKEN_FILE'):
+        return True
+    path = Path(os.environ.get('NETRC') or Path.home() / '.netrc')
+    try:
+        return netrc.netrc(str(path)).authenticators(urlparse(host_url).hostname or '') \
+            is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_problem(section: dict) -> str | None:
+    """Why a wandb run in ``section``'s mode cannot start here (an online run needs a key;
+    offline and disabled ones do not), or None."""
+    mode = section['mode'] or os.environ.get('WANDB_MODE') or 'online'
+    if mode in WANDB_LOCAL_MODES or os.environ.get('WANDB_DISABLED', '').lower() in ('1', 'true'):
+        return None
+    host = os.environ.get('WANDB_BASE_URL') or 'https://api.wandb.ai'
+    if has_wandb_credentials(host):
+        return None
+    return (f"logger.wandb: mode {mode} logs to {host}, but no wandb API key was found "
+            f"(WANDB_API_KEY, or the netrc entry 'wandb login' writes); run wandb login, set "
+            f"WANDB_API_KEY, or set logger.wandb.mode: offline (wandb sync uploads it later).")
+
+
 def check_trackers(opt: dict) -> None:
-    """At start-up, before anything is written: a configured tracker must be importable."""
+    """At start-up, before anything is written: a configured tracker must be importable, and
+    an online wandb run must have credentials (without them wandb.init fails, or waits for a
+    key on the terminal, after the experiment folder exists)."""
     if (opt['logger']['wandb'] or {}).get('project'):
         require('wandb', 'logger.wandb.project')
+        problem = wandb_problem(opt['logger']['wandb'])
+        if problem is not None:
+            raise OptionError(problem)
     if opt['logger']['aim'] is not None:
         require('aim', 'logger.aim.repo')
 

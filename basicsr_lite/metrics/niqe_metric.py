@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from scipy import ndimage, special
 
 from basicsr_lite.data.imresize import imresize, imresize_pt
+from basicsr_lite.errors import UserError
 from basicsr_lite.registry import METRIC_REGISTRY
 
 BLOCK = 96
@@ -43,20 +44,30 @@ _RATIOS = special.gamma(2 / _ALPHAS) ** 2 / (special.gamma(1 / _ALPHAS) *
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
+class NiqeParamsMissing(UserError, FileNotFoundError):
+    """The pristine model file is not where NIQE looks: a user error (one message, exit 2, found
+    at start-up by check_metrics), still a FileNotFoundError for code that catches that."""
+
+
 def params_file(params_path: str | None = None) -> Path:
     path = Path(params_path or os.environ.get('BASICSR_LITE_NIQE_PARAMS') or DEFAULT_PARAMS)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise NiqeParamsMissing(
             f'NIQE needs its pristine model niqe_pris_params.npz (BasicSR ships it as '
             f'basicsr/metrics/niqe_pris_params.npz); not found at {path}. Pass params_path, set '
             f'BASICSR_LITE_NIQE_PARAMS, or copy it to {DEFAULT_PARAMS}.')
     return path
 
 
-@functools.lru_cache(maxsize=4)
 def load_params(params_path: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mu (36,), cov (36, 36), gaussian_window (7, 7))``, float64."""
-    with np.load(params_file(params_path)) as data:
+    """``(mu (36,), cov (36, 36), gaussian_window (7, 7))``, float64. The file is looked up on
+    every call (``$BASICSR_LITE_NIQE_PARAMS`` may change), its contents are cached."""
+    return _read_params(str(params_file(params_path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_params(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.load(path) as data:
         return (data['mu_pris_param'].reshape(-1), data['cov_pris_param'],
                 data['gaussian_window'])
 
