@@ -80,3 +80,15 @@ def test_clear_errors(baboon, tmp_path, monkeypatch):
         calculate_niqe(baboon[:96, :150], 0, params_path=PARAMS)
     with pytest.raises(ValueError, match="convert_to must be 'y' or 'gray'"):
         calculate_niqe(baboon, 0, convert_to='rgb', params_path=PARAMS)
+
+
+def test_crop_border_pair_crops_rows_and_columns_apart(baboon):
+    """ArbSR's ``crop_border: scale`` gives NIQE a (rows, columns) pair."""
+    from basicsr_lite.metrics.niqe_metric import niqe_input, niqe_input_pt
+    whole = niqe_input(baboon, 0)
+    np.testing.assert_array_equal(niqe_input(baboon, (3, 7)), whole[3:-3, 7:-7])
+    np.testing.assert_array_equal(niqe_input(baboon, 5), whole[5:-5, 5:-5])
+    whole_pt = niqe_input_pt(as_tensor(baboon), 0)
+    assert torch.equal(niqe_input_pt(as_tensor(baboon), (3, 7)), whole_pt[:, 3:-3, 7:-7])
+    assert calculate_niqe(baboon, (3, 7), params_path=PARAMS) == pytest.approx(
+        float(calculate_niqe_pt(as_tensor(baboon), (3, 7), params_path=PARAMS)[0]), abs=1e-3)

@@ -32,6 +32,10 @@ from scipy import ndimage, special
 from basicsr_lite.data.imresize import imresize, imresize_pt
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import METRIC_REGISTRY
+from basicsr_lite.utils.img_util import border_pair
+from basicsr_lite.utils.img_util import crop_border as crop_border_of
+
+Border = int | tuple[int, int]  # a metric's crop_border: both axes, or (rows, columns)
 
 BLOCK = 96
 DEFAULT_PARAMS = Path.home() / '.cache' / 'basicsr_lite' / 'niqe_pris_params.npz'
@@ -72,7 +76,7 @@ def _read_params(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 data['gaussian_window'])
 
 
-def niqe_input(img: np.ndarray, crop_border: int, input_order: str = 'HWC',
+def niqe_input(img: np.ndarray, crop_border: Border, input_order: str = 'HWC',
                convert_to: str = 'y') -> np.ndarray:
     """The 2-D 0..255 image NIQE measures: Y (BasicSR's float32 conversion) or gray, cropped,
     rounded to integers (as MATLAB)."""
@@ -90,10 +94,7 @@ def niqe_input(img: np.ndarray, crop_border: int, input_order: str = 'HWC',
         else:
             import cv2
             img = cv2.cvtColor(img / 255, cv2.COLOR_BGR2GRAY) * 255
-    img = np.squeeze(img)
-    if crop_border:
-        img = img[crop_border:-crop_border, crop_border:-crop_border]
-    return img.round()
+    return crop_border_of(np.squeeze(img), crop_border).round()
 
 
 def _block_grid(h: int, w: int) -> tuple[int, int]:
@@ -159,7 +160,7 @@ def niqe(img: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray,
 
 
 @METRIC_REGISTRY.register()
-def calculate_niqe(img: np.ndarray, crop_border: int, input_order: str = 'HWC',
+def calculate_niqe(img: np.ndarray, crop_border: Border, input_order: str = 'HWC',
                    convert_to: str = 'y', params_path: str | None = None) -> float:
     """NIQE of one uint8-range BGR (or gray) image, BasicSR's signature; lower is better."""
     return niqe(niqe_input(img, crop_border, input_order, convert_to), *load_params(params_path))
@@ -232,7 +233,7 @@ def niqe_pt(img: torch.Tensor, mu_pris: np.ndarray, cov_pris: np.ndarray,
     return torch.stack(scores)
 
 
-def niqe_input_pt(img: torch.Tensor, crop_border: int, convert_to: str = 'y') -> torch.Tensor:
+def niqe_input_pt(img: torch.Tensor, crop_border: Border, convert_to: str = 'y') -> torch.Tensor:
     """B x 3 x H x W RGB in [0, 1] -> the B x H x W rounded 0..255 images NIQE measures (the
     same values as :func:`niqe_input` of the 8-bit BGR images)."""
     if convert_to not in ('y', 'gray'):
@@ -249,13 +250,12 @@ def niqe_input_pt(img: torch.Tensor, crop_border: int, convert_to: str = 'y') ->
             img = (0.299 * r + 0.587 * g + 0.114 * b)
     else:
         img = img[:, 0]
-    if crop_border:
-        img = img[:, crop_border:-crop_border, crop_border:-crop_border]
-    return img.round()
+    bh, bw = border_pair(crop_border)
+    return img[:, bh:img.shape[1] - bh, bw:img.shape[2] - bw].round()
 
 
 @METRIC_REGISTRY.register()
-def calculate_niqe_pt(img: torch.Tensor, crop_border: int, convert_to: str = 'y',
+def calculate_niqe_pt(img: torch.Tensor, crop_border: Border, convert_to: str = 'y',
                       params_path: str | None = None) -> torch.Tensor:
     """NIQE of each image of a B x 3 x H x W RGB batch in [0, 1] (B values); lower is better."""
     return niqe_pt(niqe_input_pt(img, crop_border, convert_to), *load_params(params_path))
