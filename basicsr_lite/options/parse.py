@@ -21,6 +21,7 @@ from basicsr_lite.options.schema import did_you_mean
 from basicsr_lite.utils.misc import read_user_text
 from basicsr_lite.options.spec import option_spec
 from basicsr_lite.options.yaml_loader import DuplicateKeyError, load_yaml
+from basicsr_lite.runtime.dist import elastic_restart
 
 FAST_DEV_RUN_ITERS = 4
 
@@ -305,7 +306,8 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
 
     Adds the runtime keys BasicSR code expects: ``is_train``, ``auto_resume``, ``launcher``,
     ``dist``, ``rank``, ``world_size``, ``opt_path``, ``command_args`` (the command line) and
-    the derived ``path.*`` folders.
+    the derived ``path.*`` folders; and ``elastic_restart``: ``[count, max]`` when torchrun
+    restarted the workers (training then resumes as with ``--auto_resume``), else None.
     """
     parser = build_arg_parser('Train a model.' if is_train else 'Test a model.', is_train)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -325,9 +327,12 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
     if opt['manual_seed'] is None:
         opt['manual_seed'] = random.randint(1, 10000)
     _resolve_paths(opt, is_train, Path(os.getcwd()))
-    opt.update(is_train=is_train, auto_resume=args.auto_resume and fast_dev_run is None,
+    restart = elastic_restart() if is_train else None
+    opt.update(is_train=is_train,
+               auto_resume=(args.auto_resume or restart is not None) and fast_dev_run is None,
                launcher=args.launcher, dist=args.launcher != 'none', rank=0, world_size=1,
-               opt_path=str(args.opt), command_args=argv, fast_dev_run=fast_dev_run is not None)
+               opt_path=str(args.opt), command_args=argv, fast_dev_run=fast_dev_run is not None,
+               elastic_restart=restart)
     return opt, args
 
 

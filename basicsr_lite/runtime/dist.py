@@ -53,7 +53,46 @@ def _env_from_slurm(port: int | None) -> None:
     os.environ.setdefault('MASTER_PORT', str(port or 29500))
     os.environ['RANK'] = os.environ['SLURM_PROCID']
     os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
-    os.environ['LOCAL_RANK'] = str(int(os.environ['SLURM_PROCID']) % num_gpus)
+    # The task's index on its node (several nodes: SLURM_PROCID counts over all of them).
+    local = os.environ.get('SLURM_LOCALID')
+    os.environ['LOCAL_RANK'] = local if local is not None else \
+        str(int(os.environ['SLURM_PROCID']) % num_gpus)
+
+
+def elastic_restart() -> list[int] | None:
+    """``[restart count, max restarts]`` when torchrun restarted this process's worker group
+    (``TORCHELASTIC_RESTART_COUNT`` > 0, with ``--max-restarts``); None otherwise. The count is
+    the local agent's: an agent that restarts its healthy workers because a peer node's failed
+    counts no restart (see :func:`basicsr_lite.engine.elastic.agree_on_auto_resume`)."""
+    count = int(os.environ.get('TORCHELASTIC_RESTART_COUNT') or 0)
+    if count <= 0:
+        return None
+    return [count, int(os.environ.get('TORCHELASTIC_MAX_RESTARTS') or count)]
+
+
+TORCHRUN_NAMES = ('torchrun', 'torch.distributed.run', 'torch.distributed.launch')
+
+
+def torchrun_options(script: str) -> list[str] | None:
+    """The options of the torchrun that started this process (``--nnodes=2 --rdzv_backend=c10d
+    ...``), read from the parent's command line (Linux ``/proc``): the arguments between
+    torchrun's name and ``script``. None when not under torchrun or not readable."""
+    argv = parent_argv() if 'TORCHELASTIC_RUN_ID' in os.environ else None
+    if argv is None:
+        return None
+    starts = [i for i, arg in enumerate(argv) if arg.endswith(TORCHRUN_NAMES)]
+    if not starts or script not in argv[starts[0] + 1:]:
+        return None
+    return argv[starts[0] + 1:argv.index(script, starts[0] + 1)]
+
+
+def parent_argv() -> list[str] | None:
+    """The parent process's command line (None where /proc cannot tell)."""
+    try:
+        with open(f'/proc/{os.getppid()}/cmdline', 'rb') as file:
+            return file.read().decode().split('\0')
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def get_dist_info() -> tuple[int, int]:
