@@ -41,7 +41,9 @@ TINY_OPT = {
                   'num_block': 1, 'upscale': SCALE},
     'train': {'ema_decay': 0.9, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
               'scheduler': {'type': 'MultiStepLR', 'milestones': [4], 'gamma': 0.5},
-              'total_iter': 6, 'pixel_opt': {'type': 'L1Loss'}},
+              'total_iter': 6, 'pixel_opt': {'type': 'L1Loss'},
+              # keep amp / channels_last as written (test_speed_probe.py tests the probe)
+              'speed_policy': 'force'},
     'val': {'val_freq': 3, 'save_img': True,
             'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 2},
                         'ssim': {'type': 'calculate_ssim', 'crop_border': 2}}},

@@ -135,7 +135,7 @@ def test_step_options_are_validated(tiny_opt):
     tiny_opt['train'].update(amp='fp32', accumulate_grad_batches=0,
                              clip_grad_norm={'net_d': 1.0})
     message = problems(tiny_opt)
-    assert "train.amp: 'fp32' is not one of [None, 'bf16', 'fp16']" in message
+    assert "train.amp: 'fp32' is not one of [None, 'bf16', 'fp16', 'auto']" in message
     assert 'train.accumulate_grad_batches: must be > 0; got 0.' in message
     assert "train.clip_grad_norm: 'net_d' is not a network of SRModel (its networks: net_g)" \
         in message

@@ -1,21 +1,27 @@
 """Training-speed benchmark: basicsr_lite's loop against a bare PyTorch loop, and the speed options.
 
 For each option file (defaults: MSRResNet x4, EDSR x4, RRDBNet x4 and SwinIR-light x4 from
-``options/train``, shrunk to a small size and fed the demo images):
+``options/train``, fed the demo images) and each ``--sizes`` entry (gt_size x batch; ``--full``:
+the sizes people train at, gt 128 and 192, batch 4 and 16, beside the small gt 64 x 4):
 
 1. overhead: (a) a bare loop - the same network, optimizer (same kernel), L1 loss, EMA and
    scheduler, on batches pre-loaded on the device - and (b) ``train.py``'s own loop
-   (``train_loop``: real data from disk through the loader, logging, the step helper), both in
-   one process, interleaved, ``--repeats`` times ``--iters`` iterations; medians of seconds per
-   iteration and their ratio;
-2. each speed option on and off, every variant in its own process (peak RSS, and on CUDA peak
-   memory, per variant): default options, ``channels_last``, ``compile``,
-   ``optimizer_impl: for_loop`` (the step decided on the host, as before the fused default),
-   ``amp: bf16``, and on CUDA ``bf16 + channels_last + compile``.
+   (``train_loop``: the step helper, logging, hooks), first both on the pre-loaded batches, then
+   both on real data (a plain DataLoader / basicsr_lite's loader, ``--workers`` workers), all in
+   one process, interleaved window after window (``--repeats`` windows of ``--iters``
+   iterations); the minimum and the median of the per-window seconds per iteration (noise on a
+   shared host only adds time), wall and CPU time;
+2. end to end: ``python train.py`` as a process, with loader workers, timed over two run lengths
+   (start-up cancels out), wall and CPU seconds (workers included), against the bare loop;
+3. each speed option on and off, every variant in its own process, with ``speed_policy: force``
+   (what is asked): default options, ``channels_last``, ``compile``, ``optimizer_impl:
+   for_loop``, ``amp: bf16``, and on CUDA ``bf16 + channels_last + compile`` (peak memory).
 
-    python tools/benchmark_train.py [--opt FILE ...] [--iters 20] [--repeats 5] [--device cpu]
+Every table starts with the machine: the CPU model, torch's CPU capability and the CPU flags
+that decide whether bf16 / fp16 are native, torch's version and threads (the GPU on CUDA).
 
-Prints Markdown tables (the README's) and the machine they were measured on.
+    python tools/benchmark_train.py [--opt FILE ...] [--sizes 128x4 192x16 | --full]
+                                    [--iters 20] [--repeats 5] [--workers 2] [--device cpu]
 """
 from __future__ import annotations
 
@@ -24,7 +30,6 @@ import copy
 import json
 import logging
 import os
-import platform
 import re
 import resource
 import statistics
@@ -53,6 +58,7 @@ from basicsr_lite.models import build_model  # noqa: E402
 from basicsr_lite.options import parse_options  # noqa: E402
 from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler  # noqa: E402
 from basicsr_lite.runtime.speed import set_backend_flags, to_memory_format  # noqa: E402
+from basicsr_lite.runtime.speed_probe import cpu_summary  # noqa: E402
 from basicsr_lite.train import train_loop  # noqa: E402
 from basicsr_lite.utils.misc import set_random_seed  # noqa: E402
 
@@ -62,7 +68,8 @@ DEFAULT_OPTS = {
     'RRDBNet x4 (6 blocks)': ('options/train/RRDBNet/train_RRDBNet_x4.yml', {'num_block': 6}),
     'SwinIR-light x4': ('options/train/SwinIR/train_SwinIR_x4.yml', {}),
 }
-GT_SIZE, BATCH = 64, 4  # small: a CPU-only machine must finish the whole benchmark in minutes
+QUICK_SIZES = ['64x4']  # gt_size x batch: a CPU-only machine finishes the quick run in minutes
+FULL_SIZES = ['64x4', '128x4', '128x16', '192x4', '192x16']  # --full: the sizes people train
 
 VARIANTS = {
     'default': {},
@@ -77,7 +84,8 @@ CPU_VARIANTS = ('default', '+ channels_last', '+ compile', 'optimizer_impl: for_
 
 
 def benchmark_options(opt_file: str, net_overrides: dict, work: Path, device: str,
-                      train_overrides: dict) -> Path:
+                      train_overrides: dict, gt_size: int = 64, batch: int = 4,
+                      workers: int = 1) -> Path:
     """The option file with the demo images as training data, small patches, no validation,
     its experiment in ``work``; written to ``work/opt.yml``."""
     opt = yaml.safe_load((ROOT / opt_file).read_text())
@@ -87,14 +95,14 @@ def benchmark_options(opt_file: str, net_overrides: dict, work: Path, device: st
     opt['datasets'] = {'train': {
         **opt['datasets']['train'], 'name': 'demo', 'type': 'PairedImageDataset',
         'dataroot_gt': str(demo / 'train_HR'), 'dataroot_lq': str(demo / 'train_LR_bicubic/X4'),
-        'filename_tmpl': '{}x4', 'io_backend': {'type': 'disk'}, 'gt_size': GT_SIZE,
-        'batch_size_per_gpu': BATCH, 'num_worker_per_gpu': 1, 'dataset_enlarge_ratio': 1000,
+        'filename_tmpl': '{}x4', 'io_backend': {'type': 'disk'}, 'gt_size': gt_size,
+        'batch_size_per_gpu': batch, 'num_worker_per_gpu': workers, 'dataset_enlarge_ratio': 1000,
         'prefetch_mode': 'cuda' if device == 'cuda' else None}}
     opt['network_g'].update(net_overrides)
     if opt['network_g']['type'] == 'SwinIR':
-        opt['network_g']['img_size'] = GT_SIZE // opt['scale']
+        opt['network_g']['img_size'] = gt_size // opt['scale']
     opt['val'] = None
-    opt['train'].update(train_overrides)
+    opt['train'].update({'speed_policy': 'force', **train_overrides})  # measure what is asked
     opt['logger'] = {'print_freq': 10**9, 'save_checkpoint_freq': 10**9, 'use_tb_logger': False}
     opt['path'] = {'experiments_root': str(work / 'experiment')}
     path = work / 'opt.yml'
@@ -129,10 +137,11 @@ class Framework:
     def run(self, n: int) -> float:
         self.opt['train']['total_iter'] = self.loop.current_iter + n
         synchronize(self.device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with GracefulStop() as stopper:
             train_loop(self.run_state, self.loader, self.sampler, stopper, self.hooks)
         synchronize(self.device)
+        self.cpu_s = (time.process_time() - cpu) / n
         seconds = (time.perf_counter() - start) / n
         wait = self.logged.data_wait()
         if wait is not None:
@@ -203,7 +212,7 @@ class BareLoop:
 
     def run(self, n: int) -> float:
         synchronize(self.device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ema_params, params = list(self.ema.parameters()), list(self.net.parameters())
         for _ in range(n):
             batch = self.next_batch()
@@ -218,6 +227,7 @@ class BareLoop:
                 torch._foreach_lerp_(ema_params, params, 1 - self.decay)
             self.step_count += 1
         synchronize(self.device)
+        self.cpu_s = (time.process_time() - cpu) / n  # this process's threads (not workers)
         return (time.perf_counter() - start) / n
 
 
@@ -259,19 +269,32 @@ def child_overhead(opt_path: Path, iters: int, repeats: int) -> dict:
         num_workers=train_opt['num_worker_per_gpu'], drop_last=True,
         pin_memory=framework.device.type == 'cuda', persistent_workers=True)
     plain_batches = iter(plain_loader)
-    times: dict[str, list[float]] = {k: [] for k in ('bare', 'ours', 'bare_real', 'ours_real')}
+    keys = ('bare', 'ours', 'bare_real', 'ours_real')
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
     for repeat in range(repeats + 1):  # the first round warms up (allocator, kernels, workers)
         bare.loader_iter, framework.loader = None, cached_loader
-        round_times = {'bare': bare.run(iters), 'ours': framework.run(iters)}
+        round_times = {'bare': bare.run(iters)}
+        round_cpu = {'bare': bare.cpu_s}
+        round_times['ours'], round_cpu['ours'] = framework.run(iters), framework.cpu_s
         bare.loader_iter = plain_batches
         framework.loader = real_loader
-        round_times.update(bare_real=bare.run(iters), ours_real=framework.run(iters))
+        round_times['bare_real'], round_cpu['bare_real'] = bare.run(iters), bare.cpu_s
+        round_times['ours_real'], round_cpu['ours_real'] = framework.run(iters), framework.cpu_s
         if repeat:
-            for key, value in round_times.items():
-                times[key].append(value)
-    medians = {f'{k}_s': statistics.median(v) for k, v in times.items()}
-    return {**medians, 'ratios': [o / b for o, b in zip(times['ours'], times['bare'])],
+            for key in keys:
+                times[key].append(round_times[key])
+                cpu[key].append(round_cpu[key])
+    return {**window_stats(times), **{f'{k}_cpu_s': statistics.median(v) for k, v in cpu.items()},
+            'ratios': [o / b for o, b in zip(times['ours'], times['bare'])],
             'data_wait': statistics.median(framework.data_wait[-repeats:])}
+
+
+def window_stats(times: dict[str, list[float]]) -> dict[str, float]:
+    """The minimum and the median of each key's per-window seconds per iteration (noise on a
+    shared host only adds time: the minimum is the least disturbed window)."""
+    return {**{f'{k}_s': statistics.median(v) for k, v in times.items()},
+            **{f'{k}_min_s': min(v) for k, v in times.items()}}
 
 
 def child_memory(opt_path: Path, iters: int) -> dict:
@@ -300,12 +323,13 @@ def child_variants(opt_paths: list[Path], iters: int, repeats: int) -> list[dict
                 result['peak_cuda_mb'] = max(result.get('peak_cuda_mb', 0),
                                              torch.cuda.max_memory_allocated() / 2**20)
     for framework, result in zip(frameworks, results):
-        result.update(framework_s=statistics.median(result.pop('times')),
+        times = result.pop('times')
+        result.update(framework_s=statistics.median(times), framework_min_s=min(times),
                       data_wait=statistics.median(framework.data_wait[1:]))
     return results
 
 
-def run_child(kind: str, label: str, variants: list[str], args):
+def run_child(kind: str, label: str, variants: list[str], args, size: tuple[int, int]):
     """A measurement in a fresh process (its own peak memory, no compile cache)."""
     opt_file, net_overrides = args.configs[label]
     with tempfile.TemporaryDirectory() as work:
@@ -314,7 +338,7 @@ def run_child(kind: str, label: str, variants: list[str], args):
             folder = Path(work) / f'v{i}'
             folder.mkdir()
             paths.append(str(benchmark_options(opt_file, net_overrides, folder, args.device,
-                                               VARIANTS[variant])))
+                                               VARIANTS[variant], *size, args.workers)))
         cmd = [sys.executable, __file__, '--child', kind, *paths, '--iters', str(args.iters),
                '--repeats', str(args.repeats)]
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
@@ -325,25 +349,65 @@ def run_child(kind: str, label: str, variants: list[str], args):
         return json.loads(lines[-1])
 
 
+def end_to_end(label: str, args, size: tuple[int, int]) -> dict:
+    """``python train.py`` as a user runs it (loader workers, logging every 100 iterations, no
+    validation), twice: ``w`` and ``w + n`` iterations; the difference over ``n`` is the time
+    per iteration without start-up. Wall and CPU seconds (the process and its workers)."""
+    opt_file, net_overrides = args.configs[label]
+    warm, n = 3, 2 * args.iters
+    seconds = []
+    with tempfile.TemporaryDirectory() as work:
+        for total in (warm, warm + n):
+            folder = Path(work) / f'it{total}'
+            folder.mkdir()
+            path = benchmark_options(opt_file, net_overrides, folder, args.device, {}, *size,
+                                     args.workers)
+            opt = yaml.safe_load(path.read_text())
+            opt['train']['total_iter'] = total
+            opt['logger']['print_freq'] = 100
+            path.write_text(yaml.safe_dump(opt, sort_keys=False))
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, str(ROOT / 'train.py'), '-opt', str(path)],
+                                  capture_output=True, text=True, cwd=work,
+                                  env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode != 0:
+                raise SystemExit(f'train.py on {label} failed:\n{done.stderr[-3000:]}')
+            seconds.append((wall, after.ru_utime + after.ru_stime - before.ru_utime
+                            - before.ru_stime))
+    return {'wall_s': (seconds[1][0] - seconds[0][0]) / n,
+            'cpu_s': (seconds[1][1] - seconds[0][1]) / n}
+
+
 def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    text = (f'{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, '
+    text = (f'{os.cpu_count()} CPU cores, {cpu_summary()}; torch {torch.__version__}, '
             f'{torch.get_num_threads()} threads')
     if device == 'cuda':
-        text += f', {torch.cuda.get_device_name(0)}'
+        text += f'; {torch.cuda.get_device_name(0)}'
     return text
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    gt, _, batch = text.partition('x')
+    return int(gt), int(batch)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--opt', nargs='*', help='option files (default: four architectures)')
-    parser.add_argument('--iters', type=int, default=20, help='iterations per measurement')
-    parser.add_argument('--repeats', type=int, default=5, help='interleaved repetitions')
+    parser.add_argument('--iters', type=int, default=20, help='iterations per window')
+    parser.add_argument('--repeats', type=int, default=5, help='interleaved windows')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         choices=('cpu', 'cuda'))
     parser.add_argument('--variants', nargs='*', help=f'subset of {list(VARIANTS)}')
-    parser.add_argument('--tables', nargs='*', default=['overhead', 'variants'],
-                        choices=('overhead', 'variants'), help='which tables to measure')
+    parser.add_argument('--sizes', nargs='*', help=f'gt_size x batch (default {QUICK_SIZES}; '
+                        f'--full: {FULL_SIZES})')
+    parser.add_argument('--full', action='store_true', help='the sizes people train at')
+    parser.add_argument('--workers', type=int, default=2, help='loader workers')
+    parser.add_argument('--tables', nargs='*', default=['overhead', 'e2e', 'variants'],
+                        choices=('overhead', 'e2e', 'variants'), help='which tables to measure')
     parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -357,44 +421,78 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.configs = {Path(p).stem: (str(Path(p).resolve()), {}) for p in args.opt} if args.opt \
         else DEFAULT_OPTS
+    sizes = [parse_size(t) for t in args.sizes or (FULL_SIZES if args.full else QUICK_SIZES)]
     variants = args.variants or (list(VARIANTS) if args.device == 'cuda' else CPU_VARIANTS)
-    print(f'Machine: {machine(args.device)}; device {args.device}; batch {BATCH}, gt_size '
-          f'{GT_SIZE}, {args.iters} iterations x {args.repeats} repeats, medians.\n')
-    if 'overhead' in args.tables:
-        overhead_table(args)
+    overhead = {}
+    if 'overhead' in args.tables or 'e2e' in args.tables:
+        overhead = overhead_table(args, sizes)
+    if 'e2e' in args.tables:
+        e2e_table(args, sizes, overhead)
     if 'variants' in args.tables:
-        variants_table(args, variants)
+        variants_table(args, variants, sizes[0])
 
 
-def overhead_table(args) -> None:
-    print('| network | bare loop s/it | basicsr_lite s/it | overhead (each run) | on real data: '
-          'bare + DataLoader s/it | basicsr_lite s/it | ratio | data wait | peak RSS MB'
-          + (' / CUDA MB |' if args.device == 'cuda' else ' |'))
-    print('|---|---|---|---|---|---|---|---|---|')
+def header(args, what: str) -> None:
+    """Every table names the machine it was measured on."""
+    print(f'\n{what}. Machine: {machine(args.device)}; device {args.device}; '
+          f'{args.workers} loader worker(s); windows of {args.iters} iterations x '
+          f'{args.repeats}, interleaved; min / median of the per-window s/it.\n', flush=True)
+
+
+def overhead_table(args, sizes: list[tuple[int, int]]) -> dict:
+    header(args, 'Overhead against the bare loop')
+    print('| network | gt x batch | bare loop s/it min / med | basicsr_lite s/it min / med | '
+          'overhead min / med (each window) | CPU s/it bare / ours | on real data: bare + '
+          'DataLoader s/it min / med | basicsr_lite s/it min / med | ratio min / med | '
+          'data wait | peak RSS MB' + (' / CUDA MB |' if args.device == 'cuda' else ' |'))
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    results = {}
     for label in args.configs:
-        r = run_child('overhead', label, ['default'], args)
-        memory = run_child('memory', label, ['default'], args)
-        peak = f"{memory['peak_rss_mb']:.0f}" + (f" / {memory['peak_cuda_mb']:.0f}"
-                                                 if 'peak_cuda_mb' in memory else '')
-        print(f"| {label} | {r['bare_s']:.4f} | {r['ours_s']:.4f} | "
-              f"{r['ours_s'] / r['bare_s']:.3f}x ({', '.join(f'{x:.3f}' for x in r['ratios'])})"
-              f" | {r['bare_real_s']:.4f} | {r['ours_real_s']:.4f} | "
-              f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% | {peak} |",
-              flush=True)
+        for size in sizes:
+            r = run_child('overhead', label, ['default'], args, size)
+            memory = run_child('memory', label, ['default'], args, size)
+            results[label, size] = r
+            peak = f"{memory['peak_rss_mb']:.0f}" + (f" / {memory['peak_cuda_mb']:.0f}"
+                                                     if 'peak_cuda_mb' in memory else '')
+            print(f"| {label} | {size[0]} x {size[1]} | {r['bare_min_s']:.4f} / {r['bare_s']:.4f}"
+                  f" | {r['ours_min_s']:.4f} / {r['ours_s']:.4f} | "
+                  f"{r['ours_min_s'] / r['bare_min_s']:.3f}x / {r['ours_s'] / r['bare_s']:.3f}x "
+                  f"({', '.join(f'{x:.3f}' for x in r['ratios'])}) | "
+                  f"{r['bare_cpu_s']:.3f} / {r['ours_cpu_s']:.3f} | "
+                  f"{r['bare_real_min_s']:.4f} / {r['bare_real_s']:.4f} | "
+                  f"{r['ours_real_min_s']:.4f} / {r['ours_real_s']:.4f} | "
+                  f"{r['ours_real_min_s'] / r['bare_real_min_s']:.3f}x / "
+                  f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% | "
+                  f"{peak} |", flush=True)
+    return results
 
 
-def variants_table(args, variants: list[str]) -> None:
-    print('\n| network | variant | s/it | speed vs default | warm-up s | data wait |'
+def e2e_table(args, sizes: list[tuple[int, int]], overhead: dict) -> None:
+    header(args, 'End to end: python train.py as a process')
+    print('| network | gt x batch | train.py s/it | train.py CPU s/it (with workers) | '
+          'bare + DataLoader s/it (min) | ratio |')
+    print('|---|---|---|---|---|---|')
+    for label in args.configs:
+        for size in sizes:
+            e2e = end_to_end(label, args, size)
+            bare = overhead[label, size]['bare_real_min_s']
+            print(f"| {label} | {size[0]} x {size[1]} | {e2e['wall_s']:.4f} | "
+                  f"{e2e['cpu_s']:.3f} | {bare:.4f} | {e2e['wall_s'] / bare:.3f}x |", flush=True)
+
+
+def variants_table(args, variants: list[str], size: tuple[int, int]) -> None:
+    header(args, f'Speed options at gt {size[0]} x batch {size[1]}')
+    print('| network | variant | s/it min / med | speed vs default | warm-up s | data wait |'
           + (' peak CUDA MB |' if args.device == 'cuda' else ''))
     print('|---|---|---|---|---|---|' + ('---|' if args.device == 'cuda' else ''))
     for label in args.configs:
-        results = run_child('variants', label, variants, args)
-        base = results[0]['framework_s']
+        results = run_child('variants', label, variants, args, size)
+        base = results[0]['framework_min_s']
         for variant, r in zip(variants, results):
             cuda = f" {r['peak_cuda_mb']:.0f} |" if 'peak_cuda_mb' in r else ''
-            print(f"| {label} | {variant} | {r['framework_s']:.4f} | "
-                  f"{base / r['framework_s']:.2f}x | {r['warm_up_s']:.1f} | "
-                  f"{r['data_wait']:.1f}% |{cuda}", flush=True)
+            print(f"| {label} | {variant} | {r['framework_min_s']:.4f} / "
+                  f"{r['framework_s']:.4f} | {base / r['framework_min_s']:.2f}x | "
+                  f"{r['warm_up_s']:.1f} | {r['data_wait']:.1f}% |{cuda}", flush=True)
 
 
 if __name__ == '__main__':

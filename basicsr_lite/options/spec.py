@@ -11,7 +11,7 @@ from basicsr_lite.data.selection import split_problems
 from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value, did_you_mean
 from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
                                    METRIC_REGISTRY)
-from basicsr_lite.runtime import lr_scheduler, speed
+from basicsr_lite.runtime import lr_scheduler, speed, speed_probe
 from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
 NUM = (int, float)
@@ -181,7 +181,7 @@ def train_spec(model_cls: type) -> Section:
         'warmup_iter': Value((int,), default=-1),
         'nan_policy': Value((str,), default='stop', choices=('stop', 'skip')),
         'ema_decay': Value(NUM, default=0.0, check=in_unit_interval),
-        'amp': Value(OPT_STR, default=None, choices=(None, 'bf16', 'fp16')),
+        'amp': Value(OPT_STR, default=None, choices=speed_probe.AMP_CHOICES),
         'accumulate_grad_batches': Value((int,), default=1, check=positive),
         'clip_grad_norm': Value((int, float, dict, type(None)), default=None,
                                 check=clip_check(model_cls)),
@@ -189,7 +189,8 @@ def train_spec(model_cls: type) -> Section:
                            kind='scheduler', hidden=('optimizer', 'last_epoch', 'verbose'),
                            nullable=True, default=None),
         # speed (runtime/speed.py); none of them changes what a checkpoint holds
-        'channels_last': Value((bool,), default=False),
+        'channels_last': Value((bool, str), default=False, check=speed_probe.bool_or_auto),
+        'speed_policy': Value((str,), default='warn', choices=speed_probe.SPEED_POLICIES),
         'compile': Value((bool, dict), default=False, check=speed.compile_problems),
         'optimizer_impl': Value((str,), default='auto', choices=speed.OPTIMIZER_IMPLS),
         'cudnn_benchmark': Value((bool,), default=False),

@@ -2,6 +2,8 @@
 
 - ``channels_last``: networks and their 4-D inputs in NHWC memory order (faster convolutions on
   tensor cores and on recent CPUs; the same maths, so fp32 results agree to float tolerance).
+- ``amp`` / ``channels_last`` that would make this machine slower (and their ``auto`` values)
+  are decided at start-up by ``runtime.speed_probe`` (``train.speed_policy``).
 - ``compile``: ``torch.compile`` per trained network (``true`` or torch.compile's arguments:
   ``backend``, ``mode``, ``dynamic``, ``fullgraph``). The backend is tried once at start-up on a
   tiny network; if it cannot compile on this machine, the run says why and trains uncompiled.
@@ -17,6 +19,7 @@ resumes with any of them switched on or off.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import Any
 
@@ -49,7 +52,23 @@ def compile_problems(value: Any) -> str | None:
             return f'{key}: expected true, false or null; got {value[key]!r}'
     if not isinstance(value.get('backend', ''), str):
         return f"backend: expected a backend name; got {value['backend']!r}"
+    if 'backend' in value:
+        return unknown_backend_problem(value['backend'])
     return None
+
+
+def unknown_backend_problem(backend: str) -> str | None:
+    """A backend name torch.compile does not know (a typo on any machine), or None. A known
+    backend that fails here is only found when tried (:func:`compile_backend_error`)."""
+    known = torch.compiler.list_backends(exclude_tags=())
+    if backend in known:
+        return None
+    close = difflib.get_close_matches(backend, known, n=1, cutoff=0.5)
+    debug = [name for name in ('eager', 'aot_eager') if name in known]
+    return (f"backend: {backend!r} is not a torch.compile backend"
+            f"{f'; did you mean {close[0]!r}?' if close else '.'} torch {torch.__version__} has: "
+            f"{', '.join(torch.compiler.list_backends())} (for debugging also "
+            f"{', '.join(debug)}).")
 
 
 def compile_kwargs(value: bool | dict) -> dict | None:
