@@ -12,8 +12,9 @@ from typing import Sequence
 
 from basicsr_lite.data.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
+from basicsr_lite.engine.constraints import check_constraints, eval_datasets_by_key
 from basicsr_lite.engine.experiment import open_run_folder, start_processes
-from basicsr_lite.engine.logger import get_root_logger
+from basicsr_lite.engine.logger import FILE_ONLY, get_root_logger
 from basicsr_lite.engine.validate import (check_metrics, format_table, scale_tables, validate,
                                           write_metrics)
 from basicsr_lite.models import build_model
@@ -27,12 +28,13 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
     opt, _ = parse_options(argv, is_train=False)
     device = start_processes(opt)
     get_root_logger(rank=opt['rank'])  # the log file starts once the results folder exists
-    logger.info(dict2str(opt))
+    logger.info(f'Options:\n{dict2str(opt)}', extra=FILE_ONLY)  # the console keeps to messages
     set_random_seed(opt['manual_seed'])
     # Datasets and weights are checked before the results folder is created or archived.
     loaders = build_eval_loaders(opt, ('val', 'test'))
     if opt['val'] is not None:
         check_metrics(opt['val']['metrics'], loaders)
+    check_constraints(opt, eval_datasets_by_key(opt, loaders))
     model = build_model(opt, device)
     open_run_folder(opt)
     save_img = opt['val']['save_img'] if opt['val'] is not None else True
@@ -50,8 +52,13 @@ def test_pipeline(argv: Sequence[str] | None = None) -> None:
         if per_scale:
             table += f'\n\nPer scale:\n{per_scale}'
         logger.info(f'Test results ({opt["name"]}):\n{table}\nPer-image metrics: {csv_path}')
-    if save_img:
-        logger.info(f"SR images: {opt['path']['visualization']}")
+    saved = sum(len(r.rows) for r in results) if save_img else 0  # (corrupt ones are skipped)
+    if saved:  # say what was written, and only that
+        default = '' if opt['val'] is not None else \
+            ' (without a val section images are saved; val.save_img: false turns that off)'
+        logger.info(f"SR images: {saved} in {opt['path']['visualization']}{default}")
+    elif save_img:
+        logger.warning('No SR images were saved: no image was read.')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

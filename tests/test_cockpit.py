@@ -71,8 +71,7 @@ def logged_psnr(root: Path) -> dict[int, float]:
     for it, psnr in re.findall(r'\[tiny\.\.\]\[epoch:\s*\d+, iter:\s*([\d,]+).*?\n(?:.*\n)*?'
                                r'.*Validation tiny_val.*\n\t # psnr: ([\d.]+)', log_text(root)):
         values[int(it.replace(',', ''))] = float(psnr)
-    return {it: v for it, v in values.items() if 'Final validation' not in log_text(root) or
-            it < max(values)}
+    return values
 
 
 # ---- hooks -----------------------------------------------------------------------------------
@@ -85,9 +84,11 @@ def test_hooks_are_called_at_their_points_and_their_state_is_resumed(tiny_opt, t
         ('start', 0),
         ('iter', 1, True), ('iter', 2, True), ('iter', 3, True),
         psnr[0], ('checkpoint', 3),  # validation first: the checkpoint holds its outcome
-        ('iter', 4, True), ('iter', 5, True), ('iter', 6, True), ('checkpoint', 6),
+        ('iter', 4, True), ('iter', 5, True), ('iter', 6, True),
+        psnr[1], ('checkpoint', 6),  # the final validation is one too (and runs once)
         ('end', True)]
     assert psnr[0][:3] == ('validation', 3, ['tiny_val'])
+    assert psnr[1][:3] == ('validation', 6, ['tiny_val'])
     state = load(experiment(tiny_opt) / 'training_states' / '3.state')
     assert state['hooks']['recording'] == {'iterations': 3, 'tag': 'code'}
 
@@ -202,7 +203,7 @@ def test_best_k_checkpoints_on_disk(tiny_opt, tmp_path, k):
     assert train_in_process(tmp_path, tiny_opt) == 0
     models = experiment(tiny_opt) / 'models'
     psnr = logged_psnr(experiment(tiny_opt))
-    assert sorted(psnr) == [1, 2, 3, 4, 5]  # (6 is the final report's)
+    assert sorted(psnr) == [1, 2, 3, 4, 5, 6]  # (6: the final validation, a validation too)
     ranked = sorted(psnr, key=lambda it: -psnr[it])[:k]
     listing = json.loads((models / 'best_psnr.json').read_text())
     assert [e['iter'] for e in listing['best']] == ranked
@@ -330,9 +331,10 @@ def test_tensorboard_extras(tiny_opt, tmp_path):
     norms = [e.value for e in events.Scalars('grad_norm/net_g')]
     assert len(norms) == 6 and all(0 < n < 1e3 for n in norms)
     assert [e.value for e in events.Scalars('lr/g')][:4] == pytest.approx([1e-3] * 4)
-    (image,) = events.Images('images/tiny_val/a')  # validation at 3 (6: the final report's)
+    images = events.Images('images/tiny_val/a')  # validations at 3 and 6 (the final one)
     # LR | SR | GT of the 32x40 GT image, each downsized to 16 pixels on its longer side
-    assert image.step == 3 and (image.height, image.width) == (13, 3 * 16 + 2 * 4)
+    assert [image.step for image in images] == [3, 6]
+    assert all((image.height, image.width) == (13, 3 * 16 + 2 * 4) for image in images)
     hists = [t for t in tags['histograms'] if t.startswith('grads/net_g/')]
     assert hists and [e.step for e in events.Histograms(hists[0])] == [2, 4, 6]
 

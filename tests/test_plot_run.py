@@ -42,7 +42,7 @@ def test_curves_and_report_from_tensorboard(tb_run, capsys):
                  'data_wait', 'grad_norm', 'cpu', 'memory'):
         assert png_size(out / f'{stem}.png') == (360, 720), stem
     page = (out / 'report.html').read_text()
-    # every validation (2, 4, 6 during training, 8 the final report) in the metric table
+    # every validation (2, 4, 6 and the final one, 8) in the metric table
     for it in (2, 4, 6, 8):
         assert f'<tr><th>{it}</th>' in page
     assert page.count('class="best"') == 2  # the best PSNR and the best SSIM
@@ -57,7 +57,7 @@ def test_panels_of_the_triplet_keep_their_size(tb_run):
     data = read_run(tb_run)
     step, png = data.images['images/tiny_val/a']
     panels = split_triplet(png)
-    assert step == 6 and list(panels) == ['LR', 'SR', 'GT']
+    assert step == 8 and list(panels) == ['LR', 'SR', 'GT']  # the final validation's images
     sizes = {cv2.imdecode(__import__('numpy').frombuffer(p, 'uint8'), 1).shape for p in
              panels.values()}
     assert sizes == {(26, 32, 3)}  # the 32x40 GT, 32 pixels on its longer side

@@ -3,6 +3,7 @@ stop the run), decided from the CPU's flags and a short timed probe (runtime/spe
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import re
 
@@ -14,6 +15,15 @@ from basicsr_lite.errors import OptionError
 from basicsr_lite.runtime import speed_probe
 from basicsr_lite.runtime.speed_probe import Config, CpuInfo, parse_cpuinfo
 from tests.runs import assert_identical, configure, final_weights, train_in_process
+
+
+@pytest.fixture(autouse=True)
+def caplog_sees_the_package_log(caplog):
+    """The package logger does not propagate once a run has set it up (get_root_logger)."""
+    package_logger = logging.getLogger('basicsr_lite')
+    package_logger.addHandler(caplog.handler)
+    yield
+    package_logger.removeHandler(caplog.handler)
 
 CPU = torch.device('cpu')
 EPYC_ZEN2 = """processor\t: 0

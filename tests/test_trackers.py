@@ -38,8 +38,10 @@ def test_wandb_offline_run_and_its_resume(tiny_opt, tmp_path, monkeypatch):
     for key in ('losses/l_pix', 'lr/g', 'grad_norm/net_g', 'system/rss_mb',
                 'metrics/tiny_val/psnr', 'images/tiny_val/a'):
         assert key in keys, key
-    (image,) = [data['images/tiny_val/a'] for _, data in logged if 'images/tiny_val/a' in data]
-    assert isinstance(image, wandb.Image)
+    images = [(step, data['images/tiny_val/a']) for step, data in logged
+              if 'images/tiny_val/a' in data]
+    assert [step for step, _ in images] == [2, 3]  # validation at 2, and the final one at 3
+    assert all(isinstance(image, wandb.Image) for _, image in images)
     assert [step for step, data in logged if 'losses/l_pix' in data] == [1, 2, 3]
     # Resuming continues the same wandb run, at the next steps.
     logged.clear()

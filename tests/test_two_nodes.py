@@ -173,7 +173,10 @@ def test_slurm_local_rank_is_the_task_index_on_its_node(monkeypatch):
     """Task 5 of 8, the second on its node: LOCAL_RANK 1 (SLURM_PROCID % GPUs would give 0 on
     a CPU machine, or GPU 5 of a 4-task node)."""
     for key in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
-        monkeypatch.delenv(key, raising=False)  # restored after the test
+        # setenv first: monkeypatch then removes what the code sets after the test (a bare
+        # delenv of an absent key records nothing, and RANK=5 would leak into later tests)
+        monkeypatch.setenv(key, '')
+        monkeypatch.delenv(key)
     monkeypatch.setenv('SLURM_NODELIST', 'node[01-02]')
     monkeypatch.setenv('SLURM_PROCID', '5')
     monkeypatch.setenv('SLURM_NTASKS', '8')

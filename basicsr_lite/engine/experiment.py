@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from basicsr_lite.engine.elastic import (agree_on_auto_resume, check_same_state,
+                                         log_elastic_resume, warn_shared_store_restarts)
 from basicsr_lite.engine.logger import attach_log_file
 from basicsr_lite.errors import OptionError, UserError
 from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write, find_resumable_state,
@@ -106,10 +108,20 @@ def copy_option_file(opt: dict, resuming: bool) -> Path:
 
 def find_resume_state(opt: dict, net_labels: tuple[str, ...] = ('net_g',)
                       ) -> tuple[Path, dict] | None:
-    """``(path, state)`` of ``path.resume_state`` if set; else, with --auto_resume, of the newest
-    loadable state of this experiment (under ``path.experiments_root``) whose network files
-    (``<label>_<iter>.pth`` for each of ``net_labels``) exist; else None. Each state file is
-    read once."""
+    """``(path, state)`` of ``path.resume_state`` if set; else, with --auto_resume (or after a
+    torchrun restart, on every rank), of the newest loadable state of this experiment (under
+    ``path.experiments_root``) whose network files (``<label>_<iter>.pth`` for each of
+    ``net_labels``) exist; else None. Each state file is read once. Distributed, every rank
+    must find the same state (collectives: call it after the process group is up)."""
+    warn_shared_store_restarts()
+    agree_on_auto_resume(opt)
+    found = _lookup_resume_state(opt, net_labels)
+    check_same_state(found)
+    log_elastic_resume(opt, found)
+    return found
+
+
+def _lookup_resume_state(opt: dict, net_labels: tuple[str, ...]) -> tuple[Path, dict] | None:
     if opt['path']['resume_state']:
         path = Path(opt['path']['resume_state'])
         return path, load_resume_state(path)

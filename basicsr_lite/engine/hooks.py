@@ -1,8 +1,11 @@
-"""Hooks: code that runs at five points of a training run, beside the loop.
+"""Hooks: code that runs at seven points of a training run, beside the loop.
 
 A hook subclasses :class:`Hook` and overrides what it needs::
 
     on_train_start(run)                    after resume, before the first iteration
+    on_epoch_start(run, epoch)             when the first batch of an epoch is taken
+    on_epoch_end(run, epoch)               after the iteration that trained on the epoch's last
+                                           batch (before its validation and checkpoint)
     on_iter_end(run, it, log)              after every iteration; ``log`` is the dict the log line
                                            shows on logging iterations (losses, lrs, time,
                                            data_time), else None: read device values only then
@@ -13,6 +16,8 @@ A hook subclasses :class:`Hook` and overrides what it needs::
 Hooks run on every rank (a decision such as early stopping must be the same everywhere); what
 writes files or TensorBoard does it on rank 0 (``run.is_main``). A hook with a ``state_key``
 keeps its state (:meth:`Hook.state_dict`) in the training state, so that resuming continues it.
+Each epoch starts and ends once, also across a resume in the middle of an epoch (a resumed run
+does not start its epoch again) or at its end (nor end it again).
 Register a hook class with ``@HOOK_REGISTRY.register()`` to use it from an option file
 (``hooks: [{type: MyHook, arg: 1}]``), or pass instances to ``train_pipeline(hooks=[...])``.
 The built-in features (early stopping, best checkpoints, TensorBoard extras, the progress bar)
@@ -37,6 +42,8 @@ class Run:
     tb_logger: Any = None  # SummaryWriter-like (add_scalar / add_image / ...), rank 0 only
     val_loaders: dict = field(default_factory=dict)
     finish_reason: str | None = None
+    # (iteration, {dataset name: ValidationResult}) of the newest validation of this process
+    last_validation: tuple[int, dict] | None = None
 
     @property
     def is_main(self) -> bool:
@@ -55,7 +62,13 @@ class Hook:
     def on_train_start(self, run: Run) -> None:
         pass
 
+    def on_epoch_start(self, run: Run, epoch: int) -> None:
+        pass
+
     def on_iter_end(self, run: Run, it: int, log: dict[str, Any] | None) -> None:
+        pass
+
+    def on_epoch_end(self, run: Run, epoch: int) -> None:
         pass
 
     def on_validation_end(self, run: Run, it: int, results: dict) -> None:
@@ -89,9 +102,17 @@ class Hooks(Hook):
         for hook in self.hooks:
             hook.on_train_start(run)
 
+    def on_epoch_start(self, run: Run, epoch: int) -> None:
+        for hook in self.hooks:
+            hook.on_epoch_start(run, epoch)
+
     def on_iter_end(self, run: Run, it: int, log: dict[str, Any] | None) -> None:
         for hook in self.hooks:
             hook.on_iter_end(run, it, log)
+
+    def on_epoch_end(self, run: Run, epoch: int) -> None:
+        for hook in self.hooks:
+            hook.on_epoch_end(run, epoch)
 
     def on_validation_end(self, run: Run, it: int, results: dict) -> None:
         for hook in self.hooks:

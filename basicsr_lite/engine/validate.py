@@ -21,7 +21,7 @@ from basicsr_lite.data.band_norm import BandCodec
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.pixels import dataset_codec
 from basicsr_lite.data.scales import border, scale_label
-from basicsr_lite.errors import OptionError, rejected_options
+from basicsr_lite.errors import OptionError, UserError, rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.checkpoint import atomic_write
@@ -173,8 +173,13 @@ def check_metrics(metrics_opt: dict, loaders: dict[str, DataLoader] | None = Non
             bands = 3 if codec is None else codec.bands
             gt = torch.rand(1, bands, 256, 256, generator=generator)
             result = (gt + 0.1 * torch.rand(gt.shape, generator=generator)).clamp(0, 1)
-            with rejected_options(what):
-                image_metrics(result, gt, {name: metric_opt}, on_tensors=False, codec=codec)
+            try:
+                with rejected_options(what):
+                    image_metrics(result, gt, {name: metric_opt}, on_tensors=False, codec=codec)
+            except FileNotFoundError as err:  # a file the metric needs (NIQE's model)
+                if isinstance(err, UserError):
+                    raise OptionError(f'{what}: {err}') from err
+                raise
 
 
 def _gather_rows(rows: list[dict]) -> list[dict]:

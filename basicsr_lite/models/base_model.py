@@ -56,6 +56,7 @@ class BaseModel:
         self.device = device
         self.is_train = opt['is_train']
         self.optimizers: list[torch.optim.Optimizer] = []
+        self.optimizer_keys: list[str] = []  # the option of each optimizer ('train.optim_g')
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.steppers: dict[str, OptimizerStepper] = {}  # name -> step helper of an optimizer
         self.stepper_labels: dict[str, str] = {}  # name -> the networks it trains ('net_g')
@@ -167,6 +168,7 @@ class BaseModel:
         for group in optimizer.param_groups:  # warm-up needs it even without a scheduler
             group.setdefault('initial_lr', group['lr'])
         self.optimizers.append(optimizer)
+        self.optimizer_keys.append(where)
         return optimizer
 
     def setup_schedulers(self) -> None:
@@ -303,6 +305,7 @@ class BaseModel:
         return {
             'epoch': epoch,
             'iter': current_iter,
+            'model_type': type(self).__name__,  # a resume with another model is refused
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
             'scalers': {name: s.scaler.state_dict() for name, s in self.steppers.items()

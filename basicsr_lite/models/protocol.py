@@ -15,6 +15,10 @@ class TrainableModel(Protocol):
     device: torch.device
     is_train: bool
     best_metric_results: dict[str, dict[str, dict[str, float]]]
+    # resume / branch compare and apply their settings (runtime/optim_settings.py)
+    optimizers: list[torch.optim.Optimizer]
+    optimizer_keys: list[str]  # the option of each optimizer, e.g. 'train.optim_g'
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler]
 
     # one iteration
     def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None: ...

@@ -267,7 +267,19 @@ def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
         raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
                               f'(strict_load is true): {mismatch}')
     if mismatch:
+        own, found = bare.state_dict(), state
+        state = {k: v for k, v in found.items() if k in own and own[k].shape == v.shape}
+        if not state:  # nothing would be loaded: the wrong file, network or param_key
+            raise CheckpointError(
+                f'{load_path} has no weight that fits {bare.__class__.__name__} (strict_load is '
+                f'false, but 0 of its tensors match a key and shape of the network). The network '
+                f'expects e.g. {few(own)}; the file [{param_key}] has e.g. {few(found)}.')
         logger.warning(f'Loading {load_path} non-strictly: {mismatch}')
-        own = bare.state_dict()
-        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     bare.load_state_dict(state, strict=strict)
+
+
+def few(state: dict, count: int = 3) -> str:
+    """The first ``count`` keys of ``state`` with their shapes: ``conv.weight (8, 3, 3, 3)``."""
+    items = [f'{k} {tuple(v.shape)}' for k, v in list(state.items())[:count]]
+    return ', '.join(items) + (f' ({len(state)} in all)' if len(state) > count else '') \
+        if items else 'no tensors'
