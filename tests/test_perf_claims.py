@@ -14,8 +14,8 @@ from basicsr_lite.options import validate_options
 from tests.runs import configure, train_in_process
 from tests.test_gan_models import GAN_TRAIN as ESRGAN_TRAIN
 from tests.test_realesrgan_models import GAN_TRAIN as REALESRGAN_TRAIN
-from tests.test_realesrgan_models import SMALL_SYNTHESIS, training_batch
-from tests.test_speed import count_host_reads
+from tests.test_realesrgan_models import synthetic_data_opt, training_batch
+from tests.test_speed import assert_iterations_read_nothing
 
 
 def built(opt: dict):
@@ -34,34 +34,10 @@ def esrgan_opt(tiny_opt: dict, model_type: str) -> dict:
 
 
 def realesrgan_opt(tiny_opt: dict) -> dict:
-    opt = copy.deepcopy(tiny_opt)
-    opt['model_type'] = 'RealESRGANModel'
-    opt.update(SMALL_SYNTHESIS)
-    train = opt['datasets']['train']
-    opt['datasets']['train'] = {
-        'name': 'synthetic', 'type': 'RealESRGANDataset', 'dataroot_gt': train['dataroot_gt'],
-        'io_backend': {'type': 'disk'}, 'crop_pad_size': 32, 'use_hflip': True,
-        'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 2}
+    opt = synthetic_data_opt(tiny_opt, 'RealESRGANModel')
     opt['network_d'] = {'type': 'UNetDiscriminatorSN', 'num_feat': 4}
     opt['train'].update(copy.deepcopy(REALESRGAN_TRAIN))
     return opt
-
-
-def assert_iterations_read_nothing(model, batch: dict, monkeypatch) -> None:
-    """Iterations 2..4 (the first creates the optimizer states) read no tensor value into
-    Python; the logging that follows does (so the counter sees reads)."""
-    model.update_learning_rate(1)
-    model.feed_data(batch)
-    model.optimize_parameters(1)
-    reads = count_host_reads(monkeypatch)
-    for it in (2, 3, 4):
-        model.update_learning_rate(it)
-        model.feed_data(batch)
-        model.optimize_parameters(it)
-    assert reads == []
-    model.settle_steps()
-    model.get_current_log()
-    assert reads
 
 
 SLOW = pytest.mark.slow  # (several seconds each on 2 CPU cores; one case of each stays fast)

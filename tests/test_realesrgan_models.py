@@ -28,8 +28,13 @@ GAN_TRAIN = {
 
 @pytest.fixture
 def esrnet_opt(tiny_opt) -> dict:
+    return synthetic_data_opt(tiny_opt, 'RealESRNetModel')
+
+
+def synthetic_data_opt(tiny_opt: dict, model_type: str) -> dict:
+    """``tiny_opt`` for ``model_type`` on RealESRGANDataset (pairs made on the fly)."""
     opt = copy.deepcopy(tiny_opt)
-    opt['model_type'] = 'RealESRNetModel'
+    opt['model_type'] = model_type
     opt.update(SMALL_SYNTHESIS)
     train = opt['datasets']['train']
     opt['datasets']['train'] = {

@@ -270,9 +270,15 @@ def test_an_iteration_reads_nothing_back_from_the_device(tiny_opt, monkeypatch, 
     opt.update(is_train=True, dist=False, rank=0, world_size=1)
     model = build_model(opt, torch.device('cpu'))
     batch = {'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)}
+    assert_iterations_read_nothing(model, batch, monkeypatch)
+
+
+def assert_iterations_read_nothing(model, batch: dict, monkeypatch) -> None:
+    """Iterations 2..4 (the first creates the optimizer states) read no tensor value into
+    Python; the logging that follows does (so the counter does see reads)."""
     model.update_learning_rate(1)
     model.feed_data(batch)
-    model.optimize_parameters(1)  # the first step creates the optimizer state
+    model.optimize_parameters(1)
     reads = count_host_reads(monkeypatch)
     for it in (2, 3, 4):
         model.update_learning_rate(it)
@@ -281,7 +287,7 @@ def test_an_iteration_reads_nothing_back_from_the_device(tiny_opt, monkeypatch, 
     assert reads == []
     model.settle_steps()
     model.get_current_log()
-    assert reads  # the logging iteration reads the values (the counter does see reads)
+    assert reads
 
 
 @pytest.mark.slow
