@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from basicsr_lite.test import main as evaluate_main
@@ -130,3 +131,37 @@ def test_cuda_prefetch_on_a_cpu_run_warns(tiny_opt, tmp_path):
     assert run_train(tmp_path, tiny_opt) == 0
     log = next(Path(tiny_opt['path']['experiments_root']).glob('train_*.log')).read_text()
     assert 'prefetch_mode: cuda needs a CUDA device; this run is on cpu' in log
+
+
+def test_scale_1_restoration_compares_with_the_input(tiny_opt, tmp_path):
+    """Denoising at scale 1 (DegradationDataset + SwinIR upsampler ''): the final table's
+    baseline column is the noisy input itself, named 'input', with its own PSNR."""
+    import copy
+
+    import numpy as np
+
+    from basicsr_lite.data.degradations import degrade
+    from basicsr_lite.metrics import calculate_psnr
+    opt = copy.deepcopy(tiny_opt)
+    noise = {'type': 'DegradationDataset', 'noise_prob': 1.0, 'noise_sigma': [20, 20]}
+    opt['scale'] = 1
+    opt['datasets']['train'] = {'name': 'noisy_train', **noise, 'gt_size': 16,
+                                'dataroot_gt': tiny_opt['datasets']['train']['dataroot_gt'],
+                                'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2}
+    opt['datasets']['val'] = {'name': 'noisy_val', **noise,
+                              'dataroot_gt': tiny_opt['datasets']['val']['dataroot_gt']}
+    opt['network_g'] = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4,
+                        'depths': [1], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 1,
+                        'upsampler': ''}
+    opt['val']['metrics'] = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}
+    assert train_main(['-opt', str(write_yaml(tmp_path / 'o.yml', opt))]) == 0
+    log = next(Path(opt['path']['experiments_root']).glob('train_*.log')).read_text()
+    table = log.split('Final validation on noisy_val (2 images):\n')[1].splitlines()
+    assert table[0].split() == ['model', 'input']
+    # the input column: PSNR of each val image's fixed noisy version (seeded by its index)
+    import cv2
+    paths = sorted(Path(opt['datasets']['val']['dataroot_gt']).iterdir())
+    expected = np.mean([calculate_psnr(
+        degrade(cv2.imread(str(p)), 1, np.random.default_rng(i), noise_prob=1.0,
+                noise_sigma=(20, 20)), cv2.imread(str(p)), 0) for i, p in enumerate(paths)])
+    assert float(table[1].split()[2]) == pytest.approx(expected, abs=1e-4)
