@@ -39,21 +39,25 @@ def select_device(opt: dict) -> torch.device:
         raise OptionError(f'num_gpu is {num_gpu}: several GPUs need a distributed launch, e.g. '
                           f'torchrun --nproc_per_node={num_gpu} train.py -opt ... --launcher '
                           f'pytorch (or set num_gpu: 1).')
-    opt['num_gpu'] = num_gpu
     if num_gpu == 0:
         return torch.device('cpu')
     return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % available)
 
 
 def start_processes(opt: dict) -> torch.device:
-    """Launcher check, device, process group (after them: a config error is never a hang);
-    records ``rank`` and ``world_size`` in ``opt``."""
+    """Launcher check, device, process group (after them: a config error is never a hang); the
+    process group must agree with the ``rank`` and ``world_size`` that parsing read from the
+    launcher's environment (the options are read-only from here on)."""
     check_launcher(opt)
     device = select_device(opt)
     if opt['dist']:
         params = opt['dist_params']
         init_dist(opt['launcher'], params['backend'], params['port'], params['timeout'])
-    opt['rank'], opt['world_size'] = get_dist_info()
+    if get_dist_info() != (opt['rank'], opt['world_size']):
+        raise OptionError(f"This process is rank {get_dist_info()[0]} of {get_dist_info()[1]}, "
+                          f"but its environment said rank {opt['rank']} of "
+                          f"{opt['world_size']} (RANK / WORLD_SIZE, or SLURM_PROCID / "
+                          f"SLURM_NTASKS): start it with torchrun or srun.")
     return device
 
 
