@@ -16,10 +16,10 @@ from basicsr_lite.data.prefetcher import build_prefetcher
 from basicsr_lite.engine.builtin_hooks import BranchOrigin, PixelFormats, build_hooks
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.constraints import check_constraints, eval_datasets_by_key
-from basicsr_lite.engine.checkpoint import (LoopState, adopt_saved_seed, check_resume_state,
+from basicsr_lite.engine.checkpoint import (LoopState, check_resume_state,
                                            find_resume_state, is_branch_start,
                                            last_checkpoint_description, record_branch, restore,
-                                           save_checkpoint, save_latest)
+                                           resumed_seed, save_checkpoint, save_latest)
 from basicsr_lite.engine.experiment import open_run_folder, resume_command, start_processes
 from basicsr_lite.engine.hooks import Hook, Hooks, Run
 from basicsr_lite.engine.logger import (FILE_ONLY, IterationTimer, MessageLogger,
@@ -247,6 +247,7 @@ def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
     # Everything that can fail on the user's input (resume state, datasets, networks, weight
     # files, constructor arguments) runs before anything on disk is created or renamed.
     resume, branching = find_start(opt)
+    opt = run_options(opt, resumed_seed(opt, resume[1]) if resume else opt['manual_seed'])
     set_random_seed(opt['manual_seed'] + opt['rank'])
     set_backend_flags(opt['train'])
     loader, sampler = build_train_loader(opt, device)
@@ -269,15 +270,21 @@ def train_run(opt: dict, extra_hooks: list[Hook] | None = None) -> None:
     train_and_report(run, loader, sampler, hooks)
 
 
+def run_options(opt: dict, seed: int) -> dict:
+    """The options as this run applies them, a new dict: the parsed options stay as parsed
+    (read-only). It holds the run's decisions where BasicSR-style code reads them: the seed
+    (a resumed run's own) and a ``train`` section of its own for the speed probe's choice."""
+    return {**opt, 'manual_seed': seed, 'train': dict(opt['train'])}
+
+
 def find_start(opt: dict) -> tuple[tuple[Path, dict] | None, bool]:
-    """The training state the run starts from (None: from scratch) and whether it is a branch;
-    the state checked, its seed adopted."""
+    """The training state the run starts from (None: from scratch) and whether it is a branch,
+    checked against the options."""
     model_cls = MODEL_REGISTRY.get(opt['model_type'])
     resume = find_resume_state(opt, model_cls.network_labels())
     branching = resume is not None and is_branch_start(opt, resume[0])
     if resume is not None:
         check_resume_state(opt, model_cls.__name__, *resume, branching)
-        adopt_saved_seed(opt, resume[1])
     elif opt['auto_resume']:
         logger.warning(f"--auto_resume: no loadable training state in "
                        f"{opt['path']['training_states']}; starting from iteration 0.")

@@ -312,13 +312,15 @@ def record_branch(opt: dict, state_path: Path, state: dict) -> dict:
 
 
 # ---- restoring ----------------------------------------------------------------------------------
-def adopt_saved_seed(opt: dict, state: dict) -> None:
-    """A resumed run continues with the seed it started with (which shapes the data order)."""
+def resumed_seed(opt: dict, state: dict) -> int:
+    """The seed a resumed run continues with: the one it started with (it shapes the data
+    order), whatever ``manual_seed`` says now."""
     saved = state.get('seed')
     if saved is not None and saved != opt['manual_seed']:
         logger.warning(f'Resuming with the run\'s seed {saved} (manual_seed is '
                        f"{opt['manual_seed']}).")
-        opt['manual_seed'] = saved
+        return saved
+    return opt['manual_seed']
 
 
 def check_resume_state(opt: dict, model_type: str, state_path: Path, state: dict,
