@@ -145,7 +145,7 @@ class BestCheckpoints(Hook):
 
 
 class BranchOrigin(Hook):
-    """Where a branched run came from (``engine.experiment.record_branch``), kept in each of its
+    """Where a branched run came from (``engine.checkpoint.record_branch``), kept in each of its
     training states (and those of its own branches, as their ``parent``)."""
     state_key = 'branched_from'
 
