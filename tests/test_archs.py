@@ -146,7 +146,7 @@ def test_official_parameter_counts(arch, kwargs, path, count):
 @pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason='../shared/weights is absent')
 @pytest.mark.parametrize('arch,kwargs,path,count', OFFICIAL)
 def test_official_weights_load_strictly(arch, kwargs, path, count):
-    from basicsr_lite.runtime.checkpoint import extract_state_dict, load_torch
+    from basicsr_lite.runtime.weights import extract_state_dict, load_torch
     net = build_network({'type': arch, **kwargs})
     state = extract_state_dict(load_torch(SHARED_WEIGHTS / path), 'params', path)
     net.load_state_dict(state, strict=True)

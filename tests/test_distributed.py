@@ -47,7 +47,7 @@ def test_two_process_training_on_cpu(tiny_opt, tmp_path):
 def test_rank_disagreement_is_reported(caplog):
     import logging
 
-    from basicsr_lite.engine.resume import rank_agreement
+    from basicsr_lite.engine.checkpoint import rank_agreement
     logging.getLogger('basicsr_lite').addHandler(caplog.handler)  # it does not propagate
     assert rank_agreement([], 5) == ''
     assert rank_agreement(['a', 'a'], 5) == ' (weights identical on all 2 ranks)'

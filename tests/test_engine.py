@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from basicsr_lite.models.base_model import BaseModel
-from basicsr_lite.runtime.checkpoint import (CheckpointError, find_resumable_state, load_torch,
-                                             save_torch)
+from basicsr_lite.engine.checkpoint import find_resumable_state
+from basicsr_lite.runtime.weights import CheckpointError, load_torch, save_torch
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import (CosineAnnealingRestartLR, MultiStepRestartLR,
                                                build_optimizer, build_scheduler)
@@ -64,14 +64,14 @@ def test_training_state_resume_continues_the_schedule():
     assert lrs(first.schedulers[0], 4) == expected[:4]
     state = torch.load(save_state(first), weights_only=True)
     resumed = model_with_schedule()
-    resumed.resume_training(state)
+    resumed.load_state_dict(state)
     assert resumed.get_current_learning_rate() == first.get_current_learning_rate()
     assert lrs(resumed.schedulers[0], 3) == expected[4:]
 
 
 def save_state(model: BaseModel) -> io.BytesIO:
     buffer = io.BytesIO()
-    torch.save(model.training_state(epoch=0, current_iter=4), buffer)
+    torch.save(model.state_dict(), buffer)
     buffer.seek(0)
     return buffer
 

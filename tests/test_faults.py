@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from basicsr_lite.registry import LOSS_REGISTRY
-from basicsr_lite.runtime.checkpoint import save_torch
+from basicsr_lite.runtime.weights import save_torch
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
 
@@ -79,8 +79,8 @@ def test_nan_policy_skip_counts_and_continues(tiny_opt, tmp_path):
 def test_keep_last_checkpoints(tiny_opt, tmp_path, monkeypatch):
     """Old checkpoints are deleted only once the new one is completely written (both files
     loadable), and only the newest ``keep_last_checkpoints`` stay."""
-    from basicsr_lite.engine import resume
-    from basicsr_lite.runtime.checkpoint import load_torch
+    from basicsr_lite.engine import checkpoint as resume
+    from basicsr_lite.runtime.weights import load_torch
     exp = exp_dir(tiny_opt)
     seen = []
 

@@ -12,7 +12,7 @@ import yaml
 from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
 from basicsr_lite.prep.synthetic import make_paired_folder
-from basicsr_lite.runtime.checkpoint import save_torch
+from basicsr_lite.runtime.weights import save_torch
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
 from tests.runs import assert_identical, configure, killed_run_resumes_exactly, load, run_to_end

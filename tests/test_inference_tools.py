@@ -10,7 +10,7 @@ import torch
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.prep.synthetic import smooth_image
-from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights, load_weights_into,
+from basicsr_lite.runtime.weights import (CheckpointError, load_weights, load_weights_into,
                                              save_torch)
 from basicsr_lite.runtime.tiling import ensemble_forward, tiled_inference
 from basicsr_lite.utils.img_util import img2tensor, tensor2img

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
+from basicsr_lite.engine.checkpoint import (LoopState, check_resume_state, restore,
+                                           save_checkpoint, state_iterations)
 from basicsr_lite.engine.hooks import Hook, Run
-from basicsr_lite.engine.resume import LoopState, check_resume_state, restore, save_checkpoint
 from basicsr_lite.models import build_model
 from basicsr_lite.options import parse_options
 from basicsr_lite.prep.synthetic import make_paired_folder
-from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights_into, save_torch,
-                                             state_iterations)
+from basicsr_lite.runtime.weights import CheckpointError, load_weights_into, save_torch
 from basicsr_lite.train import train_pipeline
 from tests.conftest import SCALE, TINY_OPT, write_yaml
 from tests.runs import load, saved_iterations, train_in_process

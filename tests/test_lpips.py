@@ -17,7 +17,7 @@ from basicsr_lite.engine.validate import image_metrics
 from basicsr_lite.errors import UserError
 from basicsr_lite.metrics.lpips_metric import (LPIPS, SCALE, SHIFT, calculate_lpips,
                                                calculate_lpips_pt)
-from basicsr_lite.runtime.checkpoint import load_torch
+from basicsr_lite.runtime.weights import load_torch
 
 LIN_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'weights' / 'lpips'
 pytestmark = pytest.mark.skipif(not LIN_DIR.is_dir(), reason='../shared/weights/lpips is absent')

@@ -3,7 +3,7 @@ import torch
 
 from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
-from basicsr_lite.runtime.checkpoint import CheckpointError, save_torch
+from basicsr_lite.runtime.weights import CheckpointError, save_torch
 
 
 @pytest.fixture

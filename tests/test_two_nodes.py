@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from basicsr_lite.engine import elastic
-from basicsr_lite.engine.experiment import find_resume_state
-from basicsr_lite.engine.resume import resume_command
+from basicsr_lite.engine.checkpoint import find_resume_state
+from basicsr_lite.engine.experiment import resume_command
 from basicsr_lite.options import parse_options
 from basicsr_lite.runtime import dist
-from basicsr_lite.runtime.checkpoint import CheckpointError
+from basicsr_lite.runtime.weights import CheckpointError
 from tests.conftest import write_yaml
 from tests.runs import (ROOT, assert_identical, children_by_rank, configure, final_weights,
                         saved_iterations, wait_for)

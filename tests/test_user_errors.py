@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from basicsr_lite.runtime.checkpoint import save_torch
+from basicsr_lite.runtime.weights import save_torch
 from basicsr_lite.test import main as evaluate_main
 from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml

@@ -49,7 +49,7 @@ from basicsr_lite.archs import build_network  # noqa: E402
 from basicsr_lite.data.loaders import build_train_loader  # noqa: E402
 from basicsr_lite.engine.experiment import open_run_folder, start_processes  # noqa: E402
 from basicsr_lite.engine.logger import get_root_logger  # noqa: E402
-from basicsr_lite.engine.resume import LoopState  # noqa: E402
+from basicsr_lite.engine.checkpoint import LoopState  # noqa: E402
 from basicsr_lite.engine.builtin_hooks import build_hooks  # noqa: E402
 from basicsr_lite.engine.hooks import Run  # noqa: E402
 from basicsr_lite.engine.signals import GracefulStop  # noqa: E402
@@ -59,7 +59,7 @@ from basicsr_lite.options import parse_options  # noqa: E402
 from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler  # noqa: E402
 from basicsr_lite.runtime.speed import set_backend_flags, to_memory_format  # noqa: E402
 from basicsr_lite.runtime.speed_probe import cpu_summary  # noqa: E402
-from basicsr_lite.train import train_loop  # noqa: E402
+from basicsr_lite.engine.loop import train_loop  # noqa: E402
 from basicsr_lite.utils.misc import set_random_seed  # noqa: E402
 
 DEFAULT_OPTS = {

@@ -16,8 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write,  # noqa: E402
-                                             flatten_param_keys, load_weights, save_torch)
+from basicsr_lite.runtime.weights import (CheckpointError, flatten_param_keys,  # noqa: E402
+                                          load_weights, save_torch)
+from basicsr_lite.utils.files import atomic_write  # noqa: E402
 
 
 def convert(src: Path, dest: Path) -> int:
@@ -29,7 +30,8 @@ def convert(src: Path, dest: Path) -> int:
         except ImportError as err:
             raise CheckpointError('Writing .safetensors needs: pip install safetensors') from err
         flat = {k: v.contiguous().clone() for k, v in flatten_param_keys(weights).items()}
-        atomic_write(dest, lambda f: f.write(save(flat, metadata={'format': 'pt'})))
+        atomic_write(dest, lambda f: f.write(save(flat, metadata={'format': 'pt'})),
+                     CheckpointError)
         return len(flat)
     save_torch(weights, dest)
     return len(flatten_param_keys(weights))

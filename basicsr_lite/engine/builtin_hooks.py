@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from basicsr_lite.engine.checkpoint import save_weights
 from basicsr_lite.engine.hooks import HOOK_REGISTRY, Hook, Hooks, Run
 from basicsr_lite.registry import build_from_opt
-from basicsr_lite.runtime.checkpoint import atomic_write
+from basicsr_lite.utils.files import atomic_write, replace_with_link
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -117,9 +117,9 @@ class BestCheckpoints(Hook):
     def _write(self, run: Run, it: int, is_best: bool, dropped: list[dict]) -> None:
         models = Path(run.opt['path']['models'])
         if self.k == 1:  # (only reached with a new best)
-            run.model.save_weights(self.label, self.tag)
+            save_weights(run.model, models, self.label, self.tag)
         else:
-            path = run.model.save_weights(self.label, f'{self.tag}_{it}')
+            path = save_weights(run.model, models, self.label, f'{self.tag}_{it}')
             if is_best:
                 replace_with_link(path, models / f'{self.label}_{self.tag}.pth')
             for entry in dropped:
@@ -145,7 +145,7 @@ class BestCheckpoints(Hook):
 
 
 class BranchOrigin(Hook):
-    """Where a branched run came from (``engine.experiment.record_branch``), kept in each of its
+    """Where a branched run came from (``engine.checkpoint.record_branch``), kept in each of its
     training states (and those of its own branches, as their ``parent``)."""
     state_key = 'branched_from'
 
@@ -190,17 +190,6 @@ class PixelFormats(Hook):
                     f'Dataset {name} would be read differently from the run being resumed '
                     f'({state_path}): {changed}. Restore its normalize section and statistics '
                     f'file, or start a new run (--branch) to change them.')
-
-
-def replace_with_link(source: Path, target: Path) -> None:
-    """Make ``target`` the same file as ``source`` (a hard link, else a copy), atomically."""
-    temp = target.with_name(f'.{target.name}.link{os.getpid()}')
-    temp.unlink(missing_ok=True)
-    try:
-        os.link(source, temp)
-    except OSError:  # no hard links on this file system
-        atomic_write(temp, lambda f: f.write(source.read_bytes()))
-    os.replace(temp, target)
 
 
 def build_hooks(opt: dict, extra: list[Hook] | None = None) -> Hooks:

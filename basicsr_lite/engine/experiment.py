@@ -1,21 +1,19 @@
-"""Run set-up shared by train.py and test.py: device, folders, option copy, resume state."""
+"""Run set-up shared by train.py and test.py: device, processes, folders, option copy; the
+command that resumes a run."""
 from __future__ import annotations
 
-import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from basicsr_lite.engine.elastic import (agree_on_auto_resume, check_same_state,
-                                         log_elastic_resume, warn_shared_store_restarts)
 from basicsr_lite.engine.logger import attach_log_file
 from basicsr_lite.errors import OptionError, UserError
-from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write, find_resumable_state,
-                                             load_torch, remove_stale_temp_files)
-from basicsr_lite.runtime.dist import barrier, get_dist_info, init_dist
+from basicsr_lite.runtime.dist import barrier, get_dist_info, init_dist, torchrun_options
+from basicsr_lite.utils.files import atomic_write, remove_stale_temp_files
 from basicsr_lite.utils.misc import get_time_str
 
 logger = logging.getLogger('basicsr_lite')
@@ -41,21 +39,25 @@ def select_device(opt: dict) -> torch.device:
         raise OptionError(f'num_gpu is {num_gpu}: several GPUs need a distributed launch, e.g. '
                           f'torchrun --nproc_per_node={num_gpu} train.py -opt ... --launcher '
                           f'pytorch (or set num_gpu: 1).')
-    opt['num_gpu'] = num_gpu
     if num_gpu == 0:
         return torch.device('cpu')
     return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % available)
 
 
 def start_processes(opt: dict) -> torch.device:
-    """Launcher check, device, process group (after them: a config error is never a hang);
-    records ``rank`` and ``world_size`` in ``opt``."""
+    """Launcher check, device, process group (after them: a config error is never a hang); the
+    process group must agree with the ``rank`` and ``world_size`` that parsing read from the
+    launcher's environment (the options are read-only from here on)."""
     check_launcher(opt)
     device = select_device(opt)
     if opt['dist']:
         params = opt['dist_params']
         init_dist(opt['launcher'], params['backend'], params['port'], params['timeout'])
-    opt['rank'], opt['world_size'] = get_dist_info()
+    if get_dist_info() != (opt['rank'], opt['world_size']):
+        raise OptionError(f"This process is rank {get_dist_info()[0]} of {get_dist_info()[1]}, "
+                          f"but its environment said rank {opt['rank']} of "
+                          f"{opt['world_size']} (RANK / WORLD_SIZE, or SLURM_PROCID / "
+                          f"SLURM_NTASKS): start it with torchrun or srun.")
     return device
 
 
@@ -106,97 +108,26 @@ def copy_option_file(opt: dict, resuming: bool) -> Path:
     return dest
 
 
-def find_resume_state(opt: dict, net_labels: tuple[str, ...] = ('net_g',)
-                      ) -> tuple[Path, dict] | None:
-    """``(path, state)`` of ``path.resume_state`` if set; else, with --auto_resume (or after a
-    torchrun restart, on every rank), of the newest loadable state of this experiment (under
-    ``path.experiments_root``) whose network files (``<label>_<iter>.pth`` for each of
-    ``net_labels``) exist; else None. Each state file is read once. Distributed, every rank
-    must find the same state (collectives: call it after the process group is up)."""
-    warn_shared_store_restarts()
-    agree_on_auto_resume(opt)
-    found = _lookup_resume_state(opt, net_labels)
-    check_same_state(found)
-    log_elastic_resume(opt, found)
-    return found
-
-
-def _lookup_resume_state(opt: dict, net_labels: tuple[str, ...]) -> tuple[Path, dict] | None:
-    if opt['path']['resume_state']:
-        path = Path(opt['path']['resume_state'])
-        return path, load_resume_state(path)
-    if opt['auto_resume']:
-        found = newest_state(opt['path']['training_states'], opt['path']['models'], net_labels)
-        if found is not None:
-            return found
-    if opt['path'].get('branch_from'):  # (an interrupted branch resumes itself, above)
-        return find_branch_source(Path(opt['path']['branch_from']), net_labels)
-    return None
-
-
-def newest_state(training_states: str | Path, models: str | Path,
-                 net_labels: tuple[str, ...]) -> tuple[Path, dict] | None:
-    """``(path, state)`` of the newest loadable training state with its network files, checked
-    to be a training state; None if there is none."""
-    found = find_resumable_state(training_states, models, net_labels)
-    return None if found is None else (found[0], check_training_state(*found))
-
-
-def find_branch_source(source: Path, net_labels: tuple[str, ...]) -> tuple[Path, dict]:
-    """The state to branch from: ``source`` itself (a ``.state`` file), or the newest loadable
-    state of the experiment folder ``source``."""
-    if source.is_file():
-        return source, load_resume_state(source)
-    found = newest_state(source / 'training_states', source / 'models', net_labels)
-    if found is None:
-        raise CheckpointError(f'path.branch_from: the experiment {source} has no loadable '
-                              f'training state (with its network files) to branch from.')
-    return found
-
-
-def is_branch_start(opt: dict, state_path: Path) -> bool:
-    """Whether the run starts from ``state_path`` as a branch (a state of another experiment
-    through ``path.branch_from``), not as a resume of its own."""
-    own = Path(opt['path']['training_states']).resolve()
-    return bool(opt['path'].get('branch_from')) and state_path.resolve().parent != own
-
-
-def network_file_for_state(state_path: Path, current_iter: int, models_dir: str,
-                           label: str = 'net_g') -> Path:
-    """The ``<label>_<iter>.pth`` saved with a training state: beside the state's own
-    experiment if there, else in this experiment's models folder."""
-    sibling = state_path.parent.parent / 'models' / f'{label}_{current_iter}.pth'
-    if sibling.is_file():
-        return sibling
-    own = Path(models_dir) / f'{label}_{current_iter}.pth'
-    if own.is_file():
-        return own
-    raise CheckpointError(f'The network file for the training state {state_path} is missing: '
-                          f'looked for {sibling} and {own}.')
-
-
-def check_training_state(path: Path, state: dict) -> dict:
-    for key in ('iter', 'epoch', 'optimizers', 'schedulers'):
-        if key not in state:
-            raise CheckpointError(f"{path} is not a training state: it has no '{key}' entry.")
-    return state
-
-
-def load_resume_state(path: Path) -> dict:
-    return check_training_state(path, load_torch(path))
-
-
-def record_branch(opt: dict, state_path: Path, state: dict) -> dict:
-    """Write ``branch.json`` (where this run came from) in the new run's folder (rank 0) and
-    return the record, which every training state of the branch keeps."""
-    record = {'from_state': str(state_path.resolve()),
-              'from_experiment': str(state_path.resolve().parent.parent),
-              'iter': state['iter'], 'epoch': state['epoch'], 'time': get_time_str(),
-              'command': ' '.join(sys.argv),
-              'parent': (state.get('hooks') or {}).get('branched_from')}
-    if opt['rank'] == 0:
-        atomic_write(Path(opt['path']['experiments_root']) / 'branch.json',
-                     lambda f: f.write(json.dumps(record, indent=2).encode()))
-    logger.info(f"Branched from {record['from_state']} (iter {state['iter']}) as a new "
-                f"experiment in {opt['path']['experiments_root']}.")
-    return record
+def resume_command(opt: dict) -> str:
+    """The command that continues this run as it was started: the same script and arguments plus
+    ``--auto_resume``, under torchrun with the same world size (or srun) when distributed. Over
+    several nodes: this node's torchrun command with all its options (rendezvous included), and
+    what to run on the other nodes."""
+    script = sys.argv[0] if Path(sys.argv[0]).name in ('train.py', 'basicsr-train') else 'train.py'
+    args = [a for a in opt['command_args'] if a != '--auto_resume'] + ['--auto_resume']
+    command = shlex.join([script, *args])
+    python = 'python ' if script.endswith('.py') else ''
+    if opt['launcher'] == 'pytorch':
+        nodes = int(os.environ.get('GROUP_WORLD_SIZE', 1))
+        per_node = int(os.environ.get('LOCAL_WORLD_SIZE', opt['world_size']))
+        if nodes > 1:
+            options = torchrun_options(sys.argv[0])
+            launcher = (shlex.join(['torchrun', *options]) if options is not None else
+                        f'torchrun --nnodes={nodes} --nproc_per_node={per_node} <the same '
+                        f'rendezvous options>')
+            return (f'{launcher} {command}  (the command of the node of rank 0: on every node, '
+                    f'rerun the command that node was started with, plus --auto_resume)')
+        return f'torchrun --nproc_per_node={per_node} {command}'
+    if opt['launcher'] == 'slurm':
+        return f"srun <the same job options: {opt['world_size']} tasks> {python}{command}"
+    return f'{python}{command}'

@@ -38,7 +38,7 @@ class Run:
     """What a hook sees of the training run it is part of."""
     model: Any  # models.protocol.TrainableModel
     opt: dict
-    loop: Any  # engine.resume.LoopState: current_iter, epoch, batches_in_epoch
+    loop: Any  # engine.checkpoint.LoopState: current_iter, epoch, batches_in_epoch
     tb_logger: Any = None  # SummaryWriter-like (add_scalar / add_image / ...), rank 0 only
     val_loaders: dict = field(default_factory=dict)
     finish_reason: str | None = None

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from basicsr_lite.errors import OptionError
-from basicsr_lite.runtime.checkpoint import atomic_write
+from basicsr_lite.utils.files import atomic_write
 
 logger = logging.getLogger('basicsr_lite')
 

@@ -24,7 +24,7 @@ from basicsr_lite.data.scales import border, scale_label
 from basicsr_lite.errors import OptionError, UserError, rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel
-from basicsr_lite.runtime.checkpoint import atomic_write
+from basicsr_lite.utils.files import atomic_write
 from basicsr_lite.runtime.dist import all_gather_objects, get_dist_info
 from basicsr_lite.utils.img_util import img2tensor, imwrite, tensor2img
 

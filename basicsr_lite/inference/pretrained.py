@@ -12,7 +12,7 @@ from basicsr_lite.archs import build_network
 from basicsr_lite.errors import UserError
 from basicsr_lite.options import load_option_file
 from basicsr_lite.options.yaml_loader import load_yaml
-from basicsr_lite.runtime.checkpoint import load_weights_into
+from basicsr_lite.runtime.weights import load_weights_into
 
 
 def add_network_args(parser: argparse.ArgumentParser) -> None:

@@ -95,7 +95,7 @@ class LPIPS(nn.Module):
         else:
             self.backbone = VGGFeatureExtractor(VGG_LAYERS, 'vgg16', use_input_norm=False,
                                                 pretrained=backbone_weights, weights_hint=_HINT)
-        from basicsr_lite.runtime.checkpoint import load_torch
+        from basicsr_lite.runtime.weights import load_torch
         lin_file = lin_weights_file(net, lin_weights)
         state = load_torch(lin_file)
         self.lins = nn.ModuleList()

@@ -1,14 +1,15 @@
-"""BaseModel: device placement, DDP, optimizers/schedulers, EMA, saving and resuming.
+"""BaseModel: device placement, DDP, optimizers/schedulers, steppers, EMA, and its own state
+(``state_dict`` / ``load_state_dict``); where and how checkpoints are written is
+``engine/checkpoint.py``'s business.
 
 Subclasses hold the maths of a training step (``feed_data``, ``optimize_parameters``, ``test``).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections import OrderedDict
-from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -16,8 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.errors import TrainingError
-from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights_into, save_torch,
-                                             state_iterations)
+from basicsr_lite.runtime.weights import CheckpointError, load_weights_into
 from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler
@@ -32,6 +32,7 @@ class BaseModel:
     option keys a model uses, so option validation can reject the others."""
 
     network_keys: tuple[str, ...] = ('network_g',)
+    ema_stepper = 'g'  # the stepper whose steps the EMA of net_g follows
 
     @classmethod
     def option_keys(cls, kit) -> dict:
@@ -65,6 +66,9 @@ class BaseModel:
         # {dataset_name: {metric: {'val': best value, 'iter': iteration}}}
         self.best_metric_results: dict[str, dict[str, dict[str, float]]] = {}
         self.skipped_steps = 0  # non-finite steps dropped under train.nan_policy: skip
+        # Where the newest checkpoint is, for error messages (the engine, which writes them,
+        # sets it; a model knows no paths).
+        self.last_checkpoint: Callable[[], str] = lambda: 'none saved yet'
 
     # ---- networks ------------------------------------------------------------------------------
     def speed_option(self, key: str, default=None):
@@ -96,13 +100,9 @@ class BaseModel:
         if paths.get(f'pretrain_network_{suffix}'):
             self.load_network(net, paths[f'pretrain_network_{suffix}'],
                               paths[f'strict_load_{suffix}'], paths[f'param_key_{suffix}'])
-        self.describe_network(net)
+        num_params = sum(p.numel() for p in net.parameters())
+        logger.info(f'Network {net.__class__.__name__}, with parameters: {num_params:,d}')
         return self.model_to_device(net, key)
-
-    def describe_network(self, net: nn.Module) -> None:
-        bare = unwrap(net)
-        num_params = sum(p.numel() for p in bare.parameters())
-        logger.info(f'Network {bare.__class__.__name__}, with parameters: {num_params:,d}')
 
     def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
                      param_key: str | None = 'params') -> None:
@@ -119,46 +119,6 @@ class BaseModel:
     def network_labels(cls) -> tuple[str, ...]:
         """File labels of the networks: ``network_g`` -> ``net_g``, ``network_d`` -> ``net_d``."""
         return tuple(f"net_{key.split('_', 1)[1]}" for key in cls.network_keys)
-
-    def load_networks(self, files: dict[str, Path]) -> None:
-        """Load every saved network (each param key, e.g. ``params`` and ``params_ema``) from
-        ``{label: file}``, strictly: the inverse of :meth:`save`'s network files."""
-        for label, nets in self.networks_to_save().items():
-            for param_key, net in nets.items():
-                self.load_network(net, str(files[label]), strict=True, param_key=param_key)
-
-    def save(self, epoch: int, current_iter: int, extra_state: dict | None = None) -> None:
-        """Every network file; the training state too unless ``current_iter`` is -1 (latest)."""
-        for label, nets in self.networks_to_save().items():
-            self.save_network(nets, label, current_iter)
-        if current_iter != -1:
-            self.save_training_state(epoch, current_iter, extra_state)
-
-    def weights_fingerprint(self) -> str:
-        """SHA-256 of every saved network's tensors: equal on all ranks unless they diverged."""
-        digest = hashlib.sha256()
-        for label, nets in sorted(self.networks_to_save().items()):
-            for key, net in sorted(nets.items()):
-                for name, tensor in unwrap(net).state_dict().items():
-                    digest.update(f'{label}.{key}.{name}'.encode())
-                    digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
-        return digest.hexdigest()
-
-    def save_network(self, nets: dict[str, nn.Module], net_label: str, current_iter: int) -> None:
-        """Write ``models/<label>_<iter>.pth`` holding one state dict per param key."""
-        tag = 'latest' if current_iter == -1 else current_iter
-        self._write_networks(nets, Path(self.opt['path']['models']) / f'{net_label}_{tag}.pth')
-
-    def save_weights(self, label: str, tag: str) -> Path:
-        """Write network ``label``'s file (every param key) as ``models/<label>_<tag>.pth``."""
-        path = Path(self.opt['path']['models']) / f'{label}_{tag}.pth'
-        self._write_networks(self.networks_to_save()[label], path)
-        return path
-
-    @staticmethod
-    def _write_networks(nets: dict[str, nn.Module], path: Path) -> None:
-        save_torch({key: {k: v.detach().cpu() for k, v in unwrap(net).state_dict().items()}
-                    for key, net in nets.items()}, path)
 
     # ---- optimisation ----------------------------------------------------------------------------
     def setup_optimizer(self, params, optim_opt: dict,
@@ -239,19 +199,24 @@ class BaseModel:
         accumulated step but the last)."""
         return no_sync([net for s in self.steppers.values() for net in s.networks], active)
 
-    def step(self, name: str, losses: dict[str, torch.Tensor], current_iter: int) -> StepResult:
-        """Backward ``losses`` through stepper ``name`` (``.stepped``: its optimizer stepped).
-        A non-finite loss or gradient applies ``train.nan_policy`` (no weight is touched): here,
-        or at the next :meth:`settle_steps` when the step was decided on the device."""
+    def step(self, name: str, losses: dict[str, torch.Tensor], current_iter: int,
+             ema: bool = False) -> StepResult:
+        """Backward ``losses`` through stepper ``name``. A non-finite loss or gradient applies
+        ``train.nan_policy`` (no weight is touched): here, or at the next :meth:`settle_steps`
+        when the step was decided on the device. When the step completes, the EMA follows G:
+        after G's own stepper (``ema_stepper``) if it stepped, or, with ``ema``, after this one
+        (an iteration that does not train G)."""
         result = self.steppers[name].backward(losses, current_iter)
         if result.deferred:
-            return result
-        if result.non_finite:
+            pass
+        elif result.non_finite:
             self.handle_non_finite(Fault(current_iter, {k: float(v.detach())
                                                         for k, v in losses.items()}, 1))
         elif result.scaler_skipped:
             logger.debug(f'Iteration {current_iter}: fp16 gradient overflow, the GradScaler '
                          f'skipped the {name} step and lowered its scale.')
+        if result.completed and (ema or name == self.ema_stepper):
+            self.update_ema(when=True if ema else result.stepped)
         return result
 
     def settle_steps(self) -> None:
@@ -275,21 +240,15 @@ class BaseModel:
                  f'from before iteration {it}.') if later else ''
         raise TrainingError(
             f'Non-finite {what} at iteration {it}. Training stopped before updating any weight '
-            f'with it.{after} Last good checkpoint: {self.last_checkpoint_description()}. Resume '
+            f'with it.{after} Last good checkpoint: {self.last_checkpoint()}. Resume '
             f'from it with --auto_resume (a lower learning rate may help), or set '
             f'train.nan_policy: skip to skip such steps.')
 
     def update_ema(self, when: bool | torch.Tensor = True) -> None:
-        """The EMA follows G after a step (``when``: the step's ``stepped``, a bool or a 0-dim
-        tensor decided on the device)."""
+        """The EMA follows G (``when``: a step's ``stepped``, a bool or a 0-dim tensor decided
+        on the device)."""
         if self.ema is not None:
             self.ema.update(unwrap(self.net_g), when=when)
-
-    def last_checkpoint_description(self) -> str:
-        iters = state_iterations(self.opt['path']['training_states'])
-        if not iters:
-            return 'none saved yet'
-        return str(Path(self.opt['path']['training_states']) / f'{iters[0]}.state')
 
     def record_losses(self, losses: dict[str, torch.Tensor]) -> None:
         """Keep this step's losses for logging, as tensors: reading them (a GPU sync) and
@@ -301,10 +260,10 @@ class BaseModel:
         return reduce_mean({k: float(v) for k, v in self.log_dict.items()}, self.device)
 
     # ---- checkpoints -----------------------------------------------------------------------------
-    def training_state(self, epoch: int, current_iter: int) -> dict:
+    def state_dict(self) -> dict:
+        """The model's part of a training state (BasicSR's keys): optimizers, schedulers, fp16
+        scalers, best metrics, skipped steps; subclasses add their own entries."""
         return {
-            'epoch': epoch,
-            'iter': current_iter,
             'model_type': type(self).__name__,  # a resume with another model is refused
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
@@ -314,13 +273,8 @@ class BaseModel:
             'skipped_steps': self.skipped_steps,
         }
 
-    def save_training_state(self, epoch: int, current_iter: int, extra: dict | None = None) -> None:
-        state = self.training_state(epoch, current_iter)
-        state.update(extra or {})
-        save_torch(state, Path(self.opt['path']['training_states']) / f'{current_iter}.state')
-
-    def resume_training(self, state: dict) -> None:
-        """Restore optimizers, schedulers and best metrics from a training state."""
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (a BasicSR training state too)."""
         if len(state['optimizers']) != len(self.optimizers) or \
                 len(state['schedulers']) != len(self.schedulers):
             raise CheckpointError(

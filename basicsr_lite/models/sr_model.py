@@ -64,9 +64,7 @@ class SRModel(BaseModel):
         with self.autocast():
             self.output = self.as_generator(self.net_g)(self.lq)
         losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
-        result = self.step('g', losses, current_iter)
-        if result.completed:
-            self.update_ema(when=result.stepped)
+        self.step('g', losses, current_iter)
         self.record_losses(losses)
 
     def inference_network(self) -> torch.nn.Module:

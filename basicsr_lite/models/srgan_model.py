@@ -69,11 +69,11 @@ class SRGANModel(SRModel):
     def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:
         return {**super().networks_to_save(), 'net_d': {'params': self.net_d}}
 
-    def training_state(self, epoch: int, current_iter: int) -> dict:
-        return {**super().training_state(epoch, current_iter), 'g_iters': self.g_iters}
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), 'g_iters': self.g_iters}
 
-    def resume_training(self, state: dict) -> None:
-        super().resume_training(state)
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         self.g_iters = state.get('g_iters', 0)
 
     # ---- one iteration -------------------------------------------------------------------------
@@ -83,32 +83,25 @@ class SRGANModel(SRModel):
     def optimize_parameters(self, current_iter: int) -> None:
         with self.autocast():
             self.output = self.as_generator(self.net_g)(self.lq)
-        logged: dict[str, torch.Tensor] = {}
         if current_iter <= self.opt['train']['net_g_pretrain_iters']:
             losses = self.content_losses(self.output.float())
-            result = self.step('g', losses, current_iter)
-            if result.completed:
-                self.update_ema(when=result.stepped)
+            self.step('g', losses, current_iter)
             self.record_losses(losses)
             return
-        g_result = None
-        if self.trains_g(current_iter):
+        logged: dict[str, torch.Tensor] = {}
+        trains_g = self.trains_g(current_iter)
+        if trains_g:
             g_losses = self.generator_losses(self.output.float(), current_iter)
-            g_result = self.step('g', g_losses, current_iter)
+            if self.step('g', g_losses, current_iter).taken:
+                self.g_iters += 1  # G steps taken (the adversarial warm-up counts them)
             logged.update(g_losses)
-            # G steps taken; a step decided on the device counts when it completes (reading
-            # whether a non-finite value dropped it would cost a host sync every iteration)
-            if g_result.completed and (g_result.deferred or g_result.stepped):
-                self.g_iters += 1
         d_losses, d_outputs = self.discriminator_losses(self.output.detach().float(),
                                                         current_iter)
-        d_result = self.step('d', d_losses, current_iter)
-        logged.update(d_losses)
-        logged.update(d_outputs)
         # The EMA follows G once per iteration (also while only D trains, as BasicSR), unless
         # G's step was dropped.
-        if d_result.completed:
-            self.update_ema(when=True if g_result is None else g_result.stepped)
+        self.step('d', d_losses, current_iter, ema=not trains_g)
+        logged.update(d_losses)
+        logged.update(d_outputs)
         self.record_losses(logged)
 
     def content_losses(self, output: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -301,6 +301,19 @@ def _apply_debug(opt: dict) -> None:
         opt['val']['val_freq'] = 8
 
 
+LAUNCHER_ENV = {'pytorch': ('RANK', 'WORLD_SIZE'), 'slurm': ('SLURM_PROCID', 'SLURM_NTASKS')}
+
+
+def launcher_rank(launcher: str) -> tuple[int, int]:
+    """``(rank, world size)`` that the launcher gives this process in its environment
+    (torchrun's RANK / WORLD_SIZE, srun's SLURM_PROCID / SLURM_NTASKS); (0, 1) without one.
+    Derived here, so that nothing downstream writes them into the options."""
+    names = LAUNCHER_ENV.get(launcher)
+    if names is None or not all(name in os.environ for name in names):
+        return 0, 1
+    return int(os.environ[names[0]]), int(os.environ[names[1]])
+
+
 def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, argparse.Namespace]:
     """Parse the command line and the option file into a validated option dict.
 
@@ -330,7 +343,8 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
     restart = elastic_restart() if is_train else None
     opt.update(is_train=is_train,
                auto_resume=(args.auto_resume or restart is not None) and fast_dev_run is None,
-               launcher=args.launcher, dist=args.launcher != 'none', rank=0, world_size=1,
+               launcher=args.launcher, dist=args.launcher != 'none',
+               **dict(zip(('rank', 'world_size'), launcher_rank(args.launcher))),
                opt_path=str(args.opt), command_args=argv, fast_dev_run=fast_dev_run is not None,
                elastic_restart=restart)
     return opt, args

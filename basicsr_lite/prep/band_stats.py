@@ -14,7 +14,7 @@ from basicsr_lite.data.band_io import decode_bands, read_bands
 from basicsr_lite.data.band_norm import STATS_FORMAT, percent_key
 from basicsr_lite.data.data_util import lmdb_keys, paths_from_folder
 from basicsr_lite.errors import DataError
-from basicsr_lite.runtime.checkpoint import atomic_write
+from basicsr_lite.utils.files import atomic_write
 
 FLOAT_BINS = 65536
 

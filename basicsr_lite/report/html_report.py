@@ -11,7 +11,7 @@ import numpy as np
 
 from basicsr_lite.report.charts import line_chart, wants_log_scale
 from basicsr_lite.report.run_data import RunData
-from basicsr_lite.runtime.checkpoint import atomic_write
+from basicsr_lite.utils.files import atomic_write
 
 PANEL_GAP = 4  # pixels between the LR, SR and GT panels of a TensorBoard triplet
 

@@ -40,6 +40,12 @@ class StepResult:
     grad_norm: torch.Tensor | None = None  # before clipping; a tensor: reading it syncs
     deferred: bool = False
 
+    @property
+    def taken(self) -> bool:
+        """The step completed and counts as taken: a step decided on the device counts when it
+        completes (reading whether a non-finite value dropped it would cost a host sync)."""
+        return self.completed and (self.deferred or bool(self.stepped))
+
 
 @dataclass
 class Fault:

@@ -6,7 +6,6 @@ tensors are CHW (or NCHW), RGB, float in [0, 1].
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from basicsr_lite.errors import ImageReadError
+from basicsr_lite.utils.files import write_bytes
 
 
 def img2tensor(imgs: np.ndarray | Sequence[np.ndarray], bgr2rgb: bool = True,
@@ -101,12 +101,8 @@ def png_params(compress_level: int) -> list[int]:
 
 
 def write_file_atomically(data: bytes, path: str | Path) -> None:
-    """Write ``data`` to ``path``, creating its folder; atomic (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path``, creating its folder; atomic (``utils.files``, no fsync)."""
+    write_bytes(path, data, durable=False)
 
 
 def imwrite(img: np.ndarray, path: str | Path, params: Sequence[int] | None = None) -> None:

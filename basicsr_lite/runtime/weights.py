@@ -1,11 +1,9 @@
-"""Checkpoint files: atomic writes, safe (weights-only) reads, finding the state to resume, and
-loading weight files (every form users have) into a network."""
+"""Weight files: safe (weights-only) reads and atomic writes of PyTorch and safetensors files,
+and loading weights (every form users have) into a network."""
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from torch import nn
 
 from basicsr_lite.errors import UserError
 from basicsr_lite.runtime.dist import unwrap
+from basicsr_lite.utils.files import atomic_write
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -23,69 +22,8 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be read safely or does not contain what is needed."""
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not supported on this platform / filesystem
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write_fn) -> None:
-    """Write ``path`` by calling ``write_fn(file)`` on a temp file beside it, fsync, rename.
-
-    A crash at any moment leaves either the old file or the complete new one, never a partial
-    file under the final name.
-    """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}{TEMP_MARK}{os.getpid()}')
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-            _test_delay()
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f'Could not write {path}: {err.strerror or err}. Nothing was '
-                              f'replaced: the files already there are intact.') from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-TEMP_MARK = '.tmp'
-# Fault-injection hook (tools/fault_injection.py): seconds to wait before each rename, so that a
-# SIGKILL can be aimed at the middle of a save.
-_DELAY_ENV = 'BASICSR_LITE_FAULT_SAVE_DELAY'
-
-
-def _test_delay() -> None:
-    delay = float(os.environ.get(_DELAY_ENV, 0) or 0)
-    if delay > 0:
-        import time
-        time.sleep(delay)
-
-
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete the temp files of saves that never completed (e.g. the process was killed)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    stale = [p for p in folder.iterdir() if p.name.startswith('.') and TEMP_MARK in p.name]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
 def save_torch(obj: Any, path: str | Path) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f), CheckpointError)
 
 
 def load_torch(path: str | Path, map_location: Any = 'cpu') -> Any:
@@ -168,47 +106,6 @@ def nest_param_keys(flat: dict) -> dict:
         group, name = key.split('.', 1)
         nested[group][name] = value
     return nested
-
-
-def state_iterations(folder: str | Path) -> list[int]:
-    """Iterations of the ``<iter>.state`` files in ``folder``, newest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    iters = [int(p.stem) for p in folder.iterdir() if re.fullmatch(r'\d+\.state', p.name)]
-    return sorted(iters, reverse=True)
-
-
-def find_resumable_state(training_states: str | Path, models: str | Path,
-                         net_names: tuple[str, ...] = ('net_g',)) -> tuple[Path, dict] | None:
-    """``(path, loaded state)`` of the newest ``<iter>.state`` that loads and whose network
-    files exist; None if none. Corrupt or incomplete checkpoints are skipped with a warning.
-    """
-    for it in state_iterations(training_states):
-        state_path = Path(training_states) / f'{it}.state'
-        missing = [n for n in net_names if not (Path(models) / f'{n}_{it}.pth').is_file()]
-        if missing:
-            logger.warning(f'Skipping {state_path}: network file(s) {missing} for iter {it} are '
-                           f'missing.')
-            continue
-        try:
-            return state_path, load_torch(state_path)
-        except CheckpointError as err:
-            logger.warning(f'Skipping {state_path}: {err}')
-    return None
-
-
-def prune_checkpoints(training_states: str | Path, models: str | Path, keep: int,
-                      net_labels: tuple[str, ...] = ('net_g',)) -> list[int]:
-    """Delete all but the ``keep`` newest checkpoints (state + network files); returns the
-    iterations removed. Call it only after the newest checkpoint is completely written."""
-    removed = state_iterations(training_states)[keep:]
-    for it in removed:
-        # The state first: a network file without its state is never picked for resuming.
-        (Path(training_states) / f'{it}.state').unlink(missing_ok=True)
-        for label in net_labels:
-            (Path(models) / f'{label}_{it}.pth').unlink(missing_ok=True)
-    return removed
 
 
 # ---- weights into a network -------------------------------------------------------------------
