@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.prep.band_stats import write_band_stats  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.prep.band_stats import write_band_stats
 
 
 @tool_main

@@ -18,11 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.engine.validate import ValidationResult, format_table, write_metrics  # noqa
-from basicsr_lite.prep.dataset_tools import folder_metrics  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.engine.validate import ValidationResult, format_table, write_metrics
+from basicsr_lite.prep.dataset_tools import folder_metrics
 
 
 @tool_main

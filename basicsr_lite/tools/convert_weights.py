@@ -13,10 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write,  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write,
                                              flatten_param_keys, load_weights, save_torch)
 
 

@@ -12,12 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.prep.lmdb_util import (check_lmdb_target, folder_keys,  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.prep.lmdb_util import (check_lmdb_target, folder_keys,
                                          make_lmdb_from_folder)
-from basicsr_lite.utils.misc import sizeof_fmt  # noqa: E402
+from basicsr_lite.utils.misc import sizeof_fmt
 
 
 @tool_main

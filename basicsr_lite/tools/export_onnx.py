@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.inference.export import export_onnx, verify_onnx  # noqa: E402
-from basicsr_lite.inference.pretrained import (add_network_args, in_channels,  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.inference.export import export_onnx, verify_onnx
+from basicsr_lite.inference.pretrained import (add_network_args, in_channels,
                                                load_pretrained, network_spec)
 
 

@@ -17,11 +17,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.prep.dataset_tools import extract_subimages  # noqa: E402
-from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.prep.dataset_tools import extract_subimages
+from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
 
 
 @tool_main

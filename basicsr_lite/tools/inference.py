@@ -21,15 +21,13 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.errors import ImageReadError, UserError  # noqa: E402
-from basicsr_lite.inference.pretrained import (add_network_args, in_channels,  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.errors import ImageReadError, UserError
+from basicsr_lite.inference.pretrained import (add_network_args, in_channels,
                                                load_pretrained, network_spec, resolve_device)
-from basicsr_lite.runtime.tiling import tiled_inference  # noqa: E402
-from basicsr_lite.utils.img_util import img2tensor, imread, imwrite  # noqa: E402
-from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir  # noqa: E402
+from basicsr_lite.runtime.tiling import tiled_inference
+from basicsr_lite.utils.img_util import img2tensor, imread, imwrite
+from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
 
 DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 

@@ -14,11 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.prep.band_stats import write_band_stats  # noqa: E402
-from basicsr_lite.prep.synthetic import make_multiband_folder  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.prep.band_stats import write_band_stats
+from basicsr_lite.prep.synthetic import make_multiband_folder
 
 
 def make_multiband_demo(out: str | Path, scale: int = 4, train: int = 8, val: int = 2,

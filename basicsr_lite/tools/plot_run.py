@@ -14,11 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.report.html_report import write_charts, write_report  # noqa: E402
-from basicsr_lite.report.run_data import metric_directions, read_run  # noqa: E402
+from basicsr_lite.engine.cli import tool_main
+from basicsr_lite.report.html_report import write_charts, write_report
+from basicsr_lite.report.run_data import metric_directions, read_run
 
 
 @tool_main

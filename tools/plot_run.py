@@ -1,0 +1,8 @@
+"""Same as ``python -m basicsr_lite.tools.plot_run`` and ``basicsr-plot-run``
+(the code is in the package, which must be installed: ``pip install -e .``)."""
+import sys
+
+from basicsr_lite.tools.plot_run import main
+
+if __name__ == '__main__':
+    sys.exit(main())
