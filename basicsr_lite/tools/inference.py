@@ -40,8 +40,7 @@ def input_files(path: Path) -> list[Path]:
     raise UserError(f'Input {path} does not exist.')
 
 
-@tool_main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='image file or folder')
@@ -53,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--half', choices=sorted(DTYPES), help='half precision (GPU)')
     parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1'")
     parser.add_argument('--suffix', default='', help='appended to output names')
-    args = parser.parse_args(argv)
+    return parser
+
+
+@tool_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from tqdm import tqdm
 
     device = resolve_device(args.device, args.half)
