@@ -71,7 +71,11 @@ TOOLS = Path(__file__).resolve().parent.parent / 'tools'
 
 
 def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    """The tool ``name``: the module ``basicsr_lite.tools.<name>``, or for a developer script
+    that stays in tools/ (benchmarks, fault injection, ...), ``tools/<name>.py`` imported as a
+    module."""
+    if importlib.util.find_spec(f'basicsr_lite.tools.{name}') is not None:
+        return importlib.import_module(f'basicsr_lite.tools.{name}')
     spec = importlib.util.spec_from_file_location(name, TOOLS / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there

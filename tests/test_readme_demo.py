@@ -45,8 +45,8 @@ def test_pix2pix_demo_ends_with_the_readme_numbers(tmp_path):
 @pytest.mark.regression
 def test_multiband_demo_ends_with_the_readme_numbers(tmp_path):
     if not (ROOT / 'datasets' / 'demo_multiband' / 'band_stats.json').is_file():
-        subprocess.run([sys.executable, 'tools/make_multiband_demo.py'], cwd=ROOT, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run([sys.executable, '-m', 'basicsr_lite.tools.make_multiband_demo'], cwd=ROOT,
+                       check=True, capture_output=True, timeout=300)
     check_table(run_demo('options/train/demo_multiband.yml', tmp_path / 'demo'),
                 'Final validation on multiband_val (2 images):', (0.03, 0.0005))
 

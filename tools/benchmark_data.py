@@ -27,7 +27,6 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from basicsr_lite.archs import build_network  # noqa: E402
 from basicsr_lite.data import build_dataloader, build_dataset  # noqa: E402

@@ -15,13 +15,10 @@ import argparse
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.archs.rrdbnet_arch import RRDBNet  # noqa: E402
 from basicsr_lite.data.batch_degradations import USMSharp, filter2d, poisson_noise  # noqa: E402

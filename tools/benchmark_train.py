@@ -43,8 +43,8 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
+import basicsr_lite  # noqa: E402
 from basicsr_lite.archs import build_network  # noqa: E402
 from basicsr_lite.data.loaders import build_train_loader  # noqa: E402
 from basicsr_lite.engine.experiment import open_run_folder, start_processes  # noqa: E402
@@ -329,6 +329,14 @@ def child_variants(opt_paths: list[Path], iters: int, repeats: int) -> list[dict
     return results
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a ``--child`` run: it imports the same basicsr_lite as this process (a
+    script's own folder, tools/, is what Python puts on its path, not the repository)."""
+    code = str(Path(basicsr_lite.__file__).resolve().parent.parent)
+    paths = [code, *filter(None, os.environ.get('PYTHONPATH', '').split(os.pathsep))]
+    return {**os.environ, 'PYTHONWARNINGS': 'ignore', 'PYTHONPATH': os.pathsep.join(paths)}
+
+
 def run_child(kind: str, label: str, variants: list[str], args, size: tuple[int, int]):
     """A measurement in a fresh process (its own peak memory, no compile cache)."""
     opt_file, net_overrides = args.configs[label]
@@ -341,8 +349,7 @@ def run_child(kind: str, label: str, variants: list[str], args, size: tuple[int,
                                                VARIANTS[variant], *size, args.workers)))
         cmd = [sys.executable, __file__, '--child', kind, *paths, '--iters', str(args.iters),
                '--repeats', str(args.repeats)]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
-                              env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=child_env())
         lines = [line for line in done.stdout.splitlines() if line.startswith(('{', '['))]
         if done.returncode != 0 or not lines:
             raise SystemExit(f'{label} / {variants} failed:\n{done.stderr[-3000:]}')

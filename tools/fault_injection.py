@@ -24,7 +24,6 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from basicsr_lite.prep.synthetic import make_paired_folder  # noqa: E402
 from basicsr_lite.engine.checkpoint import state_iterations  # noqa: E402

@@ -14,8 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from basicsr_lite.utils.img_util import imwrite, png_params  # noqa: E402
 
 TILE = 128

@@ -43,8 +43,6 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
 from basicsr_lite.errors import OptionError  # noqa: E402
 
