@@ -16,8 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from basicsr_lite.engine.cli import tool_main  # noqa: E402
-from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write,  # noqa: E402
-                                             flatten_param_keys, load_weights, save_torch)
+from basicsr_lite.errors import CheckpointError  # noqa: E402
+from basicsr_lite.runtime.checkpoint import (atomic_write, flatten_param_keys,  # noqa: E402
+                                             load_weights, save_torch)
 
 
 def convert(src: Path, dest: Path) -> int:

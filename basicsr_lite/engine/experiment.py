@@ -12,9 +12,9 @@ import torch
 from basicsr_lite.engine.elastic import (agree_on_auto_resume, check_same_state,
                                          log_elastic_resume, warn_shared_store_restarts)
 from basicsr_lite.engine.logger import attach_log_file
-from basicsr_lite.errors import OptionError, UserError
-from basicsr_lite.runtime.checkpoint import (CheckpointError, atomic_write, find_resumable_state,
-                                             load_torch, remove_stale_temp_files)
+from basicsr_lite.errors import CheckpointError, OptionError, UserError
+from basicsr_lite.runtime.checkpoint import (atomic_write, find_resumable_state, load_torch,
+                                             remove_stale_temp_files)
 from basicsr_lite.runtime.dist import barrier, get_dist_info, init_dist
 from basicsr_lite.utils.misc import get_time_str
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from basicsr_lite.engine.experiment import network_file_for_state
-from basicsr_lite.errors import OptionError
+from basicsr_lite.errors import CheckpointError, OptionError
 from basicsr_lite.models.protocol import TrainableModel
-from basicsr_lite.runtime.checkpoint import CheckpointError, prune_checkpoints
+from basicsr_lite.runtime.checkpoint import prune_checkpoints
 from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
                                        get_dist_info, is_dist, torchrun_options)
 from basicsr_lite.runtime.optim_settings import (adopt_settings, current_settings, saved_settings,

@@ -15,9 +15,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.errors import TrainingError
-from basicsr_lite.runtime.checkpoint import (CheckpointError, load_weights_into, save_torch,
-                                             state_iterations)
+from basicsr_lite.errors import CheckpointError, TrainingError
+from basicsr_lite.runtime.checkpoint import load_weights_into, save_torch, state_iterations
 from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import random
@@ -15,12 +14,11 @@ import torch
 import yaml
 
 from basicsr_lite.basicsr_names import not_available_message
-from basicsr_lite.errors import OptionError
+from basicsr_lite.errors import DuplicateKeyError, OptionError, closest_match, did_you_mean
 from basicsr_lite.options.legacy import move_legacy_keys
-from basicsr_lite.options.schema import did_you_mean
 from basicsr_lite.utils.misc import read_user_text
 from basicsr_lite.options.spec import option_spec
-from basicsr_lite.options.yaml_loader import DuplicateKeyError, load_yaml
+from basicsr_lite.options.yaml_loader import load_yaml
 from basicsr_lite.runtime.dist import elastic_restart
 
 FAST_DEV_RUN_ITERS = 4
@@ -186,8 +184,7 @@ def _model_to_check_with(model_type: Any, errors: list[str]) -> str | None:
     if not_available_message('model', str(model_type)) is not None:
         errors.insert(0, f'model_type: {message}')
         return None
-    close = difflib.get_close_matches(str(model_type), list(MODEL_REGISTRY), n=1, cutoff=0.5)
-    checked_as = close[0] if close else 'SRModel'
+    checked_as = closest_match(str(model_type), MODEL_REGISTRY) or 'SRModel'
     errors.insert(0, f'model_type: {message} (the other keys were checked as for {checked_as}.)')
     return checked_as
 

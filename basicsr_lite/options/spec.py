@@ -8,7 +8,8 @@ from typing import Any
 
 from basicsr_lite.data import dataset_phase
 from basicsr_lite.data.selection import split_problems
-from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value, did_you_mean
+from basicsr_lite.errors import did_you_mean
+from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value
 from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
                                    METRIC_REGISTRY)
 from basicsr_lite.runtime import lr_scheduler, speed, speed_probe

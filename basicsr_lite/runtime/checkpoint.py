@@ -13,14 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from basicsr_lite.errors import UserError
+# CheckpointError is also importable from here (its home before errors.py).
+from basicsr_lite.errors import CheckpointError
 from basicsr_lite.runtime.dist import unwrap
 
 logger = logging.getLogger('basicsr_lite')
-
-
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read safely or does not contain what is needed."""
 
 
 def _fsync_dir(folder: Path) -> None:
