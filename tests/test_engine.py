@@ -15,7 +15,8 @@ from basicsr_lite.runtime.checkpoint import (CheckpointError, find_resumable_sta
                                              save_torch)
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import (CosineAnnealingRestartLR, MultiStepRestartLR,
-                                               build_optimizer, build_scheduler)
+                                               build_scheduler)
+from basicsr_lite.runtime.optim import build_optimizer
 
 
 def lrs(scheduler, steps):
