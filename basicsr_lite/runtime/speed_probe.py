@@ -40,6 +40,11 @@ import torch
 from torch import nn
 
 from basicsr_lite.errors import OptionError, first_line
+# The network through the registry (it imports the archs on first use): runtime/ imports no archs.
+from basicsr_lite.registry import ARCH_REGISTRY, build_from_opt
+from basicsr_lite.runtime.dist import get_dist_info
+from basicsr_lite.runtime.speed import fused_kernel_applies
+from basicsr_lite.runtime.step import autocast
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -233,9 +238,6 @@ def step_factory(net: nn.Module, lq_shape: tuple[int, ...], device: torch.device
                  ) -> StepFactory:
     """A training step of a copy of ``net`` per configuration: forward on a random batch of
     ``lq_shape``, the mean absolute output as loss, backward, a fused (where possible) Adam step."""
-    from basicsr_lite.runtime.speed import fused_kernel_applies
-    from basicsr_lite.runtime.step import autocast
-
     def make(config: Config) -> Callable[[], None]:
         model = copy.deepcopy(net).to(device)
         x = torch.rand(lq_shape, device=device)
@@ -318,12 +320,10 @@ def resolve_speed_options(opt: dict, device: torch.device, saved: dict | None = 
 
 def decide(opt: dict, device: torch.device, cpu: CpuInfo, make_step: StepFactory | None
            ) -> Decision:
-    from basicsr_lite.archs import build_network
-    from basicsr_lite.runtime.dist import get_dist_info
     train_opt = opt['train']
     policy = train_opt.get('speed_policy', 'warn')
     with rng_kept():
-        net = build_network(opt['network_g'], 'network_g')
+        net = build_from_opt(ARCH_REGISTRY, opt['network_g'], 'network_g')
         conv_net = has_conv(net)
         asked, configs, notes = candidates(train_opt, device, cpu, conv_net)
         shape = probe_input_shape(opt, net)
