@@ -38,7 +38,7 @@ setup(
         'onnx': ['onnx', 'onnxruntime'],  # tools/export_onnx.py and its check
         'wandb': ['wandb'],  # logger.wandb
         'aim': ['aim'],  # logger.aim
-        'dev': ['pytest', 'safetensors', 'onnx', 'onnxruntime', 'wandb'],
+        'dev': ['pytest', 'safetensors', 'onnx', 'onnxruntime', 'wandb', 'import-linter>=2.17'],
         'demo-data': ['scikit-image'],  # only for tools/make_demo_data.py
     },
     entry_points={
