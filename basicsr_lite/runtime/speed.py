@@ -64,8 +64,9 @@ def unknown_backend_problem(backend: str) -> str | None:
         return None
     close = closest_match(backend, known)
     debug = [name for name in ('eager', 'aot_eager') if name in known]
+    hint = f'; did you mean {close!r}?' if close is not None else '.'
     return (f"backend: {backend!r} is not a torch.compile backend"
-            f"{f'; did you mean {close!r}?' if close is not None else '.'} torch {torch.__version__} has: "
+            f"{hint} torch {torch.__version__} has: "
             f"{', '.join(torch.compiler.list_backends())} (for debugging also "
             f"{', '.join(debug)}).")
 
