@@ -2,19 +2,12 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 from typing import Any, Callable, Iterator
 
 from basicsr_lite.basicsr_names import not_available_message
-from basicsr_lite.errors import UserError, rejected_options
-
-
-class RegistryError(UserError, KeyError):
-    """A name that is not registered (the message lists what exists)."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+# RegistryError is also importable from here (its home before errors.py).
+from basicsr_lite.errors import RegistryError, closest_match, rejected_options
 
 
 class Registry:
@@ -64,9 +57,9 @@ class Registry:
         if msg is not None:
             return f"{msg} Available: {', '.join(sorted(self._items))}."
         msg = f"No {self.name} named '{name}'."
-        close = difflib.get_close_matches(str(name), self._items, n=1, cutoff=0.5)
-        if close:
-            msg += f" Did you mean '{close[0]}'?"
+        close = closest_match(str(name), self._items)
+        if close is not None:
+            msg += f" Did you mean '{close}'?"
         return msg + f" Registered: {', '.join(sorted(self._items)) or '(none)'}."
 
     def __contains__(self, name: object) -> bool:

@@ -15,7 +15,8 @@ from basicsr_lite.engine.checkpoint import find_resumable_state
 from basicsr_lite.runtime.weights import CheckpointError, load_torch, save_torch
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import (CosineAnnealingRestartLR, MultiStepRestartLR,
-                                               build_optimizer, build_scheduler)
+                                               build_scheduler)
+from basicsr_lite.runtime.optim import build_optimizer
 
 
 def lrs(scheduler, steps):

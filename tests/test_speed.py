@@ -14,7 +14,7 @@ from basicsr_lite.options import validate_options
 from basicsr_lite.runtime import speed
 from basicsr_lite.runtime.dist import unwrap
 from basicsr_lite.runtime.ema import ModelEMA
-from basicsr_lite.runtime.lr_scheduler import build_optimizer
+from basicsr_lite.runtime.optim import build_optimizer
 from basicsr_lite.runtime.step import OptimizerStepper
 from tests.runs import assert_identical, configure, final_weights, train_in_process
 

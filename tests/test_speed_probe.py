@@ -13,7 +13,8 @@ import torch
 
 from basicsr_lite.errors import OptionError
 from basicsr_lite.runtime import speed_probe
-from basicsr_lite.runtime.speed_probe import Config, CpuInfo, parse_cpuinfo
+from basicsr_lite.runtime.cpu_features import CpuInfo, parse_cpuinfo
+from basicsr_lite.runtime.speed_probe import Config
 from tests.runs import assert_identical, configure, final_weights, train_in_process
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from basicsr_lite.models import build_model
 from basicsr_lite.options import validate_options
-from basicsr_lite.runtime.lr_scheduler import build_optimizer
+from basicsr_lite.runtime.optim import build_optimizer
 from basicsr_lite.runtime.speed import fused_kernel_applies, is_fused
 from basicsr_lite.runtime.step import OptimizerStepper
 from tests.conftest import TINY_OPT

@@ -56,9 +56,10 @@ from basicsr_lite.engine.signals import GracefulStop  # noqa: E402
 from basicsr_lite.losses import build_loss  # noqa: E402
 from basicsr_lite.models import build_model  # noqa: E402
 from basicsr_lite.options import parse_options  # noqa: E402
-from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler  # noqa: E402
+from basicsr_lite.runtime.lr_scheduler import build_scheduler  # noqa: E402
+from basicsr_lite.runtime.optim import build_optimizer  # noqa: E402
 from basicsr_lite.runtime.speed import set_backend_flags, to_memory_format  # noqa: E402
-from basicsr_lite.runtime.speed_probe import cpu_summary  # noqa: E402
+from basicsr_lite.runtime.cpu_features import cpu_summary  # noqa: E402
 from basicsr_lite.engine.loop import train_loop  # noqa: E402
 from basicsr_lite.utils.misc import set_random_seed  # noqa: E402
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from basicsr_lite.errors import UserError
+from basicsr_lite.runtime.weights import load_torch
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -54,7 +55,6 @@ def imagenet_state_dict(vgg_type: str, path: str | None = None,
     the torch hub cache, else a download into it. Read weights-only; a file whose sha256
     differs from the release is used with a warning. ``option``: how else to give the file
     (for the error message)."""
-    from basicsr_lite.runtime.weights import load_torch
     name, sha256 = RELEASES[vgg_type]
     target = Path(path) if path else hub_weight_path(vgg_type)
     if not target.is_file():

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from basicsr_lite.data.sample_wrappers import base_dataset
+from basicsr_lite.data.selection import select_images
 from basicsr_lite.errors import rejected_options
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.misc import import_modules_with_suffix
@@ -22,13 +24,6 @@ LOADER_KEYS = frozenset({
     'name', 'type', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
     'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers',
     'prefetch_factor', 'skip_corrupt', 'max_images', 'split'})
-
-
-def base_dataset(dataset: Dataset) -> Dataset:
-    """The dataset under its wrappers (Subset, SeededSamples, SkipCorruptEval: ``.dataset``)."""
-    while hasattr(dataset, 'dataset'):
-        dataset = dataset.dataset
-    return dataset
 
 
 def dataset_phase(key: str) -> str:
@@ -47,7 +42,6 @@ def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
 
 def build_dataset(dataset_opt: dict, phase: str, scale: int, key: str | None = None) -> Dataset:
     """Build the dataset of a ``datasets.<key>`` option entry (phase: 'train', 'val', 'test')."""
-    from basicsr_lite.data.selection import select_images
     cls = DATASET_REGISTRY.get(dataset_opt['type'])
     with rejected_options(f"datasets.{key or phase} ({dataset_opt['type']})"):
         dataset = cls(**dataset_kwargs(dataset_opt, phase, scale))

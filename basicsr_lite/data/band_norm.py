@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from basicsr_lite.errors import DataError, OptionError
+from basicsr_lite.errors import DataError, OptionError, did_you_mean
 from basicsr_lite.utils.misc import read_user_text
 
 NORMALIZE_TYPES = ('range', 'mean_std', 'min_max', 'percentile')
@@ -65,8 +65,6 @@ def _is_number(value: Any) -> bool:
 def normalize_problems(opt: Any, check_files: bool = True) -> list[tuple[str, str]]:
     """``(key, what is wrong)`` for a dataset's ``normalize`` section; checked with the option
     file (statistics files are read unless ``check_files`` is False), before anything runs."""
-    from basicsr_lite.options.schema import did_you_mean
-
     if not isinstance(opt, dict):
         return [('normalize', f'expected a section ({{type: {" | ".join(NORMALIZE_TYPES)}, '
                               f'...}}); got {opt!r}.')]

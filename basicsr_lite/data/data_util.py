@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from basicsr_lite.data.band_io import NPY_MAGIC
+from basicsr_lite.data.scan import png_bit_depth
 from basicsr_lite.errors import DataError
+from basicsr_lite.utils.img_util import bgr2y, imfrombytes
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, read_user_text, scandir
 
 
@@ -134,10 +137,6 @@ def paired_paths_from_meta_info_file(folders: tuple[str, str], keys: tuple[str, 
 def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarray:
     """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
     evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
-    from basicsr_lite.data.band_io import NPY_MAGIC
-    from basicsr_lite.data.scan import png_bit_depth
-    from basicsr_lite.utils.img_util import imfrombytes  # cv2 import kept local
-
     content = file_client.get(path, client_key)
     if content[:len(NPY_MAGIC)] == NPY_MAGIC:
         raise DataError(f'{path} is a numpy array file: read it with read_mode: unchanged.')
@@ -165,8 +164,6 @@ def _warn_16_bit(path: str) -> None:
 
 def to_float(img: np.ndarray, color: str | None = None) -> np.ndarray:
     """uint8 HWC BGR -> float32 in [0, 1]; ``color == 'y'`` gives the HWC BT.601 Y channel."""
-    from basicsr_lite.utils.img_util import bgr2y
-
     if color == 'y':
         return (bgr2y(img) / 255.0).astype(np.float32)[:, :, None]
     return img.astype(np.float32) / 255.0

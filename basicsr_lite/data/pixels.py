@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from basicsr_lite.data.band_io import decode_bands
 from basicsr_lite.data.band_norm import BandCodec, build_codec, normalize_problems
 from basicsr_lite.data.data_util import load_image, normalize_, to_float
+from basicsr_lite.data.sample_wrappers import base_dataset
 from basicsr_lite.utils.img_util import img2tensor
 
 logger = logging.getLogger('basicsr_lite')
@@ -81,7 +82,5 @@ class PixelReader:
 
 def dataset_codec(dataset: Dataset | None) -> BandCodec | None:
     """The band codec of a dataset (through its wrappers); None for 8-bit color data."""
-    from basicsr_lite.data import base_dataset
-
     reader = None if dataset is None else getattr(base_dataset(dataset), 'pixels', None)
     return reader.codec if isinstance(reader, PixelReader) else None

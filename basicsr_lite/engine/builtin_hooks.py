@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from basicsr_lite.data.pixels import dataset_codec
 from basicsr_lite.engine.checkpoint import save_weights
 from basicsr_lite.engine.hooks import HOOK_REGISTRY, Hook, Hooks, Run
+from basicsr_lite.engine.progress import ProgressBar
+from basicsr_lite.engine.tb_hooks import TrainingStats, ValidationImages
+from basicsr_lite.errors import OptionError
 from basicsr_lite.registry import build_from_opt
 from basicsr_lite.utils.files import atomic_write, replace_with_link
 
@@ -166,8 +170,6 @@ class PixelFormats(Hook):
     state_key = 'pixel_formats'
 
     def __init__(self, loaders: dict[str, Any]) -> None:
-        from basicsr_lite.data.pixels import dataset_codec
-
         codecs = {name: dataset_codec(loader.dataset) for name, loader in loaders.items()}
         # as plain lists and floats: what a training state keeps and gives back
         self.formats = {name: json.loads(json.dumps(vars(codec)))
@@ -179,8 +181,6 @@ class PixelFormats(Hook):
     def check_resume(self, saved: dict | None, state_path: Path) -> None:
         """An OptionError when a dataset's format differs from the one ``state_path`` was
         trained with."""
-        from basicsr_lite.errors import OptionError
-
         for name, now in self.formats.items():
             was = (saved or {}).get(name)
             if was is not None and was != now:
@@ -195,9 +195,6 @@ class PixelFormats(Hook):
 def build_hooks(opt: dict, extra: list[Hook] | None = None) -> Hooks:
     """The hooks of a run: the built-ins its options turn on, the ``hooks:`` of the option file,
     then ``extra`` (given in code)."""
-    from basicsr_lite.engine.progress import ProgressBar
-    from basicsr_lite.engine.tb_hooks import TrainingStats, ValidationImages
-
     hooks: list[Hook] = [BranchOrigin(), TrainingStats.from_opt(opt)]
     val_opt = opt['val']
     if val_opt is not None and val_opt['early_stopping'] is not None:

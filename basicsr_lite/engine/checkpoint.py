@@ -29,13 +29,13 @@ from torch import nn
 
 from basicsr_lite.engine.elastic import (agree_on_auto_resume, check_same_state,
                                          log_elastic_resume, warn_shared_store_restarts)
-from basicsr_lite.errors import OptionError
+from basicsr_lite.errors import CheckpointError, OptionError
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
                                        get_dist_info, is_dist, unwrap)
 from basicsr_lite.runtime.optim_settings import (adopt_settings, current_settings, saved_settings,
                                                  setting_changes)
-from basicsr_lite.runtime.weights import CheckpointError, load_torch, load_weights_into, save_torch
+from basicsr_lite.runtime.weights import load_torch, load_weights_into, save_torch
 from basicsr_lite.utils.files import atomic_write
 from basicsr_lite.utils.misc import get_rng_state, get_time_str, set_rng_state
 

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from basicsr_lite.runtime.weights import CheckpointError
+from basicsr_lite.errors import CheckpointError
 from basicsr_lite.runtime.dist import all_gather_objects
 
 logger = logging.getLogger('basicsr_lite')

@@ -25,6 +25,7 @@ from torch import nn
 from basicsr_lite.archs.vgg_arch import VGGFeatureExtractor, hub_weight_path, imagenet_state_dict
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import METRIC_REGISTRY
+from basicsr_lite.runtime.weights import load_torch
 from basicsr_lite.utils.img_util import border_pair, img2tensor
 
 DEFAULT_LIN_DIR = Path.home() / '.cache' / 'basicsr_lite' / 'lpips'
@@ -95,7 +96,6 @@ class LPIPS(nn.Module):
         else:
             self.backbone = VGGFeatureExtractor(VGG_LAYERS, 'vgg16', use_input_norm=False,
                                                 pretrained=backbone_weights, weights_hint=_HINT)
-        from basicsr_lite.runtime.weights import load_torch
         lin_file = lin_weights_file(net, lin_weights)
         state = load_torch(lin_file)
         self.lins = nn.ModuleList()

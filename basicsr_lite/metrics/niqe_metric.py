@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from scipy import ndimage, special
 
 from basicsr_lite.data.imresize import imresize, imresize_pt
-from basicsr_lite.errors import UserError
+from basicsr_lite.errors import NiqeParamsMissing
 from basicsr_lite.registry import METRIC_REGISTRY
 from basicsr_lite.utils.img_util import border_pair
 from basicsr_lite.utils.img_util import crop_border as crop_border_of
@@ -46,11 +46,6 @@ _ALPHAS = np.arange(0.2, 10.001, 0.001)
 _RATIOS = special.gamma(2 / _ALPHAS) ** 2 / (special.gamma(1 / _ALPHAS) *
                                              special.gamma(3 / _ALPHAS))
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
-
-
-class NiqeParamsMissing(UserError, FileNotFoundError):
-    """The pristine model file is not where NIQE looks: a user error (one message, exit 2, found
-    at start-up by check_metrics), still a FileNotFoundError for code that catches that."""
 
 
 def params_file(params_path: str | None = None) -> Path:

@@ -16,11 +16,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.errors import TrainingError
-from basicsr_lite.runtime.weights import CheckpointError, load_weights_into
+from basicsr_lite.errors import CheckpointError, TrainingError
+from basicsr_lite.runtime.weights import load_weights_into
 from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
-from basicsr_lite.runtime.lr_scheduler import build_optimizer, build_scheduler
+from basicsr_lite.runtime.lr_scheduler import build_scheduler
+from basicsr_lite.runtime.optim import build_optimizer
 from basicsr_lite.runtime.speed import compile_kwargs, maybe_compile, to_memory_format
 from basicsr_lite.runtime.step import Fault, OptimizerStepper, StepResult, autocast, no_sync
 

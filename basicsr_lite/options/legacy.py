@@ -7,6 +7,8 @@ import copy
 import inspect
 from typing import Any
 
+from basicsr_lite.registry import METRIC_REGISTRY
+
 LEGACY_KEYS = ('suffix', 'save_img', 'crop_border')
 
 
@@ -59,8 +61,6 @@ def _move_crop_border(opt: dict, val: Any) -> str:
 
 
 def _takes_crop_border(metric_type: Any) -> bool:
-    from basicsr_lite.registry import METRIC_REGISTRY
-
     try:
         func = METRIC_REGISTRY.get(metric_type)
     except (KeyError, TypeError):  # an unknown type: validation names it

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import random
@@ -15,12 +14,13 @@ import torch
 import yaml
 
 from basicsr_lite.basicsr_names import not_available_message
-from basicsr_lite.errors import OptionError
+from basicsr_lite.errors import DuplicateKeyError, OptionError, closest_match, did_you_mean
+from basicsr_lite.metrics import metric_better
 from basicsr_lite.options.legacy import move_legacy_keys
-from basicsr_lite.options.schema import did_you_mean
 from basicsr_lite.utils.misc import read_user_text
 from basicsr_lite.options.spec import option_spec
-from basicsr_lite.options.yaml_loader import DuplicateKeyError, load_yaml
+from basicsr_lite.options.yaml_loader import load_yaml
+from basicsr_lite.registry import MODEL_REGISTRY  # loads the models package on first use
 from basicsr_lite.runtime.dist import elastic_restart
 
 FAST_DEV_RUN_ITERS = 4
@@ -149,8 +149,6 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
     ``check_paths=False`` skips the checks of this machine (data folders and files exist, CUDA
     for ``num_gpu``), to validate a shipped option file anywhere.
     """
-    from basicsr_lite.models import MODEL_REGISTRY
-
     raw, deprecations = move_legacy_keys(raw, is_train)
     errors: list[str] = _machine_checks(raw) if check_paths else []
     model_type = raw.get('model_type', 'SRModel')
@@ -178,24 +176,19 @@ def _model_to_check_with(model_type: Any, errors: list[str]) -> str | None:
     the closest model (else SRModel), so that the file's other problems are reported with it;
     None (only the model_type error) for a BasicSR model that basicsr_lite lacks, whose keys
     would be misjudged."""
-    from basicsr_lite.models import MODEL_REGISTRY
-
     if isinstance(model_type, str) and model_type in MODEL_REGISTRY:
         return model_type
     message = MODEL_REGISTRY.missing_message(model_type)
     if not_available_message('model', str(model_type)) is not None:
         errors.insert(0, f'model_type: {message}')
         return None
-    close = difflib.get_close_matches(str(model_type), list(MODEL_REGISTRY), n=1, cutoff=0.5)
-    checked_as = close[0] if close else 'SRModel'
+    checked_as = closest_match(str(model_type), MODEL_REGISTRY) or 'SRModel'
     errors.insert(0, f'model_type: {message} (the other keys were checked as for {checked_as}.)')
     return checked_as
 
 
 def _fill_metric_directions(opt: dict) -> None:
     """``better`` of each validation metric: as given, else the metric's own."""
-    from basicsr_lite.metrics import metric_better
-
     for metric_opt in ((opt.get('val') or {}).get('metrics') or {}).values():
         metric_opt['better'] = metric_better(metric_opt)
 

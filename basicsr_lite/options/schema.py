@@ -12,13 +12,13 @@ every problem as ``'<key.path>: <what is wrong>'``.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from basicsr_lite.basicsr_names import foreign_key_message
+from basicsr_lite.errors import did_you_mean
 
 MISSING = object()
 Check = Callable[[Any], 'str | None']
@@ -26,11 +26,6 @@ Check = Callable[[Any], 'str | None']
 
 def _type_name(types: tuple[type, ...]) -> str:
     return ' or '.join('null' if t is type(None) else t.__name__ for t in types)
-
-
-def did_you_mean(key: str, options) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ''
 
 
 def coerce(value: Any, types: tuple[type, ...]) -> tuple[bool, Any]:

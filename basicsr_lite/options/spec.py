@@ -8,10 +8,11 @@ from typing import Any
 
 from basicsr_lite.data import dataset_phase
 from basicsr_lite.data.selection import split_problems
-from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value, did_you_mean
+from basicsr_lite.errors import did_you_mean
+from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value
 from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
                                    METRIC_REGISTRY)
-from basicsr_lite.runtime import lr_scheduler, speed, speed_probe
+from basicsr_lite.runtime import lr_scheduler, optim, speed, speed_probe
 from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
 NUM = (int, float)
@@ -163,7 +164,7 @@ class SpecKit:
 
     @staticmethod
     def optimizer(required: bool = True) -> Typed:
-        return Typed(resolve=_from_table(lr_scheduler.OPTIMIZERS, 'optimizer'), kind='optimizer',
+        return Typed(resolve=_from_table(optim.OPTIMIZERS, 'optimizer'), kind='optimizer',
                      hidden=('params',), required=required)
 
     @staticmethod

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+# DuplicateKeyError is also importable from here (its home before errors.py).
+from basicsr_lite.errors import DuplicateKeyError
+
 # YAML 1.1's float forms, with the exponent's dot and sign optional (as in YAML 1.2).
 FLOAT_PATTERN = re.compile(r'''^(?:
      [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -21,14 +24,6 @@ FLOAT_PATTERN = re.compile(r'''^(?:
     |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$''', re.X)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping of an option file names the same key twice."""
-
-    def __init__(self, key: Any, first_line: int, second_line: int) -> None:
-        super().__init__(f'duplicate key {key!r} at lines {first_line} and {second_line}')
-        self.key, self.first_line, self.second_line = key, first_line, second_line
 
 
 class OptionLoader(yaml.SafeLoader):

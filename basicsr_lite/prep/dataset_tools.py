@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import torch
 
 from basicsr_lite.data.band_io import read_bands, write_lossless
 from basicsr_lite.data.imresize import imresize
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.img_util import imread
+from basicsr_lite.metrics import calculate_psnr, calculate_psnr_pt, calculate_ssim, calculate_ssim_pt
+from basicsr_lite.metrics.lpips_metric import calculate_lpips_pt
+from basicsr_lite.metrics.niqe_metric import calculate_niqe
+from basicsr_lite.utils.img_util import img2tensor, imread
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
 
 
@@ -207,11 +211,6 @@ def folder_metrics(restored: str | Path, gt: str | Path | None, crop_border: int
 
     ``data_range``: the images are read as stored (16-bit, float, any number of bands) and PSNR
     / SSIM use this peak; NIQE and LPIPS score 8-bit RGB images only."""
-    from basicsr_lite.metrics import calculate_psnr, calculate_ssim
-    from basicsr_lite.metrics.lpips_metric import calculate_lpips_pt
-    from basicsr_lite.metrics.niqe_metric import calculate_niqe
-    from basicsr_lite.utils.img_util import img2tensor
-
     if gt is None:
         if not niqe:
             raise DataError('Without GT images only NIQE can be computed (add --niqe).')
@@ -250,10 +249,6 @@ def folder_metrics(restored: str | Path, gt: str | Path | None, crop_border: int
 def raw_pair_metrics(img: np.ndarray, ref: np.ndarray, crop_border: int, test_y_channel: bool,
                      data_range: float, what: str) -> dict[str, float]:
     """PSNR and SSIM of two HWC images as stored (file band order) with peak ``data_range``."""
-    import torch
-
-    from basicsr_lite.metrics import calculate_psnr_pt, calculate_ssim_pt
-
     if img.shape != ref.shape or img.dtype != ref.dtype:
         raise DataError(f'{what}: {img.shape} {img.dtype} vs {ref.shape} {ref.dtype}; the images '
                         f'must have the same bands and pixel type.')

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from basicsr_lite.errors import UserError
+from basicsr_lite.metrics import metric_better
+from basicsr_lite.options.parse import load_option_file
 
 Series = list[tuple[int, float]]  # (iteration, value), by iteration
 
@@ -114,8 +116,6 @@ def by_iteration(points) -> Series:
 def metric_directions(experiment: str | Path) -> dict[str, str]:
     """``{metric: 'higher' | 'lower'}`` from the option file copied into the experiment folder
     (empty when there is none or it cannot be read)."""
-    from basicsr_lite.metrics import metric_better
-    from basicsr_lite.options.parse import load_option_file
     copies = sorted([*Path(experiment).glob('*.yml'), *Path(experiment).glob('*.toml')],
                     key=lambda p: p.stat().st_mtime)
     if not copies:

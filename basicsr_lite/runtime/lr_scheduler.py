@@ -1,5 +1,6 @@
 """Learning-rate schedulers with BasicSR's names and semantics, computed in closed form from the
-iteration so that warm-up (which overwrites the lr) and resume cannot drift them."""
+iteration so that warm-up (which overwrites the lr) and resume cannot drift them. The optimizer
+factory is in optim.py."""
 from __future__ import annotations
 
 import bisect
@@ -10,7 +11,6 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
 from basicsr_lite.errors import rejected_options
-from basicsr_lite.runtime.speed import build_with_impl
 
 
 class MultiStepRestartLR(LRScheduler):
@@ -68,30 +68,8 @@ SCHEDULERS = {
     'CosineAnnealingRestartLR': CosineAnnealingRestartLR,
 }
 
-OPTIMIZERS = {
-    'Adam': torch.optim.Adam,
-    'AdamW': torch.optim.AdamW,
-    'SGD': torch.optim.SGD,
-}
-
-
-def build_optimizer(params, opt: dict, where: str = 'train.optim_g',
-                    impl: str = 'auto') -> torch.optim.Optimizer:
-    """The optimizer of option ``where``, with the implementation ``impl`` (``auto``, ``fused``,
-    ``foreach``, ``for_loop``: ``train.optimizer_impl``)."""
-    kwargs = {k: v for k, v in opt.items() if k != 'type'}
-    if 'betas' in kwargs:
-        kwargs['betas'] = tuple(kwargs['betas'])
-    params = list(params)
-
-    def build(params: list, extra: dict) -> torch.optim.Optimizer:
-        with rejected_options(f"{where} ({opt['type']})"):
-            return OPTIMIZERS[opt['type']](params, **kwargs, **extra)
-
-    return build_with_impl(build, params, opt, impl)
-
-
 def build_scheduler(optimizer: torch.optim.Optimizer, opt: dict) -> LRScheduler:
+    """The scheduler of ``train.scheduler`` on ``optimizer``."""
     kwargs = {k: v for k, v in opt.items() if k != 'type'}
     with rejected_options(f"train.scheduler ({opt['type']})"):
         return SCHEDULERS[opt['type']](optimizer, **kwargs)

@@ -19,14 +19,13 @@ resumes with any of them switched on or off.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 from typing import Any
 
 import torch
 from torch import nn
 
-from basicsr_lite.errors import first_line
+from basicsr_lite.errors import closest_match, first_line
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -63,10 +62,11 @@ def unknown_backend_problem(backend: str) -> str | None:
     known = torch.compiler.list_backends(exclude_tags=())
     if backend in known:
         return None
-    close = difflib.get_close_matches(backend, known, n=1, cutoff=0.5)
+    close = closest_match(backend, known)
     debug = [name for name in ('eager', 'aot_eager') if name in known]
+    hint = f'; did you mean {close!r}?' if close is not None else '.'
     return (f"backend: {backend!r} is not a torch.compile backend"
-            f"{f'; did you mean {close[0]!r}?' if close else '.'} torch {torch.__version__} has: "
+            f"{hint} torch {torch.__version__} has: "
             f"{', '.join(torch.compiler.list_backends())} (for debugging also "
             f"{', '.join(debug)}).")
 

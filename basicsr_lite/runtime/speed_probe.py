@@ -29,10 +29,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
 import random
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -40,19 +38,17 @@ import torch
 from torch import nn
 
 from basicsr_lite.errors import OptionError, first_line
+# The network through the registry (it imports the archs on first use): runtime/ imports no archs.
+from basicsr_lite.registry import ARCH_REGISTRY, build_from_opt
+from basicsr_lite.runtime.cpu_features import CpuInfo, cpu_info
+from basicsr_lite.runtime.dist import get_dist_info
+from basicsr_lite.runtime.speed import fused_kernel_applies
+from basicsr_lite.runtime.step import autocast
 
 logger = logging.getLogger('basicsr_lite')
 
 SPEED_POLICIES = ('warn', 'strict', 'off', 'force')
 AMP_CHOICES = (None, 'bf16', 'fp16', 'auto')
-# cpuinfo flags that mean native low-precision arithmetic (x86; then ARM's Features names)
-NATIVE_FLAGS = {'bf16': ('avx512_bf16', 'amx_bf16', 'bf16'),
-                'fp16': ('avx512fp16', 'amx_fp16', 'asimdhp')}
-RELEVANT_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512fp16',
-                  'amx_tile', 'amx_bf16', 'amx_fp16', 'asimdhp', 'bf16', 'sve')
-# oneDNN ISA caps below bf16 / fp16 arithmetic (a cap emulates an older CPU)
-ONEDNN_CAPS_WITHOUT_LOW_PRECISION = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX2_VNNI_2',
-                                     'AVX512_CORE', 'AVX512_CORE_VNNI')
 MARGIN = 1.05  # an option must be this much slower to be dropped (or faster, for auto)
 PROBE_BUDGET_S = 4.0  # timed steps of all candidates together, after the warm-ups
 MAX_REPEATS = 3
@@ -64,58 +60,6 @@ def bool_or_auto(value) -> str | None:
     if isinstance(value, bool) or value == 'auto':
         return None
     return f"expected true, false or 'auto'; got {value!r}"
-
-
-@dataclasses.dataclass(frozen=True)
-class CpuInfo:
-    """What this CPU offers for mixed precision."""
-    model: str
-    torch_capability: str  # 'AVX512', 'AVX2', 'DEFAULT', ... (torch's dispatch level)
-    flags: frozenset[str]  # the RELEVANT_FLAGS present (empty when /proc/cpuinfo is missing)
-    known: bool  # False: no flag list to go by (not Linux)
-    onednn_cap: str | None = None  # ONEDNN_MAX_CPU_ISA: oneDNN (the CPU convolutions) held lower
-
-    def native(self, amp: str) -> bool | None:
-        """Whether autocast to ``amp`` runs on native instructions; None: unknown."""
-        if self.onednn_cap in ONEDNN_CAPS_WITHOUT_LOW_PRECISION:
-            return False
-        if not self.known:
-            return None
-        return any(flag in self.flags for flag in NATIVE_FLAGS[amp])
-
-    def describe(self) -> str:
-        flags = ' '.join(f for f in RELEVANT_FLAGS if f in self.flags) or 'none of interest'
-        cap = f'; ONEDNN_MAX_CPU_ISA={self.onednn_cap}' if self.onednn_cap else ''
-        return f'{self.model}; torch CPU capability {self.torch_capability}; flags: {flags}{cap}'
-
-
-def parse_cpuinfo(text: str) -> tuple[str, frozenset[str], bool]:
-    """(model name, relevant flags, whether a flag list was found) of a /proc/cpuinfo text."""
-    model, flags, known = '', set(), False
-    for line in text.splitlines():
-        key, _, value = line.partition(':')
-        key = key.strip().lower()
-        if key in ('model name', 'hardware', 'cpu model') and not model:
-            model = value.strip()
-        elif key in ('flags', 'features'):
-            known = True
-            flags.update(value.split())
-    return model, frozenset(flags & set(RELEVANT_FLAGS)), known
-
-
-def cpu_info(cpuinfo: Path = Path('/proc/cpuinfo')) -> CpuInfo:
-    import platform
-    try:
-        model, flags, known = parse_cpuinfo(cpuinfo.read_text(errors='replace'))
-    except OSError:
-        model, flags, known = '', frozenset(), False
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except (AttributeError, RuntimeError):
-        capability = 'unknown'
-    cap = os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA')
-    return CpuInfo(model or platform.processor() or platform.machine(), capability, flags, known,
-                   cap.upper() if cap else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,9 +177,6 @@ def step_factory(net: nn.Module, lq_shape: tuple[int, ...], device: torch.device
                  ) -> StepFactory:
     """A training step of a copy of ``net`` per configuration: forward on a random batch of
     ``lq_shape``, the mean absolute output as loss, backward, a fused (where possible) Adam step."""
-    from basicsr_lite.runtime.speed import fused_kernel_applies
-    from basicsr_lite.runtime.step import autocast
-
     def make(config: Config) -> Callable[[], None]:
         model = copy.deepcopy(net).to(device)
         x = torch.rand(lq_shape, device=device)
@@ -318,12 +259,10 @@ def resolve_speed_options(opt: dict, device: torch.device, saved: dict | None = 
 
 def decide(opt: dict, device: torch.device, cpu: CpuInfo, make_step: StepFactory | None
            ) -> Decision:
-    from basicsr_lite.archs import build_network
-    from basicsr_lite.runtime.dist import get_dist_info
     train_opt = opt['train']
     policy = train_opt.get('speed_policy', 'warn')
     with rng_kept():
-        net = build_network(opt['network_g'], 'network_g')
+        net = build_from_opt(ARCH_REGISTRY, opt['network_g'], 'network_g')
         conv_net = has_conv(net)
         asked, configs, notes = candidates(train_opt, device, cpu, conv_net)
         shape = probe_input_shape(opt, net)
@@ -357,9 +296,4 @@ def decide(opt: dict, device: torch.device, cpu: CpuInfo, make_step: StepFactory
         raise OptionError(f"train.{', train.'.join(dropped)}: slower on this machine "
                           f'(train.speed_policy: strict): {message}')
     return Decision(chosen, message, dropped)
-
-
-def cpu_summary() -> str:
-    """One line naming the CPU and its flags that matter for training speed (benchmarks)."""
-    return cpu_info().describe()
 

@@ -11,15 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from basicsr_lite.errors import UserError
+# CheckpointError is also importable from here (its home before errors.py).
+from basicsr_lite.errors import CheckpointError
 from basicsr_lite.runtime.dist import unwrap
 from basicsr_lite.utils.files import atomic_write
 
 logger = logging.getLogger('basicsr_lite')
-
-
-class CheckpointError(UserError):
-    """A checkpoint that cannot be read safely or does not contain what is needed."""
 
 
 def save_torch(obj: Any, path: str | Path) -> None:

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from basicsr_lite.engine.cli import tool_main
-from basicsr_lite.runtime.weights import (CheckpointError, flatten_param_keys, load_weights,
-                                          save_torch)
+from basicsr_lite.errors import CheckpointError
+from basicsr_lite.runtime.weights import flatten_param_keys, load_weights, save_torch
 from basicsr_lite.utils.files import atomic_write
 
 
