@@ -10,8 +10,8 @@ from typing import Sequence
 
 import torch
 
-from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader, epoch_batches
-from basicsr_lite.data.prefetcher import build_prefetcher
+from basicsr_lite.data.loading.loaders import build_eval_loaders, build_train_loader, epoch_batches
+from basicsr_lite.data.loading.prefetcher import build_prefetcher
 from basicsr_lite.engine.builtin_hooks import BranchOrigin, PixelFormats, build_hooks
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.constraints import check_constraints, eval_datasets_by_key

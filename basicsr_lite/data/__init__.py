@@ -47,7 +47,7 @@ def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
 
 def build_dataset(dataset_opt: dict, phase: str, scale: int, key: str | None = None) -> Dataset:
     """Build the dataset of a ``datasets.<key>`` option entry (phase: 'train', 'val', 'test')."""
-    from basicsr_lite.data.selection import select_images
+    from basicsr_lite.data.loading.selection import select_images
     cls = DATASET_REGISTRY.get(dataset_opt['type'])
     with rejected_options(f"datasets.{key or phase} ({dataset_opt['type']})"):
         dataset = cls(**dataset_kwargs(dataset_opt, phase, scale))

@@ -5,13 +5,13 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import (lmdb_keys, paired_paths_from_folder,
+from basicsr_lite.data.io.listing import (lmdb_keys, paired_paths_from_folder,
                                          paired_paths_from_lmdb, paired_paths_from_meta_info_file)
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.metadata import MetadataVector, metadata_problems, read_metadata_file
-from basicsr_lite.data.pixels import PixelReader, pixel_option_problems
-from basicsr_lite.data.scan import scan_disk_pairs, scan_lmdb_pairs
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.metadata import MetadataVector, metadata_problems, read_metadata_file
+from basicsr_lite.data.io.pixels import PixelReader, pixel_option_problems
+from basicsr_lite.data.io.scan import scan_disk_pairs, scan_lmdb_pairs
 from basicsr_lite.data.transforms import augment, paired_random_crop
 from basicsr_lite.registry import DATASET_REGISTRY
 
@@ -26,9 +26,9 @@ class PairedImageDataset(Dataset):
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, tensors CHW RGB in [0, 1] (normalised by
     ``mean``/``std`` if given); with ``read_mode: unchanged``, images of any bit depth and band
-    count, normalised per band by ``normalize`` (data/pixels.py). ``lq_interp: bicubic`` gives
+    count, normalised per band by ``normalize`` (data/io/pixels.py). ``lq_interp: bicubic`` gives
     the LQ upsampled to the GT's size (MATLAB bicubic on the stored pixels, after the crop), for
-    pre-upsampling networks. ``metadata_file`` (CSV / JSON, see data/metadata.py) with
+    pre-upsampling networks. ``metadata_file`` (CSV / JSON, see data/io/metadata.py) with
     ``metadata: [names]`` adds ``'meta'``, the GT image's values, for conditioned networks.
     """
 

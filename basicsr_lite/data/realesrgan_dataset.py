@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths, lmdb_keys, load_image, to_float
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.kernels import KERNEL_TYPES, random_blur_kernel, random_final_sinc
+from basicsr_lite.data.io.listing import image_paths, lmdb_keys, load_image, to_float
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.degrade.kernels import KERNEL_TYPES, random_blur_kernel, random_final_sinc
 from basicsr_lite.data.transforms import augment
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.checks import (odd_size, one_of_each, positive, probabilities, probability,

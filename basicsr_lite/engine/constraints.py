@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from basicsr_lite.archs.constraints import NetworkNeeds, network_needs
 from basicsr_lite.data import base_dataset, dataset_phase
-from basicsr_lite.data.pixels import dataset_codec
+from basicsr_lite.data.io.pixels import dataset_codec
 from basicsr_lite.errors import OptionError
 
 

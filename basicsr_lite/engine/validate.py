@@ -16,11 +16,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from basicsr_lite.data import base_dataset
-from basicsr_lite.data.band_io import lossless_suffix, write_bands
-from basicsr_lite.data.band_norm import BandCodec
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.pixels import dataset_codec
-from basicsr_lite.data.scales import border, scale_label
+from basicsr_lite.data.io.band_io import lossless_suffix, write_bands
+from basicsr_lite.data.io.band_norm import BandCodec
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.pixels import dataset_codec
+from basicsr_lite.data.degrade.scales import border, scale_label
 from basicsr_lite.errors import OptionError, UserError, rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel

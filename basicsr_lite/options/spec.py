@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from basicsr_lite.data import dataset_phase
-from basicsr_lite.data.selection import split_problems
+from basicsr_lite.data.loading.selection import split_problems
 from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value, did_you_mean
 from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
                                    METRIC_REGISTRY)
@@ -145,7 +145,7 @@ def dataset_spec(key: str) -> Spec:
             'prefetch_factor': Value((int,), default=2, check=positive),
             'skip_corrupt': Value((bool,), default=False),
             'max_images': Value((int, type(None)), default=None, check=positive),
-            # one folder divided by image name: this entry's part (data/selection.py)
+            # one folder divided by image name: this entry's part (data/loading/selection.py)
             'split': Section(nullable=True, default=None, fields={
                 'part': Value((str,), required=True, choices=('train', 'val')),
                 'val_fraction': Value((float, type(None)), default=None),

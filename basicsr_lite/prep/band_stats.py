@@ -10,9 +10,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from basicsr_lite.data.band_io import decode_bands, read_bands
-from basicsr_lite.data.band_norm import STATS_FORMAT, percent_key
-from basicsr_lite.data.data_util import lmdb_keys, paths_from_folder
+from basicsr_lite.data.io.band_io import decode_bands, read_bands
+from basicsr_lite.data.io.band_norm import STATS_FORMAT, percent_key
+from basicsr_lite.data.io.listing import lmdb_keys, paths_from_folder
 from basicsr_lite.errors import DataError
 from basicsr_lite.runtime.checkpoint import atomic_write
 
@@ -22,7 +22,7 @@ FLOAT_BINS = 65536
 def image_source(path: str | Path) -> tuple[list[str], Callable[[str], np.ndarray]]:
     """(names, read) of the images of a folder or of an LMDB folder (``data.mdb`` in it)."""
     if (Path(path) / 'data.mdb').is_file():
-        from basicsr_lite.data.file_client import LmdbBackend
+        from basicsr_lite.data.io.file_client import LmdbBackend
 
         backend = LmdbBackend(str(path))
         return sorted(lmdb_keys(str(path))), \

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
 from basicsr_lite.utils.img_util import imwrite
 
 
@@ -76,7 +76,7 @@ def make_multiband_folder(root: str | Path, names: list[str], size: tuple[int, i
                           seed: int = 0, bands: int = 4) -> tuple[Path, Path]:
     """Write ``root/gt/<name>`` and MATLAB-bicubic ``root/lq_x<s>/<name>`` multiband scenes
     (16-bit PNG for 1, 3 or 4 bands, else .npy), in the file band order."""
-    from basicsr_lite.data.band_io import write_lossless
+    from basicsr_lite.data.io.band_io import write_lossless
 
     rng = np.random.default_rng(seed)
     gt_dir, lq_dir = Path(root) / 'gt', Path(root) / f'lq_x{scale}'

@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
-from basicsr_lite.data.sample_wrappers import SeededSamples, SkipCorruptEval
-from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
-from basicsr_lite.data.scales import scale_label
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples, SkipCorruptEval
+from basicsr_lite.data.loading.sampler import EnlargedSampler, ShardSampler
+from basicsr_lite.data.degrade.scales import scale_label
 from basicsr_lite.errors import UserError
 from basicsr_lite.runtime.dist import get_dist_info
 

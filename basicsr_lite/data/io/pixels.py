@@ -3,7 +3,7 @@
 - ``color`` (BasicSR's): 8-bit, three channels (BGR arrays, RGB tensors) in [0, 1], optionally
   ``mean`` / ``std`` normalised or reduced to the Y channel (``color: y``);
 - ``unchanged``: as stored (uint8, uint16 or float32; any number of bands, in the file's
-  order), normalised per band by ``normalize`` (:mod:`basicsr_lite.data.band_norm`).
+  order), normalised per band by ``normalize`` (:mod:`basicsr_lite.data.io.band_norm`).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.band_io import decode_bands
-from basicsr_lite.data.band_norm import BandCodec, build_codec, normalize_problems
-from basicsr_lite.data.data_util import load_image, normalize_, to_float
+from basicsr_lite.data.io.band_io import decode_bands
+from basicsr_lite.data.io.band_norm import BandCodec, build_codec, normalize_problems
+from basicsr_lite.data.io.listing import load_image, normalize_, to_float
 from basicsr_lite.utils.img_util import img2tensor
 
 logger = logging.getLogger('basicsr_lite')

@@ -134,8 +134,8 @@ def paired_paths_from_meta_info_file(folders: tuple[str, str], keys: tuple[str, 
 def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarray:
     """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
     evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
-    from basicsr_lite.data.band_io import NPY_MAGIC
-    from basicsr_lite.data.scan import png_bit_depth
+    from basicsr_lite.data.io.band_io import NPY_MAGIC
+    from basicsr_lite.data.io.scan import png_bit_depth
     from basicsr_lite.utils.img_util import imfrombytes  # cv2 import kept local
 
     content = file_client.get(path, client_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
 
 
 def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
