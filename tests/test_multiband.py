@@ -447,8 +447,8 @@ def test_test_py_writes_16_bit_results(tiny_opt, multiband, tmp_path):
 
 
 def test_a_16_bit_png_read_as_8_bit_is_said_once(tiny_opt, multiband, monkeypatch):
-    from basicsr_lite.data.io import listing as data_util
-    monkeypatch.setattr(data_util, '_warned_16_bit', False)
+    from basicsr_lite.data.io import pixels
+    monkeypatch.setattr(pixels, '_warned_16_bit', False)
     opt = multiband_opt(tiny_opt, multiband)
     entry = {k: v for k, v in eval_entry(opt).items() if k not in ('read_mode', 'normalize')}
     # 8-bit reading keeps three of the four bands: make the images 3-band 16-bit

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.io.listing import image_paths, lmdb_keys, load_image, to_float
+from basicsr_lite.data.io.listing import image_paths, lmdb_keys
+from basicsr_lite.data.io.pixels import load_image, to_float
 from basicsr_lite.data.io.file_client import FileClient
 from basicsr_lite.data.degrade.kernels import KERNEL_TYPES, random_blur_kernel, random_final_sinc
 from basicsr_lite.data.transforms import augment
