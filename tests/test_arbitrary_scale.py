@@ -13,10 +13,10 @@ from basicsr_lite.archs import build_network
 from basicsr_lite.archs.arbsr_arch import ScaleAwareConv, ScaleAwareUpsample
 from basicsr_lite.data import build_dataset
 from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.degrade.scales import (evaluation_crop, lr_crop_size, make_lr, parse_scales,
+                                              scale_label, scale_step)
 from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.data.loading.sampler import EnlargedSampler
-from basicsr_lite.data.degrade.scales import (evaluation_crop, lr_crop_size, make_lr, parse_scales,
-                                      scale_label, scale_step)
 from basicsr_lite.engine.validate import bicubic_baseline
 from basicsr_lite.errors import DataError
 from basicsr_lite.prep.synthetic import rectangles_image

@@ -183,8 +183,8 @@ def test_seed_worker_differs_per_worker_and_rank():
 
 
 def test_grayscale_file_is_replicated(tmp_path):
-    from basicsr_lite.data.io.pixels import load_image, to_float
     from basicsr_lite.data.io.file_client import FileClient
+    from basicsr_lite.data.io.pixels import load_image, to_float
     path = tmp_path / 'g.png'
     cv2.imwrite(str(path), np.full((4, 4), 100, np.uint8))
     img = load_image(FileClient('disk'), str(path))

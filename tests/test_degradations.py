@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.degrade.degradations import add_gaussian_noise, degrade, gaussian_blur, jpeg_compress
+from basicsr_lite.data.degrade.degradations import (add_gaussian_noise, degrade, gaussian_blur,
+                                                    jpeg_compress)
 from basicsr_lite.data.degrade.imresize import imresize
 from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.prep.synthetic import smooth_image

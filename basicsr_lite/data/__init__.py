@@ -1,8 +1,12 @@
-"""Datasets (every ``*_dataset.py`` here registers in DATASET_REGISTRY) and loader building."""
+"""Datasets (every ``*_dataset.py`` here registers in DATASET_REGISTRY) and loader building.
+
+By topic: ``contract.py`` (what a dataset gives the framework), ``io/`` (reading files, pixel
+formats), ``degrade/`` (degradations), ``loading/`` (samplers, wrappers, loaders, prefetchers);
+``transforms.py`` holds the crops and flips datasets apply to their samples.
+"""
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import random
 from pathlib import Path
@@ -11,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from basicsr_lite.data.contract import RUN_VALUES, constructor_keys
+from basicsr_lite.data.loading.selection import select_images
 from basicsr_lite.errors import rejected_options
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.misc import import_modules_with_suffix
@@ -24,30 +30,23 @@ LOADER_KEYS = frozenset({
     'prefetch_factor', 'skip_corrupt', 'max_images', 'split'})
 
 
-def base_dataset(dataset: Dataset) -> Dataset:
-    """The dataset under its wrappers (Subset, SeededSamples, SkipCorruptEval: ``.dataset``)."""
-    while hasattr(dataset, 'dataset'):
-        dataset = dataset.dataset
-    return dataset
-
-
 def dataset_phase(key: str) -> str:
     """The phase of a ``datasets`` key: 'train', 'val' / 'val_2' -> 'val', 'test_x' -> 'test'."""
     return key.split('_')[0]
 
 
 def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
+    """The constructor's keyword arguments: the entry's dataset keys, and the run values
+    (:data:`~basicsr_lite.data.contract.RUN_VALUES`) the class takes."""
     kwargs = {k: v for k, v in dataset_opt.items() if k not in LOADER_KEYS}
-    params = inspect.signature(DATASET_REGISTRY.get(dataset_opt['type'])).parameters
-    for key, value in (('scale', scale), ('phase', phase)):
-        if key in params:
-            kwargs[key] = value
+    takes = constructor_keys(DATASET_REGISTRY.get(dataset_opt['type']))
+    run_values = dict(zip(RUN_VALUES, (scale, phase)))
+    kwargs.update({key: value for key, value in run_values.items() if key in takes})
     return kwargs
 
 
 def build_dataset(dataset_opt: dict, phase: str, scale: int, key: str | None = None) -> Dataset:
     """Build the dataset of a ``datasets.<key>`` option entry (phase: 'train', 'val', 'test')."""
-    from basicsr_lite.data.loading.selection import select_images
     cls = DATASET_REGISTRY.get(dataset_opt['type'])
     with rejected_options(f"datasets.{key or phase} ({dataset_opt['type']})"):
         dataset = cls(**dataset_kwargs(dataset_opt, phase, scale))

@@ -6,11 +6,11 @@ from typing import Any, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.io.listing import image_paths
 from basicsr_lite.data.degrade.degradations import degrade
 from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import image_paths
 from basicsr_lite.data.io.metadata import (DEGRADATION_KEYS, DEGRADATION_RANGES, MetadataVector,
-                                        metadata_problems)
+                                           metadata_problems)
 from basicsr_lite.data.io.pixels import PixelReader
 from basicsr_lite.data.transforms import augment, mod_crop
 from basicsr_lite.errors import DataError

@@ -5,10 +5,10 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.io.listing import (lmdb_keys, paired_paths_from_folder,
-                                         paired_paths_from_lmdb, paired_paths_from_meta_info_file)
-from basicsr_lite.data.io.file_client import FileClient
 from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import (lmdb_keys, paired_paths_from_folder,
+                                          paired_paths_from_lmdb, paired_paths_from_meta_info_file)
 from basicsr_lite.data.io.metadata import MetadataVector, metadata_problems, read_metadata_file
 from basicsr_lite.data.io.pixels import PixelReader, pixel_option_problems
 from basicsr_lite.data.io.scan import scan_disk_pairs, scan_lmdb_pairs

@@ -166,7 +166,7 @@ class PixelFormats(Hook):
     state_key = 'pixel_formats'
 
     def __init__(self, loaders: dict[str, Any]) -> None:
-        from basicsr_lite.data.io.pixels import dataset_codec
+        from basicsr_lite.data.contract import dataset_codec
 
         codecs = {name: dataset_codec(loader.dataset) for name, loader in loaders.items()}
         # as plain lists and floats: what a training state keeps and gives back

@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from basicsr_lite.data.io.band_io import read_bands, write_lossless
 from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.band_io import read_bands, write_lossless
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.errors import DataError
 from basicsr_lite.utils.img_util import imread

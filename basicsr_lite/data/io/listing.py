@@ -1,4 +1,4 @@
-"""Listing and pairing of LQ/GT files (folder, LMDB and meta_info mode); decoding is in pixels.py."""
+"""Listing and pairing of LQ/GT files (folder, LMDB, meta_info); decoding is in pixels.py."""
 from __future__ import annotations
 
 import os

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from basicsr_lite.data.io.band_io import NPY_MAGIC, decode_bands
 from basicsr_lite.data.io.band_norm import BandCodec, build_codec, normalize_problems
@@ -123,10 +122,3 @@ def normalize_(tensor, mean, std):
     for channel, m, s in zip(tensor, mean, std):
         channel.sub_(m).div_(s)
     return tensor
-
-def dataset_codec(dataset: Dataset | None) -> BandCodec | None:
-    """The band codec of a dataset (through its wrappers); None for 8-bit color data."""
-    from basicsr_lite.data import base_dataset
-
-    reader = None if dataset is None else getattr(base_dataset(dataset), 'pixels', None)
-    return reader.codec if isinstance(reader, PixelReader) else None
