@@ -190,3 +190,15 @@ def test_grayscale_file_is_replicated(tmp_path):
     img = load_image(FileClient('disk'), str(path))
     assert img.shape == (4, 4, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 100
     assert abs(to_float(img)[0, 0, 0] - 100 / 255) < 1e-6
+
+
+def test_basicsr_style_module_paths_still_import():
+    """data/ is organised by topic; the module paths users know from BasicSR keep working."""
+    from basicsr_lite.data import degradations, imresize, transforms
+    from basicsr_lite.data.degrade import degradations as degrade_module
+    from basicsr_lite.data.degrade import imresize as imresize_module
+    assert imresize.imresize is imresize_module.imresize
+    assert imresize.imresize_pt is imresize_module.imresize_pt
+    assert degradations.degrade is degrade_module.degrade
+    assert degradations.gaussian_blur is degrade_module.gaussian_blur
+    assert callable(transforms.paired_random_crop) and callable(transforms.augment)
