@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from basicsr_lite.data.loaders import build_eval_loaders
+from basicsr_lite.data.loading.loaders import build_eval_loaders
 from basicsr_lite.engine.cli import run_cli
 from basicsr_lite.engine.constraints import check_constraints, eval_datasets_by_key
 from basicsr_lite.engine.experiment import open_run_folder, start_processes

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from basicsr_lite.data.loaders import build_eval_loaders, build_train_loader
+from basicsr_lite.data.loading.loaders import build_eval_loaders, build_train_loader
 from basicsr_lite.engine.builtin_hooks import BranchOrigin, PixelFormats, build_hooks
 from basicsr_lite.engine.checkpoint import (LoopState, check_resume_state, find_resume_state,
                                            is_branch_start, last_checkpoint_description,

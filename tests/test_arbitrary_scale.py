@@ -12,11 +12,11 @@ import torch
 from basicsr_lite.archs import build_network
 from basicsr_lite.archs.arbsr_arch import ScaleAwareConv, ScaleAwareUpsample
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.sample_wrappers import SeededSamples
-from basicsr_lite.data.sampler import EnlargedSampler
-from basicsr_lite.data.scales import (evaluation_crop, lr_crop_size, make_lr, parse_scales,
-                                      scale_label, scale_step)
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.degrade.scales import (evaluation_crop, lr_crop_size, make_lr, parse_scales,
+                                              scale_label, scale_step)
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples
+from basicsr_lite.data.loading.sampler import EnlargedSampler
 from basicsr_lite.engine.validate import bicubic_baseline
 from basicsr_lite.errors import DataError
 from basicsr_lite.prep.synthetic import rectangles_image
@@ -189,7 +189,7 @@ def test_training_validates_each_scale_with_arbsrs_border(tiny_opt, tmp_path, ca
 
 def test_bicubic_baseline_upsamples_to_each_scale(tiny_opt, tmp_path):
     opt = arbitrary_opt(tiny_opt, tmp_path)
-    from basicsr_lite.data.loaders import build_eval_loaders
+    from basicsr_lite.data.loading.loaders import build_eval_loaders
     from basicsr_lite.options import validate_options
     loaders = build_eval_loaders(validate_options(opt, True), ('val',))
     assert list(loaders) == ['arb_val_x2.5', 'arb_val_x1.5x3']
@@ -244,7 +244,7 @@ def test_options_that_cannot_work_are_refused(tiny_opt, tmp_path):
 
 
 def test_scale_border_on_a_set_without_scales_is_refused(tiny_opt):
-    from basicsr_lite.data.loaders import build_eval_loaders
+    from basicsr_lite.data.loading.loaders import build_eval_loaders
     from basicsr_lite.engine.validate import check_metrics
     from basicsr_lite.errors import OptionError
     from basicsr_lite.options import validate_options

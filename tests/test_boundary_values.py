@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data.loaders import epoch_batches
-from basicsr_lite.data.metadata import DEGRADATION_RANGES, MetadataVector
+from basicsr_lite.data.degrade.scales import evaluation_crop, make_lr
+from basicsr_lite.data.io.metadata import DEGRADATION_RANGES, MetadataVector
+from basicsr_lite.data.loading.loaders import epoch_batches
 from basicsr_lite.data.multiscale_dataset import MultiScaleDataset
 from basicsr_lite.data.paired_image_dataset import PairedImageDataset
-from basicsr_lite.data.scales import evaluation_crop, make_lr
 from basicsr_lite.engine.builtin_hooks import EarlyStopping, MetricWatch
 from basicsr_lite.engine.validate import with_scale_borders
 from basicsr_lite.metrics.psnr_ssim_metric import calculate_psnr

@@ -11,9 +11,9 @@ import torch
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.degradations import degrade, gaussian_blur
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.metadata import read_metadata_file
+from basicsr_lite.data.degrade.degradations import degrade, gaussian_blur
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.metadata import read_metadata_file
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.errors import DataError
 from basicsr_lite.prep.synthetic import rectangles_image

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from basicsr_lite.data import build_dataloader, build_dataset, seed_worker
-from basicsr_lite.data.data_util import paired_paths_from_folder
-from basicsr_lite.data.prefetcher import CPUPrefetcher, CUDAPrefetcher, build_prefetcher
-from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
+from basicsr_lite.data.io.listing import paired_paths_from_folder
+from basicsr_lite.data.loading.prefetcher import CPUPrefetcher, CUDAPrefetcher, build_prefetcher
+from basicsr_lite.data.loading.sampler import EnlargedSampler, ShardSampler
 from basicsr_lite.data.transforms import augment, mod_crop, paired_random_crop
 from basicsr_lite.errors import DataError, ImageReadError
 from basicsr_lite.utils.img_util import imfrombytes, img2tensor, imread, imwrite, tensor2img
@@ -183,10 +183,22 @@ def test_seed_worker_differs_per_worker_and_rank():
 
 
 def test_grayscale_file_is_replicated(tmp_path):
-    from basicsr_lite.data.data_util import load_image, to_float
-    from basicsr_lite.data.file_client import FileClient
+    from basicsr_lite.data.io.file_client import FileClient
+    from basicsr_lite.data.io.pixels import load_image, to_float
     path = tmp_path / 'g.png'
     cv2.imwrite(str(path), np.full((4, 4), 100, np.uint8))
     img = load_image(FileClient('disk'), str(path))
     assert img.shape == (4, 4, 3) and img.dtype == np.uint8 and img[0, 0, 0] == 100
     assert abs(to_float(img)[0, 0, 0] - 100 / 255) < 1e-6
+
+
+def test_basicsr_style_module_paths_still_import():
+    """data/ is organised by topic; the module paths users know from BasicSR keep working."""
+    from basicsr_lite.data import degradations, imresize, transforms
+    from basicsr_lite.data.degrade import degradations as degrade_module
+    from basicsr_lite.data.degrade import imresize as imresize_module
+    assert imresize.imresize is imresize_module.imresize
+    assert imresize.imresize_pt is imresize_module.imresize_pt
+    assert degradations.degrade is degrade_module.degrade
+    assert degradations.gaussian_blur is degrade_module.gaussian_blur
+    assert callable(transforms.paired_random_crop) and callable(transforms.augment)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
 from basicsr_lite.errors import DataError
 from basicsr_lite.prep.dataset_tools import (crop_positions, extract_subimages, folder_metrics,
                                              generate_lr)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data import batch_degradations, kernels, realesrgan_pipeline
+from basicsr_lite.data.degrade import batch_degradations, kernels, realesrgan_pipeline
+from basicsr_lite.data.degrade.realesrgan_pipeline import HighOrderDegradation
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.data.realesrgan_dataset import RealESRGANDataset
-from basicsr_lite.data.realesrgan_pipeline import HighOrderDegradation
-from basicsr_lite.data.sample_wrappers import SeededSamples
 from basicsr_lite.runtime.random_streams import RandomStreams
 
 

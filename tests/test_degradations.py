@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.degradations import add_gaussian_noise, degrade, gaussian_blur, jpeg_compress
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.sample_wrappers import SeededSamples
+from basicsr_lite.data.degrade.degradations import (add_gaussian_noise, degrade, gaussian_blur,
+                                                    jpeg_compress)
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.prep.synthetic import smooth_image
 from basicsr_lite.train import main as train_main
 from basicsr_lite.utils.img_util import tensor2img

@@ -115,7 +115,7 @@ def test_corrupt_training_image_is_named(tiny_opt, tiny_data, tmp_path, capsys, 
 
 def expected_visits(tiny_opt: dict, image_index: int) -> int:
     """How often the training run of ``tiny_opt`` draws ``image_index`` (from the sampler)."""
-    from basicsr_lite.data.sampler import EnlargedSampler
+    from basicsr_lite.data.loading.sampler import EnlargedSampler
     train = tiny_opt['datasets']['train']
     sampler = EnlargedSampler(4, ratio=train['dataset_enlarge_ratio'],
                               seed=tiny_opt['manual_seed'], with_sample_seeds=True)
@@ -144,7 +144,7 @@ def test_skip_corrupt_skips_and_counts(tiny_opt, tiny_data, tmp_path):
 
 def test_skip_corrupt_uses_the_next_image(tiny_opt, tiny_data):
     from basicsr_lite.data import build_dataset
-    from basicsr_lite.data.sample_wrappers import SeededSamples
+    from basicsr_lite.data.loading.sample_wrappers import SeededSamples
     (Path(tiny_data['train_gt']) / 'img2.png').write_bytes(b'')
     dataset_opt = {k: v for k, v in tiny_opt['datasets']['train'].items()
                    if k not in ('num_worker_per_gpu', 'batch_size_per_gpu',

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data.imresize import contributions, cubic, imresize, imresize_pt
+from basicsr_lite.data.degrade.imresize import contributions, cubic, imresize, imresize_pt
 
 
 def test_cubic_kernel_values_by_hand():

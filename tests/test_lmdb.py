@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from basicsr_lite.data import build_dataloader, build_dataset
-from basicsr_lite.data.data_util import lmdb_keys
+from basicsr_lite.data.io.listing import lmdb_keys
 from basicsr_lite.errors import DataError, ImageReadError
 from basicsr_lite.prep import lmdb_util
 from basicsr_lite.prep.lmdb_util import make_lmdb_from_folder, verify_lmdb

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
 from basicsr_lite.errors import OptionError
 from basicsr_lite.utils.img_util import imread, tensor2img
 from tests.runs import train_in_process

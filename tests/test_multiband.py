@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.band_io import (decode_bands, encode_bands, lossless_suffix, read_bands,
-                                       write_bands, write_lossless)
-from basicsr_lite.data.band_norm import build_codec, normalize_problems
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.scan import image_size
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.band_io import (decode_bands, encode_bands, lossless_suffix, read_bands,
+                                          write_bands, write_lossless)
+from basicsr_lite.data.io.band_norm import build_codec, normalize_problems
+from basicsr_lite.data.io.scan import image_size
 from basicsr_lite.errors import DataError, ImageReadError, OptionError
 from basicsr_lite.metrics import (calculate_psnr, calculate_psnr_pt, calculate_ssim,
                                   calculate_ssim_pt)
@@ -371,9 +371,9 @@ def test_8_bit_metrics_on_a_multiband_validation_set_are_refused_at_start(tiny_o
                                                                           tmp_path):
     opt = multiband_opt(tiny_opt, multiband)
     opt['val']['metrics']['niqe'] = {'type': 'calculate_niqe', 'crop_border': 2}
+    from basicsr_lite.data.loading.loaders import build_eval_loaders
     from basicsr_lite.engine.validate import check_metrics
     from basicsr_lite.options import validate_options
-    from basicsr_lite.data.loaders import build_eval_loaders
     loaders = build_eval_loaders(validate_options(opt, True), ('val',))
     with pytest.raises(OptionError, match=r'val\.metrics\.niqe \(calculate_niqe\) scores 8-bit '
                                           r'RGB images, but validation set tiny_val is read as '
@@ -447,8 +447,8 @@ def test_test_py_writes_16_bit_results(tiny_opt, multiband, tmp_path):
 
 
 def test_a_16_bit_png_read_as_8_bit_is_said_once(tiny_opt, multiband, monkeypatch):
-    from basicsr_lite.data import data_util
-    monkeypatch.setattr(data_util, '_warned_16_bit', False)
+    from basicsr_lite.data.io import pixels
+    monkeypatch.setattr(pixels, '_warned_16_bit', False)
     opt = multiband_opt(tiny_opt, multiband)
     entry = {k: v for k, v in eval_entry(opt).items() if k not in ('read_mode', 'normalize')}
     # 8-bit reading keeps three of the four bands: make the images 3-band 16-bit

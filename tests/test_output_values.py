@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data.band_norm import BandCodec
+from basicsr_lite.data.io.band_norm import BandCodec
 from basicsr_lite.engine.tb_hooks import fit_image, triplet
 from basicsr_lite.report.html_report import metric_table
 from basicsr_lite.report.run_data import RunData

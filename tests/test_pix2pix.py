@@ -14,7 +14,7 @@ import yaml
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.sample_wrappers import SeededSamples
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.errors import DataError
 from basicsr_lite.models.pix2pix_model import UnitRange
 from basicsr_lite.train import main as train_main

@@ -11,7 +11,7 @@ import pytest
 
 from basicsr_lite.data import build_dataset
 from basicsr_lite.data.aligned_dataset import DIRECTIONS
-from basicsr_lite.data.sample_wrappers import SeededSamples
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.utils.img_util import tensor2img
 from tests.conftest import load_tool
 

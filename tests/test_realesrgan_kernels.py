@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import special
 
-from basicsr_lite.data.kernels import (bivariate_gaussian, bivariate_generalized_gaussian,
-                                       bivariate_plateau, circular_lowpass_kernel,
-                                       random_blur_kernel, random_final_sinc, random_mixed_kernels)
+from basicsr_lite.data.degrade.kernels import (bivariate_gaussian, bivariate_generalized_gaussian,
+                                               bivariate_plateau, circular_lowpass_kernel,
+                                               random_blur_kernel, random_final_sinc,
+                                               random_mixed_kernels)
 from basicsr_lite.data.realesrgan_dataset import RealESRGANDataset
 
 

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data.batch_degradations import (USMSharp, filter2d, gaussian_noise, poisson_noise,
-                                                  rgb_to_gray, separable_filter2d)
-from basicsr_lite.data.diffjpeg import DiffJPEG
-from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
-                                                   TrainingPairPool, paired_random_crop_batch)
+from basicsr_lite.data.degrade.batch_degradations import (USMSharp, filter2d, gaussian_noise,
+                                                          poisson_noise, rgb_to_gray,
+                                                          separable_filter2d)
+from basicsr_lite.data.degrade.diffjpeg import DiffJPEG
+from basicsr_lite.data.degrade.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
+                                                           TrainingPairPool,
+                                                           paired_random_crop_batch)
 from basicsr_lite.runtime.random_streams import RandomStreams
 
 DEMO = Path(__file__).resolve().parent.parent / 'datasets' / 'demo'

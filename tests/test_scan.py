@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.scan import image_size, size_from_header
+from basicsr_lite.data.io.scan import image_size, size_from_header
 from basicsr_lite.errors import DataError
 from basicsr_lite.prep.lmdb_util import make_lmdb_from_folder
 from basicsr_lite.prep.synthetic import make_paired_folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.selection import in_val_part
+from basicsr_lite.data.loading.selection import in_val_part
 from basicsr_lite.errors import OptionError
 from basicsr_lite.options.parse import validate_options
 from basicsr_lite.prep.synthetic import make_paired_folder

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from basicsr_lite.data.imresize import imresize, imresize_pt
+from basicsr_lite.data.degrade.imresize import imresize, imresize_pt
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.metrics import calculate_psnr, calculate_ssim
 

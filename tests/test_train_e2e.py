@@ -140,7 +140,7 @@ def test_scale_1_restoration_compares_with_the_input(tiny_opt, tmp_path):
 
     import numpy as np
 
-    from basicsr_lite.data.degradations import degrade
+    from basicsr_lite.data.degrade.degradations import degrade
     from basicsr_lite.metrics import calculate_psnr
     opt = copy.deepcopy(tiny_opt)
     noise = {'type': 'DegradationDataset', 'noise_prob': 1.0, 'noise_sigma': [20, 20]}

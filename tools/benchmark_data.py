@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from basicsr_lite.archs import build_network  # noqa: E402
 from basicsr_lite.data import build_dataloader, build_dataset  # noqa: E402
-from basicsr_lite.data.imresize import imresize  # noqa: E402
-from basicsr_lite.data.sample_wrappers import SeededSamples  # noqa: E402
-from basicsr_lite.data.sampler import EnlargedSampler  # noqa: E402
+from basicsr_lite.data.degrade.imresize import imresize  # noqa: E402
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples  # noqa: E402
+from basicsr_lite.data.loading.sampler import EnlargedSampler  # noqa: E402
 from basicsr_lite.prep.lmdb_util import make_lmdb_from_folder  # noqa: E402
 from basicsr_lite.train import main as train_main  # noqa: E402
 from basicsr_lite.utils.img_util import imwrite  # noqa: E402

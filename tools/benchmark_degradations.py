@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from basicsr_lite.archs.rrdbnet_arch import RRDBNet  # noqa: E402
-from basicsr_lite.data.batch_degradations import USMSharp, filter2d, poisson_noise  # noqa: E402
-from basicsr_lite.data.diffjpeg import DiffJPEG  # noqa: E402
-from basicsr_lite.data.kernels import (KERNEL_TYPES, random_blur_kernel,  # noqa: E402
-                                       random_final_sinc)
-from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS,  # noqa: E402
-                                                   HighOrderDegradation, TrainingPairPool,
-                                                   paired_random_crop_batch)
+from basicsr_lite.data.degrade.batch_degradations import (USMSharp, filter2d,  # noqa: E402
+                                                          poisson_noise)
+from basicsr_lite.data.degrade.diffjpeg import DiffJPEG  # noqa: E402
+from basicsr_lite.data.degrade.kernels import (KERNEL_TYPES, random_blur_kernel,  # noqa: E402
+                                               random_final_sinc)
+from basicsr_lite.data.degrade.realesrgan_pipeline import (PIPELINE_OPTIONS,  # noqa: E402
+                                                           HighOrderDegradation, TrainingPairPool,
+                                                           paired_random_crop_batch)
 from basicsr_lite.runtime.random_streams import RandomStreams  # noqa: E402
 
 KERNEL_PROB = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import basicsr_lite  # noqa: E402
 from basicsr_lite.archs import build_network  # noqa: E402
-from basicsr_lite.data.loaders import build_train_loader  # noqa: E402
+from basicsr_lite.data.loading.loaders import build_train_loader  # noqa: E402
 from basicsr_lite.engine.experiment import open_run_folder, start_processes  # noqa: E402
 from basicsr_lite.engine.logger import get_root_logger  # noqa: E402
 from basicsr_lite.engine.checkpoint import LoopState  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.utils.img_util import imwrite, png_params
 

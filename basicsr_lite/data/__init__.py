@@ -1,8 +1,12 @@
-"""Datasets (every ``*_dataset.py`` here registers in DATASET_REGISTRY) and loader building."""
+"""Datasets (every ``*_dataset.py`` here registers in DATASET_REGISTRY) and loader building.
+
+By topic: ``contract.py`` (what a dataset gives the framework), ``io/`` (reading files, pixel
+formats), ``degrade/`` (degradations), ``loading/`` (samplers, wrappers, loaders, prefetchers);
+``transforms.py`` holds the crops and flips datasets apply to their samples.
+"""
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import random
 from pathlib import Path
@@ -11,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from basicsr_lite.data.sample_wrappers import base_dataset
-from basicsr_lite.data.selection import select_images
+from basicsr_lite.data.contract import RUN_VALUES, constructor_keys
+from basicsr_lite.data.loading.selection import select_images
 from basicsr_lite.errors import rejected_options
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.misc import import_modules_with_suffix
@@ -32,11 +36,12 @@ def dataset_phase(key: str) -> str:
 
 
 def dataset_kwargs(dataset_opt: dict, phase: str, scale: int) -> dict:
+    """The constructor's keyword arguments: the entry's dataset keys, and the run values
+    (:data:`~basicsr_lite.data.contract.RUN_VALUES`) the class takes."""
     kwargs = {k: v for k, v in dataset_opt.items() if k not in LOADER_KEYS}
-    params = inspect.signature(DATASET_REGISTRY.get(dataset_opt['type'])).parameters
-    for key, value in (('scale', scale), ('phase', phase)):
-        if key in params:
-            kwargs[key] = value
+    takes = constructor_keys(DATASET_REGISTRY.get(dataset_opt['type']))
+    run_values = dict(zip(RUN_VALUES, (scale, phase)))
+    kwargs.update({key: value for key, value in run_values.items() if key in takes})
     return kwargs
 
 

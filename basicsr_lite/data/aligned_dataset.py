@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths, load_image, to_float
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.scan import image_size, raise_problems
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import image_paths
+from basicsr_lite.data.io.pixels import load_image, to_float
+from basicsr_lite.data.io.scan import image_size, raise_problems
 from basicsr_lite.errors import DataError
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.img_util import img2tensor

@@ -6,12 +6,12 @@ from typing import Any, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths
-from basicsr_lite.data.degradations import degrade
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.metadata import (DEGRADATION_KEYS, DEGRADATION_RANGES, MetadataVector,
-                                        metadata_problems)
-from basicsr_lite.data.pixels import PixelReader
+from basicsr_lite.data.degrade.degradations import degrade
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import image_paths
+from basicsr_lite.data.io.metadata import (DEGRADATION_KEYS, DEGRADATION_RANGES, MetadataVector,
+                                           metadata_problems)
+from basicsr_lite.data.io.pixels import PixelReader
 from basicsr_lite.data.transforms import augment, mod_crop
 from basicsr_lite.errors import DataError
 from basicsr_lite.registry import DATASET_REGISTRY

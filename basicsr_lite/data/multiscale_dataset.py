@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.pixels import PixelReader
-from basicsr_lite.data.scales import (Pair, evaluation_crop, is_integer, lr_crop_size, make_lr,
-                                      parse_scales, scale_label, scale_step)
-from basicsr_lite.data.scan import image_size
+from basicsr_lite.data.contract import DatasetTraits
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.degrade.scales import (Pair, evaluation_crop, is_integer, lr_crop_size,
+                                              make_lr, parse_scales, scale_label, scale_step)
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import image_paths
+from basicsr_lite.data.io.pixels import PixelReader
+from basicsr_lite.data.io.scan import image_size
 from basicsr_lite.data.transforms import augment
 from basicsr_lite.errors import DataError
 from basicsr_lite.registry import DATASET_REGISTRY
@@ -41,8 +42,8 @@ class MultiScaleDataset(Dataset):
     ``scale`` = (scale_h, scale_w).
     """
 
-    per_batch = True  # the sampler gives each sample its batch's seed (one scale per batch)
-    gives_scale = True
+    # the sampler gives each sample its batch's seed (one scale per batch)
+    traits = DatasetTraits(per_batch=True, gives_scale=True)
 
     def __init__(self, dataroot_gt: str, scales: Any, phase: str = 'train',
                  io_backend: dict | None = None, meta_info_file: str | None = None,

@@ -5,13 +5,13 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import (lmdb_keys, paired_paths_from_folder,
-                                         paired_paths_from_lmdb, paired_paths_from_meta_info_file)
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.metadata import MetadataVector, metadata_problems, read_metadata_file
-from basicsr_lite.data.pixels import PixelReader, pixel_option_problems
-from basicsr_lite.data.scan import scan_disk_pairs, scan_lmdb_pairs
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import (lmdb_keys, paired_paths_from_folder,
+                                          paired_paths_from_lmdb, paired_paths_from_meta_info_file)
+from basicsr_lite.data.io.metadata import MetadataVector, metadata_problems, read_metadata_file
+from basicsr_lite.data.io.pixels import PixelReader, pixel_option_problems
+from basicsr_lite.data.io.scan import scan_disk_pairs, scan_lmdb_pairs
 from basicsr_lite.data.transforms import augment, paired_random_crop
 from basicsr_lite.registry import DATASET_REGISTRY
 
@@ -26,9 +26,9 @@ class PairedImageDataset(Dataset):
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path'}``, tensors CHW RGB in [0, 1] (normalised by
     ``mean``/``std`` if given); with ``read_mode: unchanged``, images of any bit depth and band
-    count, normalised per band by ``normalize`` (data/pixels.py). ``lq_interp: bicubic`` gives
+    count, normalised per band by ``normalize`` (data/io/pixels.py). ``lq_interp: bicubic`` gives
     the LQ upsampled to the GT's size (MATLAB bicubic on the stored pixels, after the crop), for
-    pre-upsampling networks. ``metadata_file`` (CSV / JSON, see data/metadata.py) with
+    pre-upsampling networks. ``metadata_file`` (CSV / JSON, see data/io/metadata.py) with
     ``metadata: [names]`` adds ``'meta'``, the GT image's values, for conditioned networks.
     """
 
@@ -51,27 +51,41 @@ class PairedImageDataset(Dataset):
         self.scale, self.phase = scale, phase
         self.gt_size, self.use_hflip, self.use_rot = gt_size, use_hflip, use_rot
         self.pixels = PixelReader(read_mode, color, mean, std, normalize)
-        folders, keys = (dataroot_lq, dataroot_gt), ('lq', 'gt')
+        folders = (dataroot_lq, dataroot_gt)
         if backend == 'lmdb':
-            io_backend.update(db_paths=list(folders), client_keys=list(keys))
+            io_backend.update(db_paths=list(folders), client_keys=['lq', 'gt'])
         self.file_client = FileClient(backend, **io_backend)
-        patch = gt_size if phase == 'train' else None
-        if backend == 'lmdb':
-            lq_keys, gt_keys = lmdb_keys(dataroot_lq), lmdb_keys(dataroot_gt)
-            self.paths = paired_paths_from_lmdb(folders, keys, lq_keys, gt_keys, filename_tmpl)
-            if scan:
-                scan_lmdb_pairs(self.paths, gt_keys, lq_keys, folders, scale, patch, phase)
-        else:
-            if meta_info_file:
-                self.paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
-                                                              filename_tmpl)
-            else:
-                self.paths = paired_paths_from_folder(folders, keys, filename_tmpl)
-            if scan:
-                scan_disk_pairs(self.paths, scale, patch, phase)
+        self.paths = self._list_pairs(backend == 'lmdb', folders, meta_info_file, filename_tmpl,
+                                      scan)
         if self.paths:
             self.pixels.start(self.file_client, self.paths[0]['gt_path'], 'gt',
                               f'{type(self).__name__} {dataroot_gt}')
+        self._read_metadata(metadata, metadata_range, metadata_file)
+
+    def _list_pairs(self, lmdb: bool, folders: tuple[str, str], meta_info_file: str | None,
+                    filename_tmpl: str, scan: bool) -> list[dict]:
+        """The LQ/GT pairs (two LMDBs, a meta_info file or two folders); with ``scan``, their
+        sizes checked from the headers (for a ``gt_size`` patch in the train phase)."""
+        keys, patch = ('lq', 'gt'), self.gt_size if self.phase == 'train' else None
+        if lmdb:
+            lq_keys, gt_keys = lmdb_keys(folders[0]), lmdb_keys(folders[1])
+            paths = paired_paths_from_lmdb(folders, keys, lq_keys, gt_keys, filename_tmpl)
+            if scan:
+                scan_lmdb_pairs(paths, gt_keys, lq_keys, folders, self.scale, patch, self.phase)
+            return paths
+        if meta_info_file:
+            paths = paired_paths_from_meta_info_file(folders, keys, meta_info_file,
+                                                     filename_tmpl)
+        else:
+            paths = paired_paths_from_folder(folders, keys, filename_tmpl)
+        if scan:
+            scan_disk_pairs(paths, self.scale, patch, self.phase)
+        return paths
+
+    def _read_metadata(self, metadata: list[str] | None,
+                       metadata_range: dict[str, list[float]] | None,
+                       metadata_file: str | None) -> None:
+        """``metadata`` (the vector's layout) and ``metadata_table`` (each GT image's values)."""
         self.metadata, self.metadata_table = None, {}
         problems = self.option_problems({'metadata': metadata, 'metadata_range': metadata_range,
                                          'metadata_file': metadata_file})

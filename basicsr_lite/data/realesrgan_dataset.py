@@ -9,9 +9,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths, lmdb_keys, load_image, to_float
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.kernels import KERNEL_TYPES, random_blur_kernel, random_final_sinc
+from basicsr_lite.data.contract import DatasetTraits
+from basicsr_lite.data.degrade.kernels import KERNEL_TYPES, random_blur_kernel, random_final_sinc
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import image_paths, lmdb_keys
+from basicsr_lite.data.io.pixels import load_image, to_float
 from basicsr_lite.data.transforms import augment
 from basicsr_lite.registry import DATASET_REGISTRY
 from basicsr_lite.utils.checks import (odd_size, one_of_each, positive, probabilities, probability,
@@ -49,7 +51,7 @@ class RealESRGANDataset(Dataset):
     Items: ``{'gt', 'kernel1', 'kernel2', 'sinc_kernel', 'gt_path'}``.
     """
 
-    model_crops = True  # the training patch (gt_size) is cut by the model, after degrading
+    traits = DatasetTraits(model_crops=True)  # the model cuts gt_size patches, after degrading
 
     def __init__(self, dataroot_gt: str, meta_info: str | None = None,
                  io_backend: dict | None = None,

@@ -4,9 +4,9 @@ from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
-from basicsr_lite.data.data_util import image_paths, lmdb_keys
-from basicsr_lite.data.file_client import FileClient
-from basicsr_lite.data.pixels import PixelReader, pixel_option_problems
+from basicsr_lite.data.io.file_client import FileClient
+from basicsr_lite.data.io.listing import image_paths, lmdb_keys
+from basicsr_lite.data.io.pixels import PixelReader, pixel_option_problems
 from basicsr_lite.registry import DATASET_REGISTRY
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from basicsr_lite.data.pixels import dataset_codec
+from basicsr_lite.data.contract import dataset_codec
 from basicsr_lite.engine.checkpoint import save_weights
 from basicsr_lite.engine.hooks import HOOK_REGISTRY, Hook, Hooks, Run
 from basicsr_lite.engine.progress import ProgressBar

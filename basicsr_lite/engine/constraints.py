@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from torch.utils.data import DataLoader, Dataset
 
 from basicsr_lite.archs.constraints import NetworkNeeds, network_needs
-from basicsr_lite.data import base_dataset, dataset_phase
-from basicsr_lite.data.pixels import dataset_codec
+from basicsr_lite.data import dataset_phase
+from basicsr_lite.data.contract import dataset_codec, dataset_scales, produces, traits_of
 from basicsr_lite.errors import OptionError
 
 
@@ -35,9 +35,9 @@ class DataGives:
 def dataset_gives(key: str, entry: dict, dataset: Dataset, opt: dict) -> DataGives:
     """What ``datasets.<key>`` gives. A dataset may state it (``produces()``: DataGives' keyword
     arguments); otherwise it follows from the entry's options and the built dataset's pixels."""
-    base = base_dataset(dataset)
-    if hasattr(base, 'produces'):
-        return DataGives(**base.produces())
+    stated = produces(dataset)
+    if stated is not None:
+        return DataGives(**stated)
     codec = dataset_codec(dataset)
     if codec is not None:
         channels, channels_from = codec.bands, f'read_mode: unchanged, {codec.bands} band(s)'
@@ -48,8 +48,8 @@ def dataset_gives(key: str, entry: dict, dataset: Dataset, opt: dict) -> DataGiv
     else:
         channels, channels_from = 3, 'RGB images'
     gt_ch = channels if 'dataroot_gt' in entry else None  # e.g. SingleImageDataset: LQ only
-    if getattr(base, 'gives_scale', False):  # arbitrary scales, one per batch
-        pairs = getattr(base, 'scales', [])
+    if traits_of(dataset).gives_scale:  # arbitrary scales, one per batch
+        pairs = dataset_scales(dataset)
         return DataGives(channels, gt_ch, None, channels_from=channels_from,
                          max_scale=max((max(p) for p in pairs), default=None))
     scale = 1 if entry.get('lq_interp') else opt['scale']  # pre-upsampled LQ: same size as GT

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from basicsr_lite.data.loaders import epoch_batches
-from basicsr_lite.data.prefetcher import build_prefetcher
+from basicsr_lite.data.loading.loaders import epoch_batches
+from basicsr_lite.data.loading.prefetcher import build_prefetcher
 from basicsr_lite.engine.checkpoint import save_checkpoint
 from basicsr_lite.engine.experiment import resume_command
 from basicsr_lite.engine.hooks import Hooks, Run

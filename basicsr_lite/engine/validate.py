@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from basicsr_lite.data import base_dataset
-from basicsr_lite.data.band_io import lossless_suffix, write_bands
-from basicsr_lite.data.band_norm import BandCodec
-from basicsr_lite.data.imresize import imresize
-from basicsr_lite.data.pixels import dataset_codec
-from basicsr_lite.data.scales import border, scale_label
+from basicsr_lite.data.contract import dataset_codec, fixed_scale, traits_of
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.degrade.scales import border, scale_label
+from basicsr_lite.data.io.band_io import lossless_suffix, write_bands
+from basicsr_lite.data.io.band_norm import BandCodec
 from basicsr_lite.errors import OptionError, UserError, rejected_options
 from basicsr_lite.metrics import METRIC_REGISTRY, calculate_metric, is_no_reference, metric_better
 from basicsr_lite.models.protocol import TrainableModel
@@ -158,7 +157,7 @@ def check_metrics(metrics_opt: dict, loaders: dict[str, DataLoader] | None = Non
         what = f"val.metrics.{name} ({metric_opt['type']})"
         if metric_opt.get('crop_border') == 'scale':
             plain = [n for n, loader in loaders.items()
-                     if not getattr(base_dataset(loader.dataset), 'gives_scale', False)]
+                     if not traits_of(loader.dataset).gives_scale]
             if plain or not loaders:
                 raise OptionError(f'{what}: crop_border: scale (ArbSR\'s border, ceil(scale)) '
                                   f'needs validation sets whose images carry their scale '
@@ -331,8 +330,7 @@ def scale_tables(results: list[ValidationResult], loaders: dict[str, DataLoader]
     groups: dict[str, list[tuple[str, dict]]] = {}
     for result in results:
         loader = loaders.get(result.dataset_name)
-        pair = None if loader is None else getattr(base_dataset(loader.dataset), 'fixed_scale',
-                                                   None)
+        pair = None if loader is None else fixed_scale(loader.dataset)
         if pair is None or not result.means:
             continue
         label = scale_label(pair)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage, special
 
-from basicsr_lite.data.imresize import imresize, imresize_pt
+from basicsr_lite.data.degrade.imresize import imresize, imresize_pt
 from basicsr_lite.errors import NiqeParamsMissing
 from basicsr_lite.registry import METRIC_REGISTRY
 from basicsr_lite.utils.img_util import border_pair

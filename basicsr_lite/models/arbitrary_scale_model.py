@@ -5,6 +5,7 @@ import inspect
 
 import torch
 
+from basicsr_lite.data.contract import traits_of
 from basicsr_lite.errors import DataError
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
@@ -23,7 +24,7 @@ class ArbitraryScaleSRModel(SRModel):
             problems.append(f"network_g.type: {cls.__name__} runs net_g(lq, scale); "
                             f"{opt['network_g']['type']} takes no scale (use ArbSR).")
         for key, entry in opt['datasets'].items():
-            if not getattr(DATASET_REGISTRY.get(entry['type']), 'gives_scale', False):
+            if not traits_of(DATASET_REGISTRY.get(entry['type'])).gives_scale:
                 problems.append(f"datasets.{key}.type: {cls.__name__} needs each image's scale; "
                                 f"{entry['type']} gives none (use MultiScaleDataset).")
         if (opt.get('val') or {}).get('tile') is not None:

@@ -1,5 +1,5 @@
 """Real-ESRNet and Real-ESRGAN: training pairs synthesised from GT batches on the device with
-the second-order degradation model (``data/realesrgan_pipeline.py``), BasicSR's option keys.
+the second-order degradation model (``data/degrade/realesrgan_pipeline.py``), BasicSR's option keys.
 
 A training batch of ``RealESRGANDataset`` (GT + kernels) is degraded, cropped to ``gt_size``
 and exchanged with the pair pool (``queue_size``); a batch with ``lq`` (validation, or training
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from basicsr_lite.data.batch_degradations import USMSharp
-from basicsr_lite.data.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
-                                                   TrainingPairPool, paired_random_crop_batch)
+from basicsr_lite.data.contract import traits_of
+from basicsr_lite.data.degrade.batch_degradations import USMSharp
+from basicsr_lite.data.degrade.realesrgan_pipeline import (PIPELINE_OPTIONS, HighOrderDegradation,
+                                                           TrainingPairPool,
+                                                           paired_random_crop_batch)
 from basicsr_lite.errors import OptionError
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.models.srgan_model import SRGANModel
@@ -61,7 +63,7 @@ class SyntheticPairs:
         if not is_train:
             return []
         train = opt['datasets']['train']
-        gives_kernels = getattr(DATASET_REGISTRY.get(train['type']), 'model_crops', False)
+        gives_kernels = traits_of(DATASET_REGISTRY.get(train['type'])).model_crops
         if not opt['high_order_degradation']:
             return [f"high_order_degradation: false trains on pairs, but datasets.train "
                     f"({train['type']}) gives GT images and kernels; use a paired dataset or "

@@ -1,13 +1,13 @@
 """The schema of basicsr_lite option files (BasicSR's keys and meanings)."""
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from basicsr_lite.data import dataset_phase
-from basicsr_lite.data.selection import split_problems
+from basicsr_lite.data.contract import constructor_keys, option_problems, traits_of
+from basicsr_lite.data.loading.selection import split_problems
 from basicsr_lite.errors import did_you_mean
 from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value
 from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
@@ -113,21 +113,21 @@ def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> Non
         if isinstance(meta, str) and not os.path.isfile(meta):
             errors.append(f'{path}.{key}: file {meta} does not exist.')
     cls = DATASET_REGISTRY.get(kwargs['type'])
-    params = inspect.signature(cls).parameters
+    params = constructor_keys(cls)
     gt_size, scale = kwargs.get('gt_size'), ctx['scale']
     if phase == 'train':
         if 'batch_size_per_gpu' not in kwargs:
             errors.append(f'{path}.batch_size_per_gpu: required for the train dataset.')
-        if 'gt_size' in params and gt_size is None and not getattr(cls, 'model_crops', False):
+        if 'gt_size' in params and gt_size is None and not traits_of(cls).model_crops:
             errors.append(f'{path}.gt_size: required for the train dataset (the GT patch size).')
     if isinstance(gt_size, int) and isinstance(scale, int) and scale > 0 and gt_size % scale:
         errors.append(f'{path}.gt_size: {gt_size} is not divisible by scale {scale}.')
     if isinstance(kwargs.get('split'), dict):
         errors.extend(f'{path}.{key}: {message}'
                       for key, message in split_problems(kwargs['split']))
-    if hasattr(cls, 'option_problems'):  # the dataset's own checks of its values
-        problems = cls.option_problems(kwargs, check_files=ctx.get('check_paths', True))
-        errors.extend(f'{path}.{key}: {message}' for key, message in problems)
+    # the dataset's own checks of its values
+    problems = option_problems(cls, kwargs, check_files=ctx.get('check_paths', True))
+    errors.extend(f'{path}.{key}: {message}' for key, message in problems)
 
 
 def dataset_spec(key: str) -> Spec:
@@ -146,7 +146,7 @@ def dataset_spec(key: str) -> Spec:
             'prefetch_factor': Value((int,), default=2, check=positive),
             'skip_corrupt': Value((bool,), default=False),
             'max_images': Value((int, type(None)), default=None, check=positive),
-            # one folder divided by image name: this entry's part (data/selection.py)
+            # one folder divided by image name: this entry's part (data/loading/selection.py)
             'split': Section(nullable=True, default=None, fields={
                 'part': Value((str,), required=True, choices=('train', 'val')),
                 'val_fraction': Value((float, type(None)), default=None),

@@ -10,10 +10,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from basicsr_lite.data.band_io import decode_bands, read_bands
-from basicsr_lite.data.band_norm import STATS_FORMAT, percent_key
-from basicsr_lite.data.data_util import lmdb_keys, paths_from_folder
-from basicsr_lite.data.file_client import LmdbBackend
+from basicsr_lite.data.io.band_io import decode_bands, read_bands
+from basicsr_lite.data.io.band_norm import STATS_FORMAT, percent_key
+from basicsr_lite.data.io.file_client import LmdbBackend
+from basicsr_lite.data.io.listing import lmdb_keys, paths_from_folder
 from basicsr_lite.errors import DataError
 from basicsr_lite.utils.files import atomic_write
 

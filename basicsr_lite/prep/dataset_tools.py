@@ -15,8 +15,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from basicsr_lite.data.band_io import read_bands, write_lossless
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.band_io import read_bands, write_lossless
 from basicsr_lite.data.transforms import mod_crop
 from basicsr_lite.errors import DataError
 from basicsr_lite.metrics import calculate_psnr, calculate_psnr_pt, calculate_ssim, calculate_ssim_pt

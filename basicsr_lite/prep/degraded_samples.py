@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from basicsr_lite.data import build_dataset
-from basicsr_lite.data.batch_degradations import USMSharp
-from basicsr_lite.data.realesrgan_pipeline import HighOrderDegradation
-from basicsr_lite.data.sample_wrappers import SeededSamples
+from basicsr_lite.data.degrade.batch_degradations import USMSharp
+from basicsr_lite.data.degrade.realesrgan_pipeline import HighOrderDegradation
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples
 from basicsr_lite.errors import OptionError
 from basicsr_lite.options import load_option_file, validate_options
 from basicsr_lite.runtime.random_streams import RandomStreams

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from basicsr_lite.data.band_io import decode_bands, encode_bands, lossless_suffix, read_bands
-from basicsr_lite.data.data_util import read_meta_info_entries
+from basicsr_lite.data.io.band_io import decode_bands, encode_bands, lossless_suffix, read_bands
+from basicsr_lite.data.io.listing import read_meta_info_entries
 from basicsr_lite.errors import DataError, ImageReadError
 from basicsr_lite.utils.img_util import png_params
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, get_time_str, scandir

@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from basicsr_lite.data.band_io import write_lossless
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.data.io.band_io import write_lossless
 from basicsr_lite.utils.img_util import imwrite
 
 

@@ -3,7 +3,7 @@
 - ``color`` (BasicSR's): 8-bit, three channels (BGR arrays, RGB tensors) in [0, 1], optionally
   ``mean`` / ``std`` normalised or reduced to the Y channel (``color: y``);
 - ``unchanged``: as stored (uint8, uint16 or float32; any number of bands, in the file's
-  order), normalised per band by ``normalize`` (:mod:`basicsr_lite.data.band_norm`).
+  order), normalised per band by ``normalize`` (:mod:`basicsr_lite.data.io.band_norm`).
 """
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from basicsr_lite.data.band_io import decode_bands
-from basicsr_lite.data.band_norm import BandCodec, build_codec, normalize_problems
-from basicsr_lite.data.data_util import load_image, normalize_, to_float
-from basicsr_lite.data.sample_wrappers import base_dataset
-from basicsr_lite.utils.img_util import img2tensor
+from basicsr_lite.data.io.band_io import NPY_MAGIC, decode_bands
+from basicsr_lite.data.io.band_norm import BandCodec, build_codec, normalize_problems
+from basicsr_lite.data.io.scan import png_bit_depth
+from basicsr_lite.errors import DataError
+from basicsr_lite.utils.img_util import bgr2y, imfrombytes, img2tensor
 
 logger = logging.getLogger('basicsr_lite')
 
@@ -80,7 +79,46 @@ class PixelReader:
         return normalize_(img2tensor(to_float(img, self.color)), self.mean, self.std)
 
 
-def dataset_codec(dataset: Dataset | None) -> BandCodec | None:
-    """The band codec of a dataset (through its wrappers); None for 8-bit color data."""
-    reader = None if dataset is None else getattr(base_dataset(dataset), 'pixels', None)
-    return reader.codec if isinstance(reader, PixelReader) else None
+def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarray:
+    """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
+    evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
+    content = file_client.get(path, client_key)
+    if content[:len(NPY_MAGIC)] == NPY_MAGIC:
+        raise DataError(f'{path} is a numpy array file: read it with read_mode: unchanged.')
+    if png_bit_depth(content) == 16:
+        _warn_16_bit(path)
+    img = imfrombytes(content, name=path)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return img
+
+
+_warned_16_bit = False
+
+
+def _warn_16_bit(path: str) -> None:
+    """Once per process: 8-bit reading (BasicSR's) of a 16-bit PNG drops its low byte."""
+    global _warned_16_bit
+    if not _warned_16_bit:
+        _warned_16_bit = True
+        logger.warning(
+            f'{path} is a 16-bit PNG, read as 8-bit (read_mode: color, as BasicSR). Give its '
+            f'dataset read_mode: unchanged to keep the 16 bits.')
+
+
+def to_float(img: np.ndarray, color: str | None = None) -> np.ndarray:
+    """uint8 HWC BGR -> float32 in [0, 1]; ``color == 'y'`` gives the HWC BT.601 Y channel."""
+    if color == 'y':
+        return (bgr2y(img) / 255.0).astype(np.float32)[:, :, None]
+    return img.astype(np.float32) / 255.0
+
+
+def normalize_(tensor, mean, std):
+    """In-place ``(tensor - mean) / std`` per channel; a no-op when both are None."""
+    if mean is None and std is None:
+        return tensor
+    mean = mean if mean is not None else [0.0] * tensor.size(0)
+    std = std if std is not None else [1.0] * tensor.size(0)
+    for channel, m, s in zip(tensor, mean, std):
+        channel.sub_(m).div_(s)
+    return tensor

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from basicsr_lite.data.imresize import imresize
+from basicsr_lite.data.degrade.imresize import imresize
 
 STEPS = (1, 2, 5, 10, 20, 50)
 Pair = tuple[float, float]

@@ -22,13 +22,6 @@ logger = logging.getLogger('basicsr_lite')
 MAX_CONSECUTIVE_CORRUPT = 100
 
 
-def base_dataset(dataset: Dataset) -> Dataset:
-    """The dataset under its wrappers (Subset, SeededSamples, SkipCorruptEval: ``.dataset``)."""
-    while hasattr(dataset, 'dataset'):
-        dataset = dataset.dataset
-    return dataset
-
-
 @contextlib.contextmanager
 def _isolated_rng() -> Iterator[None]:
     """In the main process (no workers), keep the training RNG streams untouched."""

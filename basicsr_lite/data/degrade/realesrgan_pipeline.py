@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import torch
 
-from basicsr_lite.data.batch_degradations import (RESIZE_MODES, filter2d, quantize, random_noise,
-                                                  resize)
-from basicsr_lite.data.diffjpeg import DiffJPEG
+from basicsr_lite.data.degrade.batch_degradations import (RESIZE_MODES, filter2d, quantize,
+                                                          random_noise, resize)
+from basicsr_lite.data.degrade.diffjpeg import DiffJPEG
 from basicsr_lite.errors import DataError
 from basicsr_lite.runtime.random_streams import RandomStreams
 from basicsr_lite.utils.checks import probabilities, probability, value_range

@@ -8,9 +8,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from basicsr_lite.data import build_dataloader, build_dataset, dataset_phase
-from basicsr_lite.data.sample_wrappers import SeededSamples, SkipCorruptEval
-from basicsr_lite.data.sampler import EnlargedSampler, ShardSampler
-from basicsr_lite.data.scales import scale_label
+from basicsr_lite.data.contract import ScaleVariants, traits_of
+from basicsr_lite.data.degrade.scales import scale_label
+from basicsr_lite.data.loading.sample_wrappers import SeededSamples, SkipCorruptEval
+from basicsr_lite.data.loading.sampler import EnlargedSampler, ShardSampler
 from basicsr_lite.errors import UserError
 from basicsr_lite.runtime.dist import get_dist_info
 
@@ -22,7 +23,7 @@ def build_train_loader(opt: dict, device: torch.device) -> tuple[DataLoader, Enl
     rank, world_size = get_dist_info()
     dataset = build_dataset(dataset_opt, 'train', opt['scale'])
     batch_size = dataset_opt['batch_size_per_gpu']
-    per_batch = getattr(dataset, 'per_batch', False)  # e.g. one scale per batch
+    per_batch = traits_of(dataset).per_batch  # e.g. one scale per batch
     sampler = EnlargedSampler(len(dataset), world_size, rank, dataset_opt['dataset_enlarge_ratio'],
                               seed=opt['manual_seed'], shuffle=dataset_opt['use_shuffle'],
                               with_sample_seeds=True, batch_size=batch_size if per_batch else None)
@@ -79,6 +80,6 @@ def build_eval_loaders(opt: dict, phases: tuple[str, ...]) -> dict[str, DataLoad
 def scale_variants(name: str, dataset: Dataset) -> list[tuple[str, Dataset]]:
     """An evaluation set as it is, or, for a multi-scale one, one set per scale, named
     ``<name>_x<scale>`` (each scale is validated and reported on its own)."""
-    if not hasattr(dataset, 'at_scale'):
+    if not isinstance(dataset, ScaleVariants):
         return [(name, dataset)]
     return [(f'{name}_{scale_label(pair)}', dataset.at_scale(pair)) for pair in dataset.scales]

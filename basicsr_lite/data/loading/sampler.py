@@ -15,7 +15,7 @@ class EnlargedSampler(Sampler[int]):
     dataset. The order depends only on (seed, epoch), so each rank (and a resumed run) sees the
     same permutation; ``set_epoch(e, start=n)`` skips the first ``n`` indices of the epoch on
     this rank. With ``with_sample_seeds`` it yields ``(index, seed)`` pairs for
-    :class:`~basicsr_lite.data.sample_wrappers.SeededSamples`, so that each sample's random
+    :class:`~basicsr_lite.data.loading.sample_wrappers.SeededSamples`, so that each sample's random
     augmentation is fixed by (seed, epoch, position) too; with ``batch_size`` as well,
     ``(index, seed, batch_seed, epoch)``: one seed shared by the samples of each batch of this
     rank (for what a whole batch shares, e.g. the scale of arbitrary-scale SR).

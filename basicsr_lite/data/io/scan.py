@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from basicsr_lite.data.band_io import npy_shape
+from basicsr_lite.data.io.band_io import npy_shape
 from basicsr_lite.errors import DataError
 
 HEADER_BYTES = 256 * 1024  # enough to reach a JPEG's SOF marker past typical EXIF blocks

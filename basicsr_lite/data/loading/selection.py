@@ -9,9 +9,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from basicsr_lite.data.contract import image_list_attr
 from basicsr_lite.errors import OptionError
-
-IMAGE_LISTS = ('paths', 'pairs')  # the attribute a dataset keeps its images in
 
 
 def image_name(entry: Any) -> str:
@@ -37,7 +36,7 @@ def select_images(dataset: Dataset, max_images: int | None, split: dict | None,
     """Keep the images of ``split``'s part, then the first ``max_images`` of them (by name)."""
     if max_images is None and split is None:
         return dataset
-    attr = next((a for a in IMAGE_LISTS if isinstance(getattr(dataset, a, None), list)), None)
+    attr = image_list_attr(dataset)
     if attr is None:
         raise OptionError(f'{where}: max_images / split need a dataset that lists its images; '
                           f'{type(dataset).__name__} does not.')

@@ -1,16 +1,11 @@
-"""Listing and pairing of LQ/GT files (folder mode and meta_info mode)."""
+"""Listing and pairing of LQ/GT files (folder, LMDB, meta_info); decoding is in pixels.py."""
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
 
-import numpy as np
-
-from basicsr_lite.data.band_io import NPY_MAGIC
-from basicsr_lite.data.scan import png_bit_depth
 from basicsr_lite.errors import DataError
-from basicsr_lite.utils.img_util import bgr2y, imfrombytes
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, read_user_text, scandir
 
 
@@ -132,49 +127,3 @@ def paired_paths_from_meta_info_file(folders: tuple[str, str], keys: tuple[str, 
         raise DataError(f'{len(missing)} file(s) listed in {meta_info_file} do not exist, e.g. '
                         f'{", ".join(missing[:3])}.')
     return pairs
-
-
-def load_image(file_client, path: str, client_key: str = 'default') -> np.ndarray:
-    """Read one image as uint8 HWC BGR (grayscale files replicated to 3 channels, as the
-    evaluation protocol does). Crop it before :func:`to_float` to convert only what is used."""
-    content = file_client.get(path, client_key)
-    if content[:len(NPY_MAGIC)] == NPY_MAGIC:
-        raise DataError(f'{path} is a numpy array file: read it with read_mode: unchanged.')
-    if png_bit_depth(content) == 16:
-        _warn_16_bit(path)
-    img = imfrombytes(content, name=path)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    return img
-
-
-_warned_16_bit = False
-
-
-def _warn_16_bit(path: str) -> None:
-    """Once per process: 8-bit reading (BasicSR's) of a 16-bit PNG drops its low byte."""
-    global _warned_16_bit
-    if not _warned_16_bit:
-        _warned_16_bit = True
-        import logging
-        logging.getLogger('basicsr_lite').warning(
-            f'{path} is a 16-bit PNG, read as 8-bit (read_mode: color, as BasicSR). Give its '
-            f'dataset read_mode: unchanged to keep the 16 bits.')
-
-
-def to_float(img: np.ndarray, color: str | None = None) -> np.ndarray:
-    """uint8 HWC BGR -> float32 in [0, 1]; ``color == 'y'`` gives the HWC BT.601 Y channel."""
-    if color == 'y':
-        return (bgr2y(img) / 255.0).astype(np.float32)[:, :, None]
-    return img.astype(np.float32) / 255.0
-
-
-def normalize_(tensor, mean, std):
-    """In-place ``(tensor - mean) / std`` per channel; a no-op when both are None."""
-    if mean is None and std is None:
-        return tensor
-    mean = mean if mean is not None else [0.0] * tensor.size(0)
-    std = std if std is not None else [1.0] * tensor.size(0)
-    for channel, m, s in zip(tensor, mean, std):
-        channel.sub_(m).div_(s)
-    return tensor
