@@ -100,12 +100,10 @@ def test_restart_seen_on_one_rank_resumes_every_rank(monkeypatch):
     that saw a restart is enough, and the highest count is reported."""
     monkeypatch.setattr(elastic, 'all_gather_objects', lambda obj: [None, [1, 2], [2, 2]])
     opt = {'auto_resume': False, 'elastic_restart': None, 'fast_dev_run': False}
-    elastic.agree_on_auto_resume(opt)
-    assert opt == {'auto_resume': True, 'elastic_restart': [2, 2], 'fast_dev_run': False}
+    assert elastic.agree_on_auto_resume(opt) == [2, 2]  # resume, as after the restart [2, 2]
+    assert opt == {'auto_resume': False, 'elastic_restart': None, 'fast_dev_run': False}
     monkeypatch.setattr(elastic, 'all_gather_objects', lambda obj: [None, None])
-    opt = {'auto_resume': False, 'elastic_restart': None, 'fast_dev_run': False}
-    elastic.agree_on_auto_resume(opt)
-    assert opt['auto_resume'] is False
+    assert elastic.agree_on_auto_resume(opt) is None  # nobody restarted: no resume
 
 
 def test_lookup_resumes_when_only_another_rank_restarted(tmp_path, monkeypatch, log_messages):

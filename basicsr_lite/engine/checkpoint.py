@@ -222,18 +222,19 @@ def find_resume_state(opt: dict, net_labels: tuple[str, ...] = ('net_g',)
     ``net_labels``) exist; else None. Each state file is read once. Distributed, every rank
     must find the same state (collectives: call it after the process group is up)."""
     warn_shared_store_restarts()
-    agree_on_auto_resume(opt)
-    found = _lookup_resume_state(opt, net_labels)
+    restart = agree_on_auto_resume(opt)
+    found = _lookup_resume_state(opt, net_labels, opt['auto_resume'] or restart is not None)
     check_same_state(found)
-    log_elastic_resume(opt, found)
+    log_elastic_resume(restart, found)
     return found
 
 
-def _lookup_resume_state(opt: dict, net_labels: tuple[str, ...]) -> tuple[Path, dict] | None:
+def _lookup_resume_state(opt: dict, net_labels: tuple[str, ...], auto_resume: bool
+                         ) -> tuple[Path, dict] | None:
     if opt['path']['resume_state']:
         path = Path(opt['path']['resume_state'])
         return path, load_resume_state(path)
-    if opt['auto_resume']:
+    if auto_resume:
         found = newest_state(opt['path']['training_states'], opt['path']['models'], net_labels)
         if found is not None:
             return found

@@ -12,17 +12,17 @@ from basicsr_lite.runtime.dist import all_gather_objects
 logger = logging.getLogger('basicsr_lite')
 
 
-def agree_on_auto_resume(opt: dict) -> None:
-    """A worker group that torchrun restarted resumes as with ``--auto_resume`` on every rank.
+def agree_on_auto_resume(opt: dict) -> list[int] | None:
+    """Whether this worker group is one torchrun restarted: then it resumes as with
+    ``--auto_resume`` on every rank. Returns ``[count, max]`` of the highest restart any rank
+    saw, or None (also under ``--fast_dev_run``).
 
     Each agent counts its own restarts: the agent of a healthy node restarts its workers for a
     failed peer node without counting one, so its ranks see ``TORCHELASTIC_RESTART_COUNT=0``.
     The ranks share what they saw (a collective: call it after the process group is up); one
-    restarted rank is enough, and ``opt['elastic_restart']`` becomes the highest count seen."""
+    restarted rank is enough."""
     seen = [r for r in all_gather_objects(opt.get('elastic_restart')) if r]
-    if seen and not opt.get('fast_dev_run'):
-        opt['auto_resume'] = True
-        opt['elastic_restart'] = max(seen)
+    return max(seen) if seen and not opt.get('fast_dev_run') else None
 
 
 def check_same_state(found: tuple[Path, dict] | None) -> None:
@@ -37,11 +37,12 @@ def check_same_state(found: tuple[Path, dict] | None) -> None:
                               f'shares (the same files on every node).')
 
 
-def log_elastic_resume(opt: dict, found: tuple[Path, dict] | None) -> None:
-    """One line after a torchrun restart: which restart, and where the run goes on from."""
-    if not opt.get('elastic_restart') or not opt['auto_resume']:
+def log_elastic_resume(restart: list[int] | None, found: tuple[Path, dict] | None) -> None:
+    """One line after a torchrun restart (``restart``: from :func:`agree_on_auto_resume`):
+    which restart, and where the run goes on from."""
+    if restart is None:
         return
-    count, most = opt['elastic_restart']
+    count, most = restart
     where = (f"resuming from iteration {found[1]['iter']} ({found[0]})" if found is not None
              else 'no loadable training state: starting from iteration 0')
     logger.warning(f'torchrun restarted the workers (restart {count} of max {most}): {where}, '
