@@ -124,3 +124,20 @@ def test_alternatives_first_found_once_is_applied():
     assert brk.apply('y = 2\n') == ('y = 0\n', '')
     assert brk.apply('x = 1\ny = 2\n') == ('x = 0\ny = 2\n', '')
     assert brk.apply('y = 2\ny = 2\n') == (None, 'old text found 0 / 2 times in f.py')
+
+
+def test_every_round2_break_still_applies_to_the_code():
+    """A break whose old text is gone (the code moved or was fixed) measures nothing: each one
+    of tools/mutations_round2.yml must find its text exactly once in its file, and name test
+    files that exist."""
+    tool = load_tool('mutation_check')
+    root = Path(__file__).resolve().parent.parent
+    stale = []
+    for brk in tool.load_breaks(root / 'tools' / 'mutations_round2.yml'):
+        path = root / brk.file
+        broken, why = tool.Break.apply(brk, path.read_text()) if path.is_file() else \
+            (None, f'{brk.file} does not exist')
+        missing_tests = [t for t in brk.tests if not (root / t).is_file()]
+        if broken is None or missing_tests:
+            stale.append(f'{brk.id}: {why or f"no test file {missing_tests}"}')
+    assert stale == []
