@@ -1,6 +1,11 @@
 """Training-speed benchmark: basicsr_lite's loop against a bare PyTorch loop, and the speed options.
 
-For each option file (defaults: MSRResNet x4, EDSR x4, RRDBNet x4 and SwinIR-light x4 from
+0. loop cost: what ``train_loop`` adds to every iteration (step helper, EMA mask, hooks,
+   loader, timers), measured as its time minus the bare loop's on a network so small that a step
+   costs about a millisecond (many long windows: a difference of tenths of a millisecond that a
+   noisy host does not hide), and divided by each network's bare step in the overhead table;
+
+Then for each option file (defaults: MSRResNet x4, EDSR x4, RRDBNet x4 and SwinIR-light x4 from
 ``options/train``, fed the demo images) and each ``--sizes`` entry (gt_size x batch; ``--full``:
 the sizes people train at, gt 128 and 192, batch 4 and 16, beside the small gt 64 x 4):
 
@@ -298,6 +303,24 @@ def window_stats(times: dict[str, list[float]]) -> dict[str, float]:
             **{f'{k}_min_s': min(v) for k, v in times.items()}}
 
 
+def child_loop_cost(opt_path: Path, iters: int, repeats: int) -> dict:
+    """The loop's own work per iteration (logging, hooks, step helper, EMA mask, loader,
+    timers): train_loop and the bare loop on a network so small that its step costs about a
+    millisecond, so that their difference is what the loop adds to every iteration of any
+    network; windows of ``iters`` iterations, ``repeats`` of each, in alternating order."""
+    framework = Framework(opt_path)
+    batches = [next(iter(framework.loader)) for _ in range(4)]
+    framework.loader = torch.utils.data.DataLoader(CachedBatches(batches), batch_size=None)
+    bare = BareLoop(framework.opt, framework.device, batches)
+    bare.run(iters), framework.run(iters)  # warm-up
+    times: dict[str, list[float]] = {'bare': [], 'ours': []}
+    for repeat in range(repeats):
+        runs = [('bare', bare.run), ('ours', framework.run)]
+        for key, run in (runs if repeat % 2 == 0 else runs[::-1]):
+            times[key].append(run(iters))
+    return window_stats(times)
+
+
 def child_memory(opt_path: Path, iters: int) -> dict:
     """Peak memory of a basicsr_lite run alone (default options)."""
     framework = Framework(opt_path)
@@ -414,14 +437,17 @@ def main(argv: list[str] | None = None) -> None:
                         f'--full: {FULL_SIZES})')
     parser.add_argument('--full', action='store_true', help='the sizes people train at')
     parser.add_argument('--workers', type=int, default=2, help='loader workers')
-    parser.add_argument('--tables', nargs='*', default=['overhead', 'e2e', 'variants'],
-                        choices=('overhead', 'e2e', 'variants'), help='which tables to measure')
+    parser.add_argument('--tables', nargs='*', default=['loopcost', 'overhead', 'e2e', 'variants'],
+                        choices=('loopcost', 'overhead', 'e2e', 'variants'),
+                        help='which tables to measure')
     parser.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, *paths = args.child
         if kind == 'overhead':
             print(json.dumps(child_overhead(Path(paths[0]), args.iters, args.repeats)))
+        elif kind == 'loopcost':
+            print(json.dumps(child_loop_cost(Path(paths[0]), args.iters, args.repeats)))
         elif kind == 'memory':
             print(json.dumps(child_memory(Path(paths[0]), args.iters)))
         else:
@@ -431,9 +457,11 @@ def main(argv: list[str] | None = None) -> None:
         else DEFAULT_OPTS
     sizes = [parse_size(t) for t in args.sizes or (FULL_SIZES if args.full else QUICK_SIZES)]
     variants = args.variants or (list(VARIANTS) if args.device == 'cuda' else CPU_VARIANTS)
-    overhead = {}
+    overhead, loop_cost = {}, None
+    if 'loopcost' in args.tables:
+        loop_cost = loop_cost_line(args)
     if 'overhead' in args.tables or 'e2e' in args.tables:
-        overhead = overhead_table(args, sizes)
+        overhead = overhead_table(args, sizes, loop_cost)
     if 'e2e' in args.tables:
         e2e_table(args, sizes, overhead)
     if 'variants' in args.tables:
@@ -447,13 +475,40 @@ def header(args, what: str) -> None:
           f'{args.repeats}, interleaved; min / median of the per-window s/it.\n', flush=True)
 
 
-def overhead_table(args, sizes: list[tuple[int, int]]) -> dict:
+TINY_NET = ('options/train/MSRResNet/train_MSRResNet_x4.yml', {'num_feat': 8, 'num_block': 1})
+
+
+def loop_cost_line(args) -> float:
+    """The loop's own seconds per iteration (:func:`child_loop_cost`: windows of 100
+    iterations, 10 of each), printed; the overhead table divides it by each bare step."""
+    with tempfile.TemporaryDirectory() as work:
+        path = benchmark_options(*TINY_NET, Path(work), args.device, {}, 32, 1, 0)
+        cmd = [sys.executable, __file__, '--child', 'loopcost', str(path), '--iters', '100',
+               '--repeats', '10']
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=child_env())
+        lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f'loop cost failed:\n{done.stderr[-3000:]}')
+    r = json.loads(lines[-1])
+    cost = r['ours_min_s'] - r['bare_min_s']
+    print(f"\nThe loop's own cost per iteration. Machine: {machine(args.device)}; device "
+          f"{args.device}. MSRResNet with 8 channels and 1 block, LQ 8x8, batch 1, on pre-loaded "
+          f"batches; 10 windows of 100 iterations each way, alternating; min / median ms per "
+          f"iteration: bare loop {r['bare_min_s'] * 1e3:.2f} / {r['bare_s'] * 1e3:.2f}, "
+          f"basicsr_lite {r['ours_min_s'] * 1e3:.2f} / {r['ours_s'] * 1e3:.2f}: the loop adds "
+          f"{cost * 1e3:.2f} ms (min) / {(r['ours_s'] - r['bare_s']) * 1e3:.2f} ms (median) to "
+          f"every iteration of any network.", flush=True)
+    return cost
+
+
+def overhead_table(args, sizes: list[tuple[int, int]], loop_cost: float | None = None) -> dict:
     header(args, 'Overhead against the bare loop')
     print('| network | gt x batch | bare loop s/it min / med | basicsr_lite s/it min / med | '
           'overhead min / med (each window) | CPU s/it bare / ours | on real data: bare + '
           'DataLoader s/it min / med | basicsr_lite s/it min / med | ratio min / med | '
-          'data wait | peak RSS MB' + (' / CUDA MB |' if args.device == 'cuda' else ' |'))
-    print('|---|---|---|---|---|---|---|---|---|---|---|')
+          'data wait | peak RSS MB' + (' / CUDA MB |' if args.device == 'cuda' else ' |')
+          + (' loop cost / bare step |' if loop_cost is not None else ''))
+    print('|---|---|---|---|---|---|---|---|---|---|---|' + ('---|' if loop_cost is not None else ''))
     results = {}
     for label in args.configs:
         for size in sizes:
@@ -471,7 +526,8 @@ def overhead_table(args, sizes: list[tuple[int, int]]) -> dict:
                   f"{r['ours_real_min_s']:.4f} / {r['ours_real_s']:.4f} | "
                   f"{r['ours_real_min_s'] / r['bare_real_min_s']:.3f}x / "
                   f"{r['ours_real_s'] / r['bare_real_s']:.3f}x | {r['data_wait']:.1f}% | "
-                  f"{peak} |", flush=True)
+                  f"{peak} |" + (f" {1 + loop_cost / r['bare_min_s']:.4f}x |"
+                                  if loop_cost is not None else ''), flush=True)
     return results
 
 
