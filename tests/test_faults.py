@@ -79,7 +79,7 @@ def test_nan_policy_skip_counts_and_continues(tiny_opt, tmp_path):
 def test_keep_last_checkpoints(tiny_opt, tmp_path, monkeypatch):
     """Old checkpoints are deleted only once the new one is completely written (both files
     loadable), and only the newest ``keep_last_checkpoints`` stay."""
-    from basicsr_lite.engine import checkpoint as resume
+    from basicsr_lite.engine.checkpoint import state as resume  # (where save_checkpoint prunes)
     from basicsr_lite.runtime.weights import load_torch
     exp = exp_dir(tiny_opt)
     seen = []

@@ -1,6 +1,6 @@
 """BaseModel: device placement, DDP, optimizers/schedulers, steppers, EMA, and its own state
 (``state_dict`` / ``load_state_dict``); where and how checkpoints are written is
-``engine/checkpoint.py``'s business.
+``engine/checkpoint``'s business.
 
 Subclasses hold the maths of a training step (``feed_data``, ``optimize_parameters``, ``test``).
 """
