@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -300,4 +301,8 @@ def test_benchmark_train_runs(capsys):
                                        '--variants', 'default', '--sizes', '32x2'])
     out = capsys.readouterr().out
     assert '| train_MSRResNet_x4 | 32 x 2 | ' in out and '| train_MSRResNet_x4 | default | ' in out
-    assert out.count('torch CPU capability ') == 3  # the machine, with each table
+    assert out.count('torch CPU capability ') == 4  # the machine, with each table
+    # the loop's own cost per iteration, and its share of the bare step in the overhead table
+    cost = float(re.search(r'the loop adds (-?[\d.]+) ms \(min\)', out).group(1))
+    assert -1 < cost < 20
+    assert re.search(r'\| \d\.\d{4}x \|\n', out)

@@ -353,6 +353,17 @@ def child_variants(opt_paths: list[Path], iters: int, repeats: int) -> list[dict
     return results
 
 
+def run_in_child(kind: str, paths: list[Path], iters: int, repeats: int):
+    """What a ``--child`` process measures, by ``kind``."""
+    if kind == 'overhead':
+        return child_overhead(paths[0], iters, repeats)
+    if kind == 'loopcost':
+        return child_loop_cost(paths[0], iters, repeats)
+    if kind == 'memory':
+        return child_memory(paths[0], iters)
+    return child_variants(paths, iters, repeats)
+
+
 def child_env() -> dict[str, str]:
     """The environment of a ``--child`` run: it imports the same basicsr_lite as this process (a
     script's own folder, tools/, is what Python puts on its path, not the repository)."""
@@ -444,14 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         kind, *paths = args.child
-        if kind == 'overhead':
-            print(json.dumps(child_overhead(Path(paths[0]), args.iters, args.repeats)))
-        elif kind == 'loopcost':
-            print(json.dumps(child_loop_cost(Path(paths[0]), args.iters, args.repeats)))
-        elif kind == 'memory':
-            print(json.dumps(child_memory(Path(paths[0]), args.iters)))
-        else:
-            print(json.dumps(child_variants([Path(p) for p in paths], args.iters, args.repeats)))
+        print(json.dumps(run_in_child(kind, [Path(p) for p in paths], args.iters, args.repeats)))
         return
     args.configs = {Path(p).stem: (str(Path(p).resolve()), {}) for p in args.opt} if args.opt \
         else DEFAULT_OPTS
