@@ -257,14 +257,19 @@ class CachedBatches(torch.utils.data.Dataset):
         return self.batches[index % len(self.batches)]
 
 
+def preloaded(loader, count: int = 4) -> tuple[list[dict], torch.utils.data.DataLoader]:
+    """``count`` batches of ``loader``, and a loader that yields them again and again."""
+    batches = [next(iter(loader)) for _ in range(count)]
+    return batches, torch.utils.data.DataLoader(CachedBatches(batches), batch_size=None)
+
+
 def child_overhead(opt_path: Path, iters: int, repeats: int) -> dict:
     """Interleaved: the bare loop and train_loop on the same pre-loaded batches (the loop's own
     overhead), then both on real data: the bare loop through a plain DataLoader over the same
     dataset with as many workers, train_loop through its own loader."""
     framework = Framework(opt_path)
     real_loader = framework.loader
-    batches = [next(iter(real_loader)) for _ in range(4)]
-    cached_loader = torch.utils.data.DataLoader(CachedBatches(batches), batch_size=None)
+    batches, cached_loader = preloaded(real_loader)
     bare = BareLoop(framework.opt, framework.device, batches)
     train_opt = framework.opt['datasets']['train']
     dataset = real_loader.dataset
@@ -309,8 +314,7 @@ def child_loop_cost(opt_path: Path, iters: int, repeats: int) -> dict:
     millisecond, so that their difference is what the loop adds to every iteration of any
     network; windows of ``iters`` iterations, ``repeats`` of each, in alternating order."""
     framework = Framework(opt_path)
-    batches = [next(iter(framework.loader)) for _ in range(4)]
-    framework.loader = torch.utils.data.DataLoader(CachedBatches(batches), batch_size=None)
+    batches, framework.loader = preloaded(framework.loader)
     bare = BareLoop(framework.opt, framework.device, batches)
     bare.run(iters), framework.run(iters)  # warm-up
     times: dict[str, list[float]] = {'bare': [], 'ours': []}
