@@ -3,7 +3,8 @@ a mismatch with the data is found at start-up instead of in the first batch.
 
 An arch declares it with an optional classmethod ``needs(args) -> NetworkNeeds`` (``args``: its
 constructor options, defaults filled in). Archs without one follow BasicSR's names: ``num_in_ch``
-/ ``num_out_ch`` channels, ``upscale`` (or ``scale``) the integer upscaling factor.
+/ ``num_out_ch`` channels, ``upscale`` (or ``scale``) the integer upscaling factor, and the
+input multiple of their row in the capability table (``archs/capabilities.py``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def network_needs(options: dict) -> NetworkNeeds:
     declared = getattr(cls, 'needs', None)
     if declared is not None:
         return declared(args)
+    from basicsr_lite.archs.capabilities import capability  # it builds on this module
     scale_key = 'upscale' if 'upscale' in args else 'scale'
     return NetworkNeeds(in_ch=args.get('num_in_ch'), out_ch=args.get('num_out_ch'),
-                        scale=args.get(scale_key), scale_key=scale_key)
+                        scale=args.get(scale_key), scale_key=scale_key,
+                        input_multiple=capability(options).size_multiple)
