@@ -22,7 +22,8 @@ from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
 from basicsr_lite.runtime.lr_scheduler import build_scheduler
 from basicsr_lite.runtime.optim import build_optimizer
-from basicsr_lite.runtime.speed import compile_kwargs, maybe_compile, to_memory_format
+from basicsr_lite.runtime.speed import (compile_kwargs, maybe_compile,
+                                         network_to_channels_last, to_memory_format)
 from basicsr_lite.runtime.step import Fault, OptimizerStepper, StepResult, autocast, no_sync
 
 logger = logging.getLogger('basicsr_lite')
@@ -81,7 +82,7 @@ class BaseModel:
         with ``train.compile``."""
         net = net.to(self.device)
         if self.speed_option('channels_last', False):
-            net = net.to(memory_format=torch.channels_last)
+            net = network_to_channels_last(net)
         if self.opt['dist']:
             device_ids = [self.device.index] if self.device.type == 'cuda' else None
             net = DistributedDataParallel(net, device_ids=device_ids,

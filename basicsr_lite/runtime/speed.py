@@ -19,6 +19,7 @@ resumes with any of them switched on or off.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -117,6 +118,15 @@ def is_fused(optimizer: torch.optim.Optimizer) -> bool:
     (``found_inf``), which :class:`OptimizerStepper` uses to avoid a host sync per step."""
     return bool(getattr(optimizer, '_step_supports_amp_scaling', False)) and all(
         group.get('fused') for group in optimizer.param_groups)
+
+
+def network_to_channels_last(net: nn.Module) -> nn.Module:
+    """``net`` with its 4-D parameters and buffers in NHWC order. (``net.to(memory_format=...)``
+    refuses networks that hold tensors of other ranks, e.g. ArbSR's per-expert 1x1 filters.)"""
+    for tensor in itertools.chain(net.parameters(), net.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return net
 
 
 def to_memory_format(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -42,7 +42,7 @@ from basicsr_lite.errors import OptionError, first_line
 from basicsr_lite.registry import ARCH_REGISTRY, build_from_opt
 from basicsr_lite.runtime.cpu_features import CpuInfo, cpu_info
 from basicsr_lite.runtime.dist import get_dist_info
-from basicsr_lite.runtime.speed import fused_kernel_applies
+from basicsr_lite.runtime.speed import fused_kernel_applies, network_to_channels_last
 from basicsr_lite.runtime.step import autocast
 
 logger = logging.getLogger('basicsr_lite')
@@ -181,7 +181,7 @@ def step_factory(net: nn.Module, lq_shape: tuple[int, ...], device: torch.device
         model = copy.deepcopy(net).to(device)
         x = torch.rand(lq_shape, device=device)
         if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = network_to_channels_last(model)
             x = x.contiguous(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=1e-7, fused=fused_kernel_applies(params) or None)
