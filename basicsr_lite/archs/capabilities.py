@@ -124,3 +124,24 @@ def table_rows() -> list[dict[str, Any]]:
                      'checkpointing': cap.checkpointing})
     return rows
 
+
+
+def capability_problems(options: dict, where: str, amp: str | None = None) -> list[str]:
+    """What the capability table refuses in the network options ``options`` (option key
+    ``where``): a scale the network cannot build, an autocast precision it is unsafe in."""
+    if options.get('type') not in CAPABILITIES:
+        return []  # an unknown type is reported by the registry check
+    from basicsr_lite.archs.constraints import network_needs  # it reads this module
+    name, cap, needs = options['type'], capability(options), network_needs(options)
+    problems = []
+    if needs.scale is not None and cap.scales and not supports_scale(cap, needs.scale):
+        problems.append(f'{where}.{needs.scale_key}: {name} builds scales '
+                        f'{describe_scales(cap)}; got {needs.scale}.')
+    if amp == 'fp16' and not cap.fp16:
+        other = 'bf16' if cap.bf16 else 'null (fp32)'
+        problems.append(f'train.amp: fp16 is unsafe for {name} ({where}; it overflows in fp16'
+                        f'{", per " + cap.facts_from if cap.facts_from else ""}); use amp: '
+                        f'{other}.')
+    if amp == 'bf16' and not cap.bf16:
+        problems.append(f'train.amp: bf16 is unsafe for {name} ({where}); use amp: null.')
+    return problems

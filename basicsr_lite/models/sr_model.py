@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
+from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.losses import build_loss
 from basicsr_lite.models.base_model import BaseModel
 from basicsr_lite.registry import MODEL_REGISTRY
 from basicsr_lite.runtime.dist import unwrap
 from basicsr_lite.runtime.ema import ModelEMA
-from basicsr_lite.runtime.tiling import tiled_inference
+from basicsr_lite.runtime.tiling import padded_forward, tiled_inference
 
 
 @MODEL_REGISTRY.register()
@@ -79,13 +82,19 @@ class SRModel(BaseModel):
         net.eval()
         tile = (self.opt['val'] or {}).get('tile')
         if tile is None:
-            self.output = self.as_generator(net)(self.lq)
+            self.output = self.padded(self.as_generator(net))(self.lq)
         else:
             self.output = torch.cat([
-                tiled_inference(self.as_generator(net, i), lq[None], self.opt['scale'],
-                                tile['size'], tile['overlap'], clamp=False)
+                tiled_inference(self.padded(self.as_generator(net, i)), lq[None],
+                                self.opt['scale'], tile['size'], tile['overlap'], clamp=False)
                 for i, lq in enumerate(self.lq)]).to(self.device)
         net.train(was_training)
+
+    def padded(self, generator: Callable) -> Callable:
+        """``generator`` on inputs padded to the size multiple and minimum of network_g's row in
+        the capability table (validation images need not be multiples of a window)."""
+        cap = capability(self.opt['network_g'])
+        return padded_forward(generator, cap.size_multiple, self.opt['scale'], cap.min_size)
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:
         """LQ, result and GT of the last test, on the model's device (metrics run there)."""

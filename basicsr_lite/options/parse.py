@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from basicsr_lite.archs.capabilities import capability_problems
 from basicsr_lite.basicsr_names import not_available_message
 from basicsr_lite.errors import DuplicateKeyError, OptionError, closest_match, did_you_mean
 from basicsr_lite.metrics import metric_better
@@ -213,6 +214,10 @@ def _cross_checks(opt: dict, is_train: bool, check_paths: bool) -> list[str]:
         errors.append('datasets: at least one test dataset (e.g. datasets.test_1) is required.')
     if not is_train and check_paths and not opt['path'].get('pretrain_network_g'):
         errors.append('path.pretrain_network_g: required for testing (the weights to evaluate).')
+    amp = opt['train'].get('amp') if is_train else None
+    for key in ('network_g', 'network_d'):
+        if isinstance(opt.get(key), dict):
+            errors += capability_problems(opt[key], key, amp)
     if is_train:
         losses = [k for k in opt['train'] if k.endswith('_opt') and opt['train'][k] is not None]
         if not losses:

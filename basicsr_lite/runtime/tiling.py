@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # The 8 dihedral transforms: (transpose, flip H, flip W); each is its own inverse up to order.
@@ -30,6 +31,28 @@ def _invert(x: torch.Tensor, transpose: bool, flip_h: bool, flip_w: bool) -> tor
     return x.transpose(-2, -1) if transpose else x
 
 
+def padded_forward(net: Callable[..., torch.Tensor], multiple: int = 1, scale: float = 1,
+                   min_size: int = 1) -> Callable[..., torch.Tensor]:
+    """``net`` on inputs padded (reflect, replicate where reflect cannot reach) at the bottom and
+    right to sides that are multiples of ``multiple`` and at least ``min_size``, the output
+    cropped back to ``scale`` x the input (as BasicSR's SwinIR model pads at test time). ``net``
+    itself when nothing needs padding."""
+    if multiple <= 1 and min_size <= 1:
+        return net
+
+    def forward(x: torch.Tensor, *rest) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h = -(-max(h, min_size) // multiple) * multiple - h
+        pad_w = -(-max(w, min_size) // multiple) * multiple - w
+        if pad_h or pad_w:
+            mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        out = net(x, *rest)
+        return out[..., :round(h * scale), :round(w * scale)]
+
+    return forward
+
+
 def ensemble_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Mean of the outputs for the 8 flips/transposes of ``x`` (mapped back)."""
     total = None
@@ -40,7 +63,8 @@ def ensemble_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def tiled_inference(net: nn.Module, lq: torch.Tensor, scale: int, tile: int | None = None,
+def tiled_inference(net: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tensor, scale: int,
+                    tile: int | None = None,
                     overlap: int = 16, ensemble: bool = False,
                     device: torch.device | None = None, dtype: torch.dtype | None = None,
                     as_uint8: bool = False, out: torch.Tensor | None = None,

@@ -21,11 +21,12 @@ import cv2
 import numpy as np
 import torch
 
+from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.engine.cli import tool_main
 from basicsr_lite.errors import ImageReadError, UserError
 from basicsr_lite.inference.pretrained import (add_network_args, in_channels,
                                                load_pretrained, network_spec, resolve_device)
-from basicsr_lite.runtime.tiling import tiled_inference
+from basicsr_lite.runtime.tiling import padded_forward, tiled_inference
 from basicsr_lite.utils.img_util import img2tensor, imread, imwrite
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
 
@@ -63,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device, args.half)
     dtype = DTYPES.get(args.half)
     spec, scale, weights, key = network_spec(args)
-    net = load_pretrained(spec, weights, key, device, dtype)
+    model = load_pretrained(spec, weights, key, device, dtype)
+    cap = capability(spec)  # inputs (tiles) padded to the network's size multiple
+    net = padded_forward(model, cap.size_multiple, scale, cap.min_size)
     files = input_files(Path(args.input))
     with torch.no_grad():  # output channels of the network
-        out_channels = net(torch.rand(1, in_channels(net), 16, 16, device=device,
+        out_channels = net(torch.rand(1, in_channels(model), 16, 16, device=device,
                                       dtype=dtype)).shape[1]
     skipped, start = 0, time.time()
     for path in tqdm(files, unit='img'):
