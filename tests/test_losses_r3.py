@@ -309,3 +309,32 @@ def test_ms_ssim_l1_gaussian_weighted_l1_by_hand():
     assert loss(pred, target).item() == pytest.approx((1 / taps.sum())**2)
     with pytest.raises(ValueError, match='at least 33x33'):
         loss(pred[..., :32, :32], target[..., :32, :32])
+
+
+# ---- through the option file ----------------------------------------------------------------
+
+def test_option_schema_takes_yaml_lists_and_names_a_misspelt_key():
+    from basicsr_lite.options.spec import SpecKit
+    errors = []
+    opt = SpecKit.loss().validate({'type': 'MSSSIMLoss', 'loss_weight': 1, 'K': [0.01, 0.05],
+                                   'weights': [0.5, 0.5]}, 'train.pixel_opt', errors, None)
+    assert errors == [] and opt['loss_weight'] == 1.0
+    assert build_loss(opt).weights == (0.5, 0.5)
+    SpecKit.loss().validate({'type': 'MSSSIMLoss', 'loss_weigth': 1}, 'train.pixel_opt', errors,
+                            None)
+    assert len(errors) == 1 and "train.pixel_opt.loss_weigth" in errors[0] and \
+        "did you mean 'loss_weight'" in errors[0]
+
+
+def test_a_tiny_run_trains_on_ms_ssim_and_validates_with_it(tiny_opt, tmp_path):
+    from pathlib import Path
+
+    from basicsr_lite.train import main as train_main
+    from tests.conftest import write_yaml
+    tiny_opt['train'].update(total_iter=2, pixel_opt={'type': 'MSSSIMLoss', 'loss_weight': 1.0})
+    tiny_opt['val'].update(val_freq=2, metrics={'ms_ssim': {'type': 'calculate_ms_ssim',
+                                                            'crop_border': 2}})
+    tiny_opt['logger']['save_checkpoint_freq'] = 2
+    assert train_main(['-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt))]) == 0
+    log = next(Path(tiny_opt['path']['experiments_root']).glob('train_tiny_*.log')).read_text()
+    assert 'l_pix:' in log and 'ms_ssim' in log

@@ -44,9 +44,15 @@ class _SSIMBase(nn.Module):
 
     @staticmethod
     def _as_float(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # SSIM's variances are differences of near-equal moments: never in half precision
+        # SSIM's variances are differences of near-equal moments: never in half precision (with
+        # autocast off, see forward: under bf16 autocast the filtering alone moved 1 - MS-SSIM
+        # by 38%)
         dtype = torch.promote_types(pred.dtype, torch.float32)
         return pred.to(dtype), target.to(dtype)
+
+    @staticmethod
+    def _no_autocast(x: torch.Tensor) -> torch.autocast:
+        return torch.autocast(x.device.type, enabled=False)
 
 
 @LOSS_REGISTRY.register()
@@ -60,10 +66,11 @@ class SSIMLoss(_SSIMBase):
         super().__init__(loss_weight, reduction, data_range, win_size, win_sigma, K)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        pred, target = self._as_float(pred, target)
-        ssim = ssim_per_channel(pred, target, self.data_range, self.win_size, self.win_sigma,
-                                self.K).mean(dim=1)
-        return self.loss_weight * _reduce(1 - ssim, self.reduction)
+        with self._no_autocast(pred):
+            pred, target = self._as_float(pred, target)
+            ssim = ssim_per_channel(pred, target, self.data_range, self.win_size,
+                                    self.win_sigma, self.K).mean(dim=1)
+            return self.loss_weight * _reduce(1 - ssim, self.reduction)
 
 
 @LOSS_REGISTRY.register()
@@ -82,9 +89,10 @@ class MSSSIMLoss(_SSIMBase):
 
     def ms_ssim(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(N,) MS-SSIM of each image."""
-        pred, target = self._as_float(pred, target)
-        return ms_ssim_per_channel(pred, target, self.data_range, self.win_size, self.win_sigma,
-                                   self.weights, self.K).mean(dim=1)
+        with self._no_autocast(pred):
+            pred, target = self._as_float(pred, target)
+            return ms_ssim_per_channel(pred, target, self.data_range, self.win_size,
+                                       self.win_sigma, self.weights, self.K).mean(dim=1)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_weight * _reduce(1 - self.ms_ssim(pred, target), self.reduction)
@@ -122,10 +130,11 @@ class MSSSIML1Loss(MSSSIMLoss):
             raise ValueError(f'MSSSIML1Loss needs images of at least {self.l1_window}x'
                              f'{self.l1_window} (the L1 window of sigma {self.gaussian_sigma}); '
                              f'got {tuple(pred.shape[-2:])}.')
-        pred, target = self._as_float(pred, target)
-        taps = gaussian_taps(self.l1_window, self.gaussian_sigma)
-        l1_map = gaussian_filter_valid((pred - target).abs(), taps)
-        return l1_map.flatten(1).mean(dim=1) / self.data_range
+        with self._no_autocast(pred):
+            pred, target = self._as_float(pred, target)
+            taps = gaussian_taps(self.l1_window, self.gaussian_sigma)
+            l1_map = gaussian_filter_valid((pred - target).abs(), taps)
+            return l1_map.flatten(1).mean(dim=1) / self.data_range
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         mix = self.alpha * (1 - self.ms_ssim(pred, target)) + \
