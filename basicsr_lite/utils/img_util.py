@@ -121,6 +121,15 @@ def rgb2y(img: torch.Tensor) -> torch.Tensor:
     return (y + 16.0) / 255.0
 
 
+def rgb2ycbcr(img: torch.Tensor) -> torch.Tensor:
+    """(N)CHW RGB in [0, 1] -> (N)CHW BT.601 YCbCr, MATLAB's rgb2ycbcr / BasicSR's
+    ``rgb2ycbcr_pt``: Y in [16/255, 235/255], Cb and Cr in [16/255, 240/255]."""
+    weight = torch.tensor([[65.481, -37.797, 112.0], [128.553, -74.203, -93.786],
+                           [24.966, 112.0, -18.214]], dtype=img.dtype, device=img.device)
+    bias = torch.tensor([16.0, 128.0, 128.0], dtype=img.dtype, device=img.device)
+    return ((torch.tensordot(img.movedim(-3, -1), weight, dims=1) + bias) / 255.0).movedim(-1, -3)
+
+
 def bgr2y(img: np.ndarray) -> np.ndarray:
     """HWC BGR in [0, 255] (any dtype) -> HW float64 BT.601 luma in [16, 235]."""
     img = img.astype(np.float64) / 255.0
