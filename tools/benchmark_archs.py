@@ -1,0 +1,170 @@
+"""Architecture benchmark: per registered generator, as configured by its shipped training option
+file: parameters, inference time (NCHW and channels_last) and peak memory for a fixed input, and
+the time of one training step (forward, L1, backward, Adam).
+
+Each architecture runs in its own process, so that its peak memory is its own: on CUDA
+``torch.cuda.max_memory_allocated`` during inference; on the CPU the growth of the process's
+peak RSS (``ru_maxrss``) during inference, over its peak after building the network. Times are
+the minimum of ``--repeats`` runs after one warm-up (noise on a shared host only adds time).
+The channels_last column is NCHW time / NHWC time; the verdict (helps >= 1.10, hurts <= 0.91,
+else neutral) is what the capability table's ``channels_last`` field records for this device.
+
+    python tools/benchmark_archs.py [--archs SPAN EDSR] [--size 64] [--train-size 32]
+                                    [--batch 4] [--repeats 3] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from basicsr_lite.archs import build_network  # noqa: E402
+from basicsr_lite.archs.capabilities import capability  # noqa: E402
+from basicsr_lite.registry import ARCH_REGISTRY  # noqa: E402
+
+HELPS, HURTS = 1.10, 0.91
+
+
+def reference_option_file(arch: str) -> Path | None:
+    """The shipped training option file that configures ``arch`` as network_g: an x4 file
+    when there is one, demos last."""
+    found = []
+    for path in sorted((ROOT / 'options/train').rglob('*.yml')):
+        raw = yaml.safe_load(path.read_text()) or {}
+        if (raw.get('network_g') or {}).get('type') == arch:
+            found.append(path)
+    found.sort(key=lambda p: ('demo' in p.name, 'x4' not in p.name, p.name))
+    return found[0] if found else None
+
+
+def second_input(net: torch.nn.Module, opt: dict, n: int, device: str) -> list:
+    """Conditioned networks' second input: SFTMD's metadata vector, ArbSR's scale."""
+    if hasattr(net, 'num_meta'):
+        return [torch.zeros(n, net.num_meta, device=device)]
+    if opt['network_g']['type'] == 'ArbSR':
+        return [float(opt['scale'])]
+    return []
+
+
+def best_time(fn, repeats: int, device: str) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(opt_path: Path, args) -> dict:
+    """One architecture, in this (child) process."""
+    opt = yaml.safe_load(opt_path.read_text())
+    device = args.device
+    torch.manual_seed(0)
+    net = build_network(opt['network_g']).to(device)
+    cap = capability(opt['network_g'])
+    side = -(-max(args.size, cap.min_size) // cap.size_multiple) * cap.size_multiple
+    x = torch.rand(1, 3, side, side, device=device)
+    rest = second_input(net, opt, 1, device)
+    result = {'params': sum(p.numel() for p in net.parameters()), 'side': side}
+    net.eval()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        result['infer_s'] = best_time(lambda: net(x, *rest), args.repeats, device)
+        if device == 'cuda':
+            result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            result['peak_mb'] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                 - rss_before) / 1024
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        from basicsr_lite.runtime.speed import network_to_channels_last
+        network_to_channels_last(net)
+        result['infer_cl_s'] = best_time(lambda: net(x_cl, *rest), args.repeats, device)
+    net = build_network(opt['network_g']).to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-7)
+    t_side = -(-max(args.train_size, cap.min_size) // cap.size_multiple) * cap.size_multiple
+    batch = torch.rand(args.batch, 3, t_side, t_side, device=device)
+    rest = second_input(net, opt, args.batch, device)
+
+    def step() -> None:
+        out = net(batch, *rest)
+        loss = (out - out.detach().mean()).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    result['train_s'] = best_time(step, args.repeats, device)
+    return result
+
+
+def verdict(ratio: float) -> str:
+    return 'helps' if ratio >= HELPS else 'hurts' if ratio <= HURTS else 'neutral'
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--archs', nargs='*', help='registered names (default: every generator)')
+    parser.add_argument('--size', type=int, default=64, help='LQ side for inference')
+    parser.add_argument('--train-size', type=int, default=32, help='LQ patch side for training')
+    parser.add_argument('--batch', type=int, default=4, help='training batch')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        choices=('cpu', 'cuda'))
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure(Path(args.child), args)))
+        return
+    names = args.archs or [n for n in ARCH_REGISTRY.keys()
+                           if capability({'type': n}).scales != ()]
+    machine = (f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
+               f'{torch.get_num_threads()} threads')
+    if args.device == 'cuda':
+        machine += f', {torch.cuda.get_device_name(0)}'
+    print(f'Architectures on {args.device} ({machine}): inference of one {args.size}x{args.size} '
+          f'LQ image, training step of batch {args.batch} at {args.train_size}x{args.train_size} '
+          f'LQ (Adam); min of {args.repeats} after a warm-up; each in its own process.\n')
+    print('| arch | option file | params | inference ms | channels_last ms | NCHW/NHWC | '
+          'channels_last | peak MB | train step ms |')
+    print('|---|---|---:|---:|---:|---:|---|---:|---:|')
+    for name in names:
+        path = reference_option_file(name)
+        if path is None:
+            print(f'| {name} | (no training option file) | | | | | | | |', flush=True)
+            continue
+        cmd = [sys.executable, __file__, '--child', str(path), '--size', str(args.size),
+               '--train-size', str(args.train_size), '--batch', str(args.batch),
+               '--repeats', str(args.repeats), '--device', args.device]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+        if done.returncode != 0 or not lines:
+            error = (done.stderr.strip().splitlines() or ['no output'])[-1]
+            print(f'| {name} | {path.relative_to(ROOT)} | failed: {error} | | | | | | |',
+                  flush=True)
+            continue
+        r = json.loads(lines[-1])
+        ratio = r['infer_s'] / r['infer_cl_s']
+        print(f"| {name} | {path.relative_to(ROOT)} | {r['params']:,} | "
+              f"{r['infer_s'] * 1e3:.1f} | {r['infer_cl_s'] * 1e3:.1f} | {ratio:.2f} | "
+              f"{verdict(ratio)} | {r['peak_mb']:.0f} | {r['train_s'] * 1e3:.1f} |", flush=True)
+
+
+if __name__ == '__main__':
+    main()
