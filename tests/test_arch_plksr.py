@@ -165,7 +165,7 @@ def test_shipped_tiny_option_file_builds_the_tiny_model():
     assert count(build_network(raw['network_g'])) == PLKSR_TINY_X4
 
 
-# ---- behaviour -------------------------------------------------------------------------------------
+# ---- behaviour ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('net', [
     PLKSR(dim=16, n_blocks=2, kernel_size=7, upscaling_factor=3),

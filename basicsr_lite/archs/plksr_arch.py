@@ -27,7 +27,8 @@ class PLKBlock(nn.Module):
 
     def __init__(self, dim: int, ccm_type: str, max_kernel_size: int, split_ratio: float,
                  lk_type: str = 'PLK', use_max_kernel: bool = False,
-                 sparse_kernels: Sequence[int] = (5, 5, 5), sparse_dilations: Sequence[int] = (2, 3, 4),
+                 sparse_kernels: Sequence[int] = (5, 5, 5),
+                 sparse_dilations: Sequence[int] = (2, 3, 4),
                  with_idt: bool = False, use_ea: bool = True) -> None:
         super().__init__()
         self.channe_mixer = ChannelMixer(dim, ccm_type, nn.GELU)
