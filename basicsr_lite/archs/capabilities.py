@@ -48,6 +48,15 @@ class Capability:
     facts_from: str = ''
 
 
+def _realplksr_fp16(args: dict) -> bool:
+    return bool(args['layer_norm'])  # spandrel: GroupNorm models overflow in fp16
+
+
+def _realplksr_tiles(args: dict) -> bool:
+    # GroupNorm pools the whole image; DySample's learned offsets are unbounded.
+    return bool(args['layer_norm']) and not args['dysample']
+
+
 def _swinir_scales(args: dict) -> tuple[int, ...] | None:
     return {'pixelshuffle': SCALES_2N_3, 'pixelshuffledirect': ANY_SCALE,
             'nearest+conv': (4,), '': (1,)}[args['upsampler']]
@@ -64,10 +73,13 @@ CAPABILITIES: dict[str, Capability] = {
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
     'NLayerDiscriminator': Capability(fp16=True, **DISCRIMINATOR),
     'PAN': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
+    'PLKSR': Capability(fp16=True, tiles_exactly=True, facts_from=SPANDREL + ' (PLKSR)'),
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
     'RRDBNet': Capability(fp16=True, scales=(1, 2, 4), tiles_exactly=True,
                           facts_from=SPANDREL + ' (ESRGAN)'),
+    'RealPLKSR': Capability(fp16=_realplksr_fp16, tiles_exactly=_realplksr_tiles,
+                            facts_from=SPANDREL + ' (PLKSR, RealPLKSR)'),
     'ResNetGenerator': Capability(fp16=True, scales=(1,)),
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
