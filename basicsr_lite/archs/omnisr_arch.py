@@ -28,9 +28,10 @@ class OmniSR(nn.Module):
 
     Arguments are the keys of the authors' option files (train_yamls/*.yaml, ``module_params``
     plus ``feature_num`` as ``num_feat``); defaults are their published configuration (res_num
-    5, block_num 1, window_size 8, pe, 64 features: 792K parameters at x4). ``ffn_bias`` is
-    accepted but, as in their OSA_Block, changes nothing (the feed-forward convs have no bias);
-    ``block_script_name`` / ``block_class_name`` name their only block, OSA / OSA_Block.
+    5, block_num 1, window_size 8, pe, 64 features: the paper's 792K parameters at x4, as thop
+    counts them; 805,376 in all). ``ffn_bias`` is accepted but, as in their OSA_Block, changes
+    nothing (the feed-forward convs have no bias); ``block_script_name`` / ``block_class_name``
+    name their only block, OSA / OSA_Block.
     Inputs of any size are zero-padded (after the [-1, 1] mapping) to a multiple of
     ``window_size`` on the bottom and right, and the output is cropped back."""
 
