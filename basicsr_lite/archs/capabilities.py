@@ -62,6 +62,12 @@ def _swinir_scales(args: dict) -> tuple[int, ...] | None:
             'nearest+conv': (4,), '': (1,)}[args['upsampler']]
 
 
+def _omnisr_min_size(args: dict) -> int:
+    """OmniSR pads to ``window_size``; its ESA (stride-2 3x3 conv, 7x7 max pool) needs 15."""
+    ws = args['window_size']
+    return (-(-15 // ws) - 1) * ws + 1
+
+
 SPANDREL = 'spandrel 0.4.2'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
 
@@ -72,6 +78,8 @@ CAPABILITIES: dict[str, Capability] = {
     'IMDN': Capability(fp16=True),
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
     'NLayerDiscriminator': Capability(fp16=True, **DISCRIMINATOR),
+    'OmniSR': Capability(fp16=True, min_size=_omnisr_min_size,
+                         facts_from=SPANDREL + " (supports_half, marked 'TODO: Test this')"),
     'PAN': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
     'PLKSR': Capability(fp16=True, tiles_exactly=True, facts_from=SPANDREL + ' (PLKSR)'),
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),

@@ -108,13 +108,16 @@ def nest_param_keys(flat: dict) -> dict:
 # ---- weights into a network -------------------------------------------------------------------
 
 WRAPPER_KEYS = ('state_dict', 'model')  # what other training codes wrap their weights in
+THOP_BUFFERS = ('total_ops', 'total_params')  # thop.profile's per-module counters
 
 
 def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dict:
     """The state dict inside a checkpoint, in the forms users have: BasicSR's
     ``{param_key: ...}`` (``params_ema`` falls back to ``params`` with a warning), a bare state
     dict, or a ``state_dict`` / ``model`` wrapper. ``module.`` prefixes (DataParallel / DDP) are
-    removed."""
+    removed, and so are the ``total_ops`` / ``total_params`` buffers that profiling with thop
+    leaves on modules it has no counter for (spandrel drops them from OmniSR files, whose
+    released sizes fit them)."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} does not hold a state dict '
                               f'(got {type(checkpoint).__name__}).')
@@ -131,7 +134,7 @@ def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dic
         raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
                               f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
     return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items()
-                       if isinstance(v, torch.Tensor))
+                       if isinstance(v, torch.Tensor) and not k.endswith(THOP_BUFFERS))
 
 
 def describe_mismatch(net: nn.Module, state: dict) -> str:
