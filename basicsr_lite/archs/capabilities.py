@@ -53,19 +53,31 @@ def _swinir_scales(args: dict) -> tuple[int, ...] | None:
             'nearest+conv': (4,), '': (1,)}[args['upsampler']]
 
 
+def _bsrn_min_size(args: dict) -> int:
+    # ESA: a stride-2 3x3 conv, a 7x7/3 max pool, then three 3x3 convs that pad only when
+    # they are blueprint / depthwise convs (conv 'Conv2d' takes nn.Conv2d's padding 0).
+    return 51 if args['conv'] == 'Conv2d' else 15
+
+
 SPANDREL = 'spandrel 0.4.2'
+ESA_CCA = 'judged from the ops (spandrel 0.4.2 has no BSRN)'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
 
 CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
+    'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=ESA_CCA),
+    'BSRN_S': Capability(fp16=True, min_size=15, facts_from=ESA_CCA),
     'EDSR': Capability(fp16=True, scales=SCALES_2N_3, tiles_exactly=True),
     'FSRCNN': Capability(fp16=True, tiles_exactly=True),
     'IMDN': Capability(fp16=True),
+    'LKDN': Capability(fp16=True, tiles_exactly=True,
+                       facts_from='judged from the ops (spandrel 0.4.2 has no LKDN)'),
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
     'NLayerDiscriminator': Capability(fp16=True, **DISCRIMINATOR),
     'PAN': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
+    'RFDNFINALB5': Capability(fp16=True, min_size=15, facts_from=ESA_CCA),  # = BSRN_S
     'RRDBNet': Capability(fp16=True, scales=(1, 2, 4), tiles_exactly=True,
                           facts_from=SPANDREL + ' (ESRGAN)'),
     'ResNetGenerator': Capability(fp16=True, scales=(1,)),
