@@ -16,6 +16,10 @@ TINY = {
     'SRVGGNetCompact': dict(num_feat=8, num_conv=2, upscale=2),
     'IMDN': dict(num_feat=16, num_block=2, upscale=2),
     'RFDN': dict(num_feat=16, num_block=2, upscale=2),
+    'BSRN': dict(num_feat=16, num_block=1, upscale=2),  # CCA squeezes channels by 16
+    'BSRN_S': dict(num_feat=8, num_block=1, upscale=2),
+    'RFDNFINALB5': dict(num_feat=8, num_block=1, upscale=2),
+    'LKDN': dict(num_feat=8, num_atten=8, num_block=1, upscale=2),
     'PAN': dict(num_feat=8, unf=8, num_block=1, upscale=2),
     'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=1, upscale=2),
     'SwinIR': dict(img_size=16, window_size=4, embed_dim=12, depths=[2], num_heads=[2],
