@@ -68,14 +68,27 @@ def _omnisr_min_size(args: dict) -> int:
     return (-(-15 // ws) - 1) * ws + 1
 
 
+def _bsrn_min_size(args: dict) -> int:
+    # ESA: a stride-2 3x3 conv, a 7x7/3 max pool, then three 3x3 convs that pad only when
+    # they are blueprint / depthwise convs (conv 'Conv2d' takes nn.Conv2d's padding 0).
+    return 51 if args['conv'] == 'Conv2d' else 15
+
+
 SPANDREL = 'spandrel 0.4.2'
+# Measured here (CPU autocast, released weights, Set5; spandrel 0.4.2 has neither network):
+# BSRN / BSRN-S within 0.001 dB of fp32 in fp16 (peak activations < 100) and 0.03-0.08 dB in
+# bf16; LKDN's pre-LayerNorm activations reach 3e10, so fp16 gives NaN (bf16: -0.04 dB).
+MEASURED_HERE = 'measured here (CPU autocast, released weights, Set5)'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
 
 CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
+    'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=MEASURED_HERE),
+    'BSRN_S': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),
     'EDSR': Capability(fp16=True, scales=SCALES_2N_3, tiles_exactly=True),
     'FSRCNN': Capability(fp16=True, tiles_exactly=True),
     'IMDN': Capability(fp16=True),
+    'LKDN': Capability(fp16=False, tiles_exactly=True, facts_from=MEASURED_HERE),
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
     'NLayerDiscriminator': Capability(fp16=True, **DISCRIMINATOR),
     'OmniSR': Capability(fp16=True, min_size=_omnisr_min_size,
@@ -84,6 +97,7 @@ CAPABILITIES: dict[str, Capability] = {
     'PLKSR': Capability(fp16=True, tiles_exactly=True, facts_from=SPANDREL + ' (PLKSR)'),
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
+    'RFDNFINALB5': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),  # = BSRN_S
     'RRDBNet': Capability(fp16=True, scales=(1, 2, 4), tiles_exactly=True,
                           facts_from=SPANDREL + ' (ESRGAN)'),
     'RealPLKSR': Capability(fp16=_realplksr_fp16, tiles_exactly=_realplksr_tiles,

@@ -7,10 +7,12 @@ from typing import Iterable
 import torch
 
 from basicsr_lite.errors import rejected_options
+from basicsr_lite.runtime.adan import Adan
 from basicsr_lite.runtime.speed import build_with_impl
 
 OPTIMIZERS = {
     'Adam': torch.optim.Adam,
+    'Adan': Adan,  # LKDN's recipe
     'AdamW': torch.optim.AdamW,
     'SGD': torch.optim.SGD,
 }
