@@ -20,7 +20,8 @@ from basicsr_lite.errors import CheckpointError, OptionError
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
                                        get_dist_info, is_dist)
-from basicsr_lite.runtime.optim_settings import (adopt_settings, current_settings, saved_settings,
+from basicsr_lite.runtime.optim_settings import (adopt_schedules, adopt_settings,
+                                                 current_settings, saved_settings,
                                                  setting_changes)
 from basicsr_lite.runtime.weights import save_torch
 from basicsr_lite.utils.files import atomic_write
@@ -68,7 +69,10 @@ def training_state(model: TrainableModel, loop: LoopState, opt: dict, rank_state
 def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict,
                     hooks_state: dict | None = None) -> None:
     """Networks + training state (with every rank's RNG state, the model's per-rank state and
-    the hooks' state), then pruning of old ones. A collective: call it on every rank."""
+    the hooks' state), then pruning of old ones. A collective: call it on every rank.
+    Schedule-free optimizers are put in eval mode first: the network files hold the averaged
+    weights (what validation saw), and the optimizer state records the mode."""
+    model.set_weights_mode(train=False)
     rank_states = {'rng_states': all_gather_tensor_state(get_rng_state()),
                    'model_rank_states': all_gather_tensor_state(model.rank_state())}
     fingerprints = all_gather_objects(weights_fingerprint(model)) if is_dist() else []
@@ -240,6 +244,13 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
                           for label in model.networks_to_save()})
     new = current_settings(model.optimizers, model.optimizer_keys, model.schedulers)
     fresh_schedulers = [copy.deepcopy(s.state_dict()) for s in model.schedulers]
+    retyped = scheduler_type_change(model, state)
+    if retyped and not branching and opt['train'].get('scheduler_change') != 'adopt':
+        raise CheckpointError(
+            f'{state_path} was trained with train.scheduler {retyped[0]}; the option file has '
+            f'{retyped[1]}. A resume continues the saved schedule: restore its type, or apply '
+            f'the new one from the saved position with --new-schedule (train.scheduler_change: '
+            f'adopt), or start a new experiment from the state with --branch.')
     model.load_state_dict(state)
     changes = setting_changes(saved_settings(state, new, model.schedulers), new)
     if branching:
@@ -247,13 +258,43 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
                        state['schedulers'])
         for line in changes:
             logger.info(f'Branch: {line} (the state had the first value).')
-    elif changes:
+        changes = []
+    elif opt['train'].get('scheduler_change') == 'adopt':
+        changes = adopt_new_schedule(model, state, fresh_schedulers, changes, retyped)
+    if changes:
         logger.warning(f'Resuming {state_path}: the option file changes settings that a resume '
                        f'does not apply (it continues the saved run; --branch applies them): '
                        + '; '.join(changes) + '.')
     load_rank_states(model, state)
     logger.info(f"Resumed from {state_path}: epoch {state['epoch']}, iter {state['iter']}.")
     return LoopState.from_state(state)
+
+
+def scheduler_type_change(model: TrainableModel, state: dict) -> tuple[str, str] | None:
+    """``(saved type, type now)`` when ``train.scheduler`` names another scheduler than the one
+    the state was saved with (states that record it); else None."""
+    saved = state.get('scheduler_types')
+    now = [type(s).__name__ for s in model.schedulers]
+    if saved and now and saved != now:
+        return saved[0], now[0]
+    return None
+
+
+def adopt_new_schedule(model: TrainableModel, state: dict, fresh_schedulers: list[dict],
+                       changes: list[str], retyped: tuple[str, str] | None) -> list[str]:
+    """``train.scheduler_change: adopt`` (``--new-schedule``): an edited ``train.scheduler``
+    applies from the saved position, logged in one line with the old and new settings; an
+    unchanged one is left exactly as saved. Returns the other changes (optimizer settings,
+    which a resume still does not apply)."""
+    edited = [line for line in changes if line.startswith('train.scheduler.')]
+    if not edited and retyped is None:
+        return changes
+    adopt_schedules(model.schedulers, fresh_schedulers, state['schedulers'])
+    what = f'{retyped[0]} -> {retyped[1]}' + ('; ' if edited else '') if retyped else ''
+    lrs = ', '.join(f'{g["lr"]:.4g}' for g in model.optimizers[0].param_groups)
+    logger.info(f"New schedule from iter {state['iter']} (train.scheduler_change: adopt): "
+                f"{what}{'; '.join(edited)}; lr now {lrs}.")
+    return [line for line in changes if line not in edited]
 
 
 def load_rank_states(model: TrainableModel, state: dict) -> None:
