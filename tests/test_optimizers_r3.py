@@ -4,6 +4,8 @@ saved network files use the averaged weights, the EMA follows the training weigh
 from __future__ import annotations
 
 import copy
+import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,31 +146,41 @@ class Recorder(Hook):
 
 
 def schedule_free_run(tiny_opt, tmp_path, ema_decay: float) -> tuple[Recorder, dict]:
+    """4 iterations, validated at 3 and 4 (the last), saved at 2 and 4."""
     opt = run_opt(tiny_opt, tmp_path / 'sf', {'type': 'AdamWScheduleFree', 'lr': 2e-3,
                                               'betas': [0.9, 0.999]}, 4, ema_decay=ema_decay)
     opt['train']['scheduler'] = None
+    opt['val']['val_freq'] = 3
+    opt['logger']['save_checkpoint_freq'] = 2
     recorder = Recorder()
     train_pipeline(['-opt', str(write_yaml(tmp_path / 'sf.yml', opt))], hooks=[recorder])
     return recorder, opt
 
 
 def test_validation_and_checkpoint_use_the_averaged_weights(tiny_opt, tmp_path):
-    """Steps run at the training point y; validation (at iterations 2 and 4) evaluates the
-    averaged point x = y + (1 - 1/beta1) (z - y), which is what net_g_4.pth holds."""
+    """Steps run at the training point y; validation (at iterations 3 and 4) evaluates the
+    averaged point x = y + (1 - 1/beta1) (z - y), which is what net_g_4.pth holds; net_g_2.pth,
+    saved without a validation, holds that iteration's x too."""
     recorder, _ = schedule_free_run(tiny_opt, tmp_path, ema_decay=0.0)
-    assert set(recorder.validated) == {2, 4}
+    assert set(recorder.validated) == {3, 4}
+    averaged = {}
     for it in (1, 2, 3, 4):
-        assert recorder.after_step[it]['train_mode'] == [True]  # every step at y
-    for it in (2, 4):
-        step, seen = recorder.after_step[it], recorder.validated[it]
+        step = recorder.after_step[it]
+        assert step['train_mode'] == [True]  # every step at y
+        averaged[it] = {name: y.lerp(step['z'][name], 1 - 1 / 0.9)
+                        for name, y in step['y'].items()}
+        if it > 1:  # (after the first step y = z = x)
+            assert not any(torch.equal(averaged[it][n], y) for n, y in step['y'].items())
+    for it in (3, 4):
+        seen = recorder.validated[it]
         assert seen['train_mode'] == [False]
-        for name, y in step['y'].items():
-            x = y.lerp(step['z'][name], 1 - 1 / 0.9)
+        for name, x in averaged[it].items():
             assert torch.equal(seen['used'][name], x), name
-            assert not torch.equal(x, y)
+    for it in (2, 4):
+        saved = load(tmp_path / 'sf' / 'models' / f'net_g_{it}.pth')['params']
+        for name, x in averaged[it].items():
+            assert torch.equal(saved[name], x), (it, name)
     saved = load(tmp_path / 'sf' / 'models' / 'net_g_4.pth')['params']
-    for name, value in recorder.validated[4]['used'].items():
-        assert torch.equal(saved[name], value), name
     latest = load(tmp_path / 'sf' / 'models' / 'net_g_latest.pth')['params']
     assert all(torch.equal(latest[n], saved[n]) for n in saved)
 
@@ -182,8 +194,54 @@ def test_ema_follows_the_training_weights(tiny_opt, tmp_path):
     for it in (2, 3, 4):
         for name, ema in steps[it]['ema'].items():
             expected = steps[it - 1]['ema'][name].lerp(steps[it]['y'][name], 1 - 0.9)
-            assert torch.allclose(ema, expected, rtol=0, atol=1e-7), name
+            assert torch.equal(ema, expected), name
     saved = load(tmp_path / 'sf' / 'models' / 'net_g_4.pth')
     for name, value in recorder.validated[4]['used'].items():
         assert torch.equal(saved['params_ema'][name], value), name
         assert torch.equal(saved['params'][name], recorder.validated[4]['net'][name])
+
+
+def test_resume_and_branch_keep_the_state_schedule_free_keeps_in_its_groups(tiny_opt, tmp_path):
+    """weight_sum, lr_max, train_mode live in the param groups: they are state, not settings. A
+    plain resume warns about nothing; a branch with another lr keeps them (and the state)."""
+    from basicsr_lite.engine.checkpoint import LoopState, restore, save_checkpoint
+    from basicsr_lite.models import build_model
+    from basicsr_lite.options import parse_options
+    from tests.test_schedulers_r3 import Messages
+
+    def built(opt):
+        parsed, _ = parse_options(['-opt', str(write_yaml(tmp_path / 'b.yml', opt))], True)
+        parsed['rank'], parsed['world_size'] = 0, 1
+        return build_model(parsed, torch.device('cpu')), parsed
+
+    opt = copy.deepcopy(tiny_opt)
+    opt['train']['optim_g'] = {'type': 'AdamWScheduleFree', 'lr': 2e-3}
+    model, parsed = built(opt)
+    torch.manual_seed(0)
+    for it in (1, 2):
+        model.update_learning_rate(it)
+        model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)})
+        model.optimize_parameters(it)
+    for key in ('models', 'training_states'):
+        Path(parsed['path'][key]).mkdir(parents=True)
+    save_checkpoint(model, LoopState(2, 0, 2), parsed)
+    state_path = Path(parsed['path']['training_states']) / '2.state'
+    saved = load(state_path)['optimizers'][0]['param_groups'][0]
+    assert saved['train_mode'] is False and saved['weight_sum'] > 0
+    handler = Messages()
+    logging.getLogger('basicsr_lite').addHandler(handler)
+    try:
+        resumed, parsed = built(opt)
+        restore(resumed, parsed, state_path, load(state_path))
+        assert not [r for r in handler.records if r.levelno >= logging.WARNING]
+        opt['train']['optim_g']['lr'] = 1e-3
+        branched, parsed = built(opt)
+        restore(branched, parsed, state_path, load(state_path), branching=True)
+    finally:
+        logging.getLogger('basicsr_lite').removeHandler(handler)
+    group = branched.optimizers[0].param_groups[0]
+    assert group['initial_lr'] == 1e-3
+    for key in ('weight_sum', 'lr_max', 'train_mode'):
+        assert group[key] == saved[key], key
+    assert [r.getMessage() for r in handler.records if r.getMessage().startswith('Branch:')] == \
+        ['Branch: train.optim_g.lr: 0.002 -> 0.001 (the state had the first value).']
