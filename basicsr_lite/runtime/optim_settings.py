@@ -129,3 +129,29 @@ def scheduled_lrs(scheduler) -> list[float]:
     MultiStepLR is chainable: its ``get_lr`` steps from the current lr)."""
     closed_form = getattr(scheduler, '_get_closed_form_lr', None)
     return list(closed_form() if closed_form is not None else scheduler.get_lr())
+
+
+def scheduler_type_change(schedulers: list, state: dict) -> tuple[str, str] | None:
+    """``(saved type, type now)`` when ``train.scheduler`` names another scheduler than the one
+    a training state was saved with (states that record it); else None."""
+    saved = state.get('scheduler_types')
+    now = [type(s).__name__ for s in schedulers]
+    if saved and now and saved != now:
+        return saved[0], now[0]
+    return None
+
+
+def adopt_edited_schedule(schedulers: list, state: dict, fresh_schedulers: list[dict],
+                          changes: list[str], retyped: tuple[str, str] | None
+                          ) -> tuple[str, list[str]]:
+    """``train.scheduler_change: adopt`` (``--new-schedule``) on a resume: an edited
+    ``train.scheduler`` (``changes``: :func:`setting_changes`' lines; ``retyped``: another
+    type) applies from the saved position; an unchanged one stays exactly as saved. Returns
+    what was adopted (old -> new, '' for nothing) and the other changes (optimizer settings,
+    which a resume still does not apply)."""
+    edited = [line for line in changes if line.startswith('train.scheduler.')]
+    if not edited and retyped is None:
+        return '', changes
+    adopt_schedules(schedulers, fresh_schedulers, state['schedulers'])
+    what = [f'{retyped[0]} -> {retyped[1]}'] if retyped else []
+    return '; '.join(what + edited), [line for line in changes if line not in edited]

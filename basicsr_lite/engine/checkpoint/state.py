@@ -20,9 +20,9 @@ from basicsr_lite.errors import CheckpointError, OptionError
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
                                        get_dist_info, is_dist)
-from basicsr_lite.runtime.optim_settings import (adopt_schedules, adopt_settings,
+from basicsr_lite.runtime.optim_settings import (adopt_edited_schedule, adopt_settings,
                                                  current_settings, saved_settings,
-                                                 setting_changes)
+                                                 scheduler_type_change, setting_changes)
 from basicsr_lite.runtime.weights import save_torch
 from basicsr_lite.utils.files import atomic_write
 from basicsr_lite.utils.misc import get_rng_state, get_time_str, set_rng_state
@@ -237,14 +237,16 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
     """Load every network the model saves (and its EMA copies), the model's state (optimizers,
     schedulers, scalers, ...), RNG states; return the loop position. The option file's
     optimizer and scheduler settings replace the saved ones on a branch (each change logged); a
-    plain resume keeps the saved ones and warns about each one the option file changes."""
+    plain resume keeps the saved ones and warns about each one the option file changes, except
+    that ``train.scheduler_change: adopt`` (``--new-schedule``) applies an edited scheduler from
+    the saved position; a state saved with another scheduler type is refused without it."""
     check_optimizer_count(model, opt, state_path, state)
     load_networks(model, {label: network_file_for_state(state_path, state['iter'],
                                                         opt['path']['models'], label)
                           for label in model.networks_to_save()})
     new = current_settings(model.optimizers, model.optimizer_keys, model.schedulers)
     fresh_schedulers = [copy.deepcopy(s.state_dict()) for s in model.schedulers]
-    retyped = scheduler_type_change(model, state)
+    retyped = scheduler_type_change(model.schedulers, state)
     if retyped and not branching and opt['train'].get('scheduler_change') != 'adopt':
         raise CheckpointError(
             f'{state_path} was trained with train.scheduler {retyped[0]}; the option file has '
@@ -260,7 +262,12 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
             logger.info(f'Branch: {line} (the state had the first value).')
         changes = []
     elif opt['train'].get('scheduler_change') == 'adopt':
-        changes = adopt_new_schedule(model, state, fresh_schedulers, changes, retyped)
+        adopted, changes = adopt_edited_schedule(model.schedulers, state, fresh_schedulers,
+                                                 changes, retyped)
+        if adopted:
+            lrs = ', '.join(f'{g["lr"]:.4g}' for g in model.optimizers[0].param_groups)
+            logger.info(f"New schedule from iter {state['iter']} (train.scheduler_change: "
+                        f'adopt): {adopted}; lr now {lrs}.')
     if changes:
         logger.warning(f'Resuming {state_path}: the option file changes settings that a resume '
                        f'does not apply (it continues the saved run; --branch applies them): '
@@ -268,33 +275,6 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
     load_rank_states(model, state)
     logger.info(f"Resumed from {state_path}: epoch {state['epoch']}, iter {state['iter']}.")
     return LoopState.from_state(state)
-
-
-def scheduler_type_change(model: TrainableModel, state: dict) -> tuple[str, str] | None:
-    """``(saved type, type now)`` when ``train.scheduler`` names another scheduler than the one
-    the state was saved with (states that record it); else None."""
-    saved = state.get('scheduler_types')
-    now = [type(s).__name__ for s in model.schedulers]
-    if saved and now and saved != now:
-        return saved[0], now[0]
-    return None
-
-
-def adopt_new_schedule(model: TrainableModel, state: dict, fresh_schedulers: list[dict],
-                       changes: list[str], retyped: tuple[str, str] | None) -> list[str]:
-    """``train.scheduler_change: adopt`` (``--new-schedule``): an edited ``train.scheduler``
-    applies from the saved position, logged in one line with the old and new settings; an
-    unchanged one is left exactly as saved. Returns the other changes (optimizer settings,
-    which a resume still does not apply)."""
-    edited = [line for line in changes if line.startswith('train.scheduler.')]
-    if not edited and retyped is None:
-        return changes
-    adopt_schedules(model.schedulers, fresh_schedulers, state['schedulers'])
-    what = f'{retyped[0]} -> {retyped[1]}' + ('; ' if edited else '') if retyped else ''
-    lrs = ', '.join(f'{g["lr"]:.4g}' for g in model.optimizers[0].param_groups)
-    logger.info(f"New schedule from iter {state['iter']} (train.scheduler_change: adopt): "
-                f"{what}{'; '.join(edited)}; lr now {lrs}.")
-    return [line for line in changes if line not in edited]
 
 
 def load_rank_states(model: TrainableModel, state: dict) -> None:
