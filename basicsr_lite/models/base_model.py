@@ -263,7 +263,9 @@ class BaseModel:
 
     def update_ema(self, when: bool | torch.Tensor = True) -> None:
         """The EMA follows G (``when``: a step's ``stepped``, a bool or a 0-dim tensor decided
-        on the device)."""
+        on the device). With a schedule-free optimizer it follows the training point y, where
+        the steps leave G (as traiNNer-redux does): the averaged point x is itself an average
+        of the iterates, and moving G there for every update would cost two switches a step."""
         if self.ema is not None:
             self.ema.update(unwrap(self.net_g), when=when)
 
