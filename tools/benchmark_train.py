@@ -200,7 +200,7 @@ class BareLoop:
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = build_optimizer(self.net.parameters(), train['optim_g'],
                                          impl=train['optimizer_impl'])
-        self.scheduler = build_scheduler(self.optimizer, train['scheduler'])
+        self.scheduler = build_scheduler(self.optimizer, train['scheduler'], opt)
         self.loss = build_loss(train['pixel_opt'], 'train.pixel_opt').to(device)
         self.decay = train['ema_decay']
         self.amp = train['amp']

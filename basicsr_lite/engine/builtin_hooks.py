@@ -1,6 +1,6 @@
-"""The built-in hooks driven by a validation metric: early stopping (``val.early_stopping``) and
-the best-K checkpoints (``logger.keep_best_checkpoints``); and :func:`build_hooks`, which makes
-every hook a run's options ask for."""
+"""The built-in hooks driven by a validation metric: early stopping (``val.early_stopping``),
+the best-K checkpoints (``logger.keep_best_checkpoints``), the ReduceLROnPlateau schedule; and
+:func:`build_hooks`, which makes every hook a run's options ask for."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,7 @@ from basicsr_lite.engine.progress import ProgressBar
 from basicsr_lite.engine.tb_hooks import TrainingStats, ValidationImages
 from basicsr_lite.errors import OptionError
 from basicsr_lite.registry import build_from_opt
+from basicsr_lite.runtime.lr_scheduler import steps_per_iteration
 from basicsr_lite.utils.files import atomic_write, replace_with_link
 
 logger = logging.getLogger('basicsr_lite')
@@ -148,6 +149,29 @@ class BestCheckpoints(Hook):
         self.entries = list(state['entries'])
 
 
+class PlateauSchedule(Hook):
+    """Steps the model's ReduceLROnPlateau schedulers (``train.scheduler``) with their metric
+    after each validation; their state is in the training state with the other schedulers."""
+
+    def __init__(self, watch: MetricWatch) -> None:
+        self.watch = watch
+
+    def on_validation_end(self, run: Run, it: int, results: dict) -> None:
+        value = self.watch.value(results)
+        if value is None:
+            return
+        for scheduler in run.model.schedulers:
+            if steps_per_iteration(scheduler):
+                continue
+            before = list(scheduler.scheduled_lrs)
+            scheduler.step(value)
+            if scheduler.scheduled_lrs != before:
+                logger.info(f'ReduceLROnPlateau: {self.watch.describe()} did not improve for '
+                            f'{scheduler.patience + 1} validation(s) (best {scheduler.best:.4f}); '
+                            f'lr {before[0]:.3e} -> {scheduler.scheduled_lrs[0]:.3e} at iter '
+                            f'{it}.')
+
+
 class BranchOrigin(Hook):
     """Where a branched run came from (``engine.checkpoint.record_branch``), kept in each of its
     training states (and those of its own branches, as their ``parent``)."""
@@ -201,6 +225,9 @@ def build_hooks(opt: dict, extra: list[Hook] | None = None) -> Hooks:
         section = val_opt['early_stopping']
         hooks.append(EarlyStopping(MetricWatch.from_opt(section, opt), section['patience'],
                                    section['min_delta']))
+    scheduler = (opt.get('train') or {}).get('scheduler') or {}
+    if scheduler.get('type') == 'ReduceLROnPlateau' and val_opt is not None:
+        hooks.append(PlateauSchedule(MetricWatch.from_opt(scheduler, opt)))
     best = opt['logger']['keep_best_checkpoints']
     if best is not None:
         hooks.append(BestCheckpoints(MetricWatch.from_opt(best, opt), best['k']))

@@ -88,7 +88,9 @@ class Due:
 
 def train_iteration(model: TrainableModel, batches: TrainingBatches, timer: IterationTimer,
                     it: int, train_opt: dict) -> None:
-    """One optimizer step over ``accumulate_grad_batches`` batches."""
+    """One optimizer step over ``accumulate_grad_batches`` batches (schedule-free optimizers
+step from their training point: validation and saving leave them at the averaged one)."""
+    model.set_weights_mode(train=True)
     model.update_learning_rate(it, train_opt['warmup_iter'])
     accumulate = train_opt['accumulate_grad_batches']
     for micro in range(accumulate):

@@ -248,7 +248,9 @@ def validate(model: TrainableModel, dataloader: DataLoader, dataset_name: str, c
              tb_logger: Any = None, save_img: bool = False,
              keep_images: int = 0) -> ValidationResult:
     """Evaluate ``model`` (its EMA network if any) on one dataset; log, track the best; keep
-    the visuals of the first ``keep_images`` images (``ValidationResult.samples``)."""
+    the visuals of the first ``keep_images`` images (``ValidationResult.samples``). Networks of
+    a schedule-free optimizer are evaluated at their averaged point (as saved)."""
+    model.set_weights_mode(train=False)
     opt = model.opt
     val_opt = opt['val'] or {}
     metrics_opt = val_opt.get('metrics', {})

@@ -20,8 +20,8 @@ from basicsr_lite.errors import CheckpointError, TrainingError
 from basicsr_lite.runtime.weights import load_weights_into
 from basicsr_lite.runtime.dist import reduce_mean, unwrap
 from basicsr_lite.runtime.ema import ModelEMA
-from basicsr_lite.runtime.lr_scheduler import build_scheduler
-from basicsr_lite.runtime.optim import build_optimizer
+from basicsr_lite.runtime.lr_scheduler import build_scheduler, steps_per_iteration
+from basicsr_lite.runtime.optim import build_optimizer, set_weights_mode
 from basicsr_lite.runtime.speed import (compile_kwargs, maybe_compile,
                                          network_to_channels_last, to_memory_format)
 from basicsr_lite.runtime.step import Fault, OptimizerStepper, StepResult, autocast, no_sync
@@ -136,19 +136,35 @@ class BaseModel:
     def setup_schedulers(self) -> None:
         scheduler_opt = self.opt['train']['scheduler']
         if scheduler_opt is not None:
-            self.schedulers = [build_scheduler(o, scheduler_opt) for o in self.optimizers]
+            self.schedulers = [build_scheduler(o, scheduler_opt, self.opt)
+                               for o in self.optimizers]
 
     def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
-        """Step the schedulers to ``current_iter``; linear warm-up for the first iterations."""
+        """Step the schedulers to ``current_iter``; linear warm-up for the first iterations. A
+        scheduler stepped on validations (ReduceLROnPlateau) sets its own rates after it."""
         if current_iter > 1:
             for scheduler in self.schedulers:
-                scheduler.step()
+                if steps_per_iteration(scheduler):
+                    scheduler.step()
+        on_validation = {id(s.optimizer): s for s in self.schedulers
+                         if not steps_per_iteration(s)}
         for optimizer in self.optimizers:
-            for group in optimizer.param_groups:
+            plateau = on_validation.get(id(optimizer))
+            for i, group in enumerate(optimizer.param_groups):
                 if current_iter < warmup_iter:
                     group['lr'] = group['initial_lr'] * current_iter / warmup_iter
+                elif plateau is not None:
+                    group['lr'] = plateau.scheduled_lrs[i]
                 elif not self.schedulers:  # constant after warm-up
                     group['lr'] = group['initial_lr']
+
+    def set_weights_mode(self, train: bool) -> None:
+        """Put the networks of schedule-free optimizers at their training point (``train``,
+        where gradients are taken) or at their averaged point (validation and the saved
+        network files); nothing for other optimizers or when they are there already. The
+        optimizer state says which, so a training state saved at either resumes exactly."""
+        for optimizer in self.optimizers:
+            set_weights_mode(optimizer, train)
 
     def get_current_learning_rate(self) -> list[float]:
         return [group['lr'] for group in self.optimizers[0].param_groups]
@@ -248,7 +264,9 @@ class BaseModel:
 
     def update_ema(self, when: bool | torch.Tensor = True) -> None:
         """The EMA follows G (``when``: a step's ``stepped``, a bool or a 0-dim tensor decided
-        on the device)."""
+        on the device). With a schedule-free optimizer it follows the training point y, where
+        the steps leave G (as traiNNer-redux does): the averaged point x is itself an average
+        of the iterates, and moving G there for every update would cost two switches a step."""
         if self.ema is not None:
             self.ema.update(unwrap(self.net_g), when=when)
 
@@ -269,6 +287,7 @@ class BaseModel:
             'model_type': type(self).__name__,  # a resume with another model is refused
             'optimizers': [o.state_dict() for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
+            'scheduler_types': [type(s).__name__ for s in self.schedulers],
             'scalers': {name: s.scaler.state_dict() for name, s in self.steppers.items()
                         if s.scaler is not None},
             'best_metric_results': self.best_metric_results,

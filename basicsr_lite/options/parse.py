@@ -48,6 +48,11 @@ def build_arg_parser(description: str, is_train: bool = True) -> argparse.Argume
                             help='start experiment NEW_NAME from a saved state of this one '
                                  '(path.resume_state, else its newest): weights, optimizers, '
                                  'loop position; the new folder records where it came from')
+        parser.add_argument('--new-schedule', '--new_schedule', dest='new_schedule',
+                            action='store_true',
+                            help='resuming: apply an edited train.scheduler at the saved '
+                                 'position (train.scheduler_change: adopt); without it a '
+                                 'resume keeps the saved schedule')
         parser.add_argument('--fast_dev_run', nargs='?', type=int, const=FAST_DEV_RUN_ITERS,
                             default=None, metavar='N',
                             help=f'check the whole pipeline: N (default {FAST_DEV_RUN_ITERS}) '
@@ -227,6 +232,22 @@ def _cross_checks(opt: dict, is_train: bool, check_paths: bool) -> list[str]:
                                 opt['logger']['keep_best_checkpoints'])):
             if section is not None:
                 errors += _watched_metric_problems(opt, where, section)
+        errors += _scheduler_problems(opt)
+    return errors
+
+
+def _scheduler_problems(opt: dict) -> list[str]:
+    """A ReduceLROnPlateau watches a validated metric; a schedule with its own warm-up and
+    BasicSR's ``train.warmup_iter`` would warm up twice."""
+    scheduler = opt['train']['scheduler'] or {}
+    errors = []
+    if scheduler.get('type') == 'ReduceLROnPlateau':
+        errors += _watched_metric_problems(opt, 'train.scheduler', {
+            'metric': scheduler['metric'], 'dataset': scheduler.get('dataset')})
+    if scheduler.get('warmup_iters', 0) > 0 and opt['train']['warmup_iter'] > 0:
+        errors.append(f"train.warmup_iter: {opt['train']['warmup_iter']}, and "
+                      f"train.scheduler ({scheduler['type']}) warms up itself "
+                      f"(warmup_iters: {scheduler['warmup_iters']}); keep one of them.")
     return errors
 
 
@@ -329,6 +350,8 @@ def parse_options(argv: Sequence[str] | None, is_train: bool) -> tuple[dict, arg
     opt = validate_options(raw, is_train, source=args.opt)
     if args.debug:
         _apply_debug(opt)
+    if getattr(args, 'new_schedule', False):
+        opt['train']['scheduler_change'] = 'adopt'
     fast_dev_run = getattr(args, 'fast_dev_run', None)
     if getattr(args, 'branch', None) is not None and fast_dev_run is None:
         _resolve_paths(opt, is_train, Path(os.getcwd()))  # the source's folder, named as given

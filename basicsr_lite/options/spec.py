@@ -187,8 +187,12 @@ def train_spec(model_cls: type) -> Section:
         'clip_grad_norm': Value((int, float, dict, type(None)), default=None,
                                 check=clip_check(model_cls)),
         'scheduler': Typed(resolve=_from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
-                           kind='scheduler', hidden=('optimizer', 'last_epoch', 'verbose'),
+                           kind='scheduler',
+                           hidden=('optimizer', 'last_epoch', 'verbose', 'mode'),
                            nullable=True, default=None),
+        # a resumed run whose train.scheduler was edited: keep the saved schedule (and warn), or
+        # adopt the edited one at the saved position (also: train.py --new-schedule)
+        'scheduler_change': Value((str,), default='keep', choices=('keep', 'adopt')),
         # speed (runtime/speed.py); none of them changes what a checkpoint holds
         'channels_last': Value((bool, str), default=False, check=speed_probe.bool_or_auto),
         'speed_policy': Value((str,), default='warn', choices=speed_probe.SPEED_POLICIES),

@@ -1,9 +1,11 @@
 """Learning-rate schedulers with BasicSR's names and semantics, computed in closed form from the
-iteration so that warm-up (which overwrites the lr) and resume cannot drift them. The optimizer
-factory is in optim.py."""
+iteration so that warm-up (which overwrites the lr) and resume cannot drift them; those with
+their own warm-up (cosine, warm-up-stable-decay, one-cycle) are in schedules.py, the one stepped
+on a validation metric in plateau.py. The optimizer factory is in optim.py."""
 from __future__ import annotations
 
 import bisect
+import inspect
 import math
 from typing import Sequence
 
@@ -11,6 +13,8 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler, MultiStepLR
 
 from basicsr_lite.errors import rejected_options
+from basicsr_lite.runtime.plateau import BETTER_TO_MODE, ReduceLROnPlateau
+from basicsr_lite.runtime.schedules import OneCycleLR, WarmupCosineLR, WarmupStableDecayLR
 
 
 class MultiStepRestartLR(LRScheduler):
@@ -66,10 +70,33 @@ SCHEDULERS = {
     'MultiStepLR': MultiStepLR,
     'MultiStepRestartLR': MultiStepRestartLR,
     'CosineAnnealingRestartLR': CosineAnnealingRestartLR,
+    'WarmupCosineLR': WarmupCosineLR,
+    'WarmupStableDecayLR': WarmupStableDecayLR,
+    'OneCycleLR': OneCycleLR,
+    'ReduceLROnPlateau': ReduceLROnPlateau,
 }
+# arguments the framework fills in: the length of training where left out, the plateau's mode
+TOTAL_ARGUMENTS = ('total_iters', 'total_steps')
 
-def build_scheduler(optimizer: torch.optim.Optimizer, opt: dict) -> LRScheduler:
-    """The scheduler of ``train.scheduler`` on ``optimizer``."""
+
+def steps_per_iteration(scheduler) -> bool:
+    """Whether ``scheduler`` is stepped every iteration (not after each validation)."""
+    return getattr(scheduler, 'per_iteration', True)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, opt: dict, run_opt: dict | None = None
+                    ) -> LRScheduler:
+    """The scheduler of ``train.scheduler`` on ``optimizer``; ``run_opt`` (the run's options)
+    gives ``train.total_iter`` to the schedules that need the length of training, and the
+    direction of the metric a ReduceLROnPlateau watches."""
     kwargs = {k: v for k, v in opt.items() if k != 'type'}
+    cls = SCHEDULERS[opt['type']]
+    if run_opt is not None:
+        for name in TOTAL_ARGUMENTS:
+            if name in inspect.signature(cls).parameters and kwargs.get(name) is None:
+                kwargs[name] = run_opt['train']['total_iter']
+        if cls is ReduceLROnPlateau:
+            metric = run_opt['val']['metrics'][kwargs['metric']]
+            kwargs['mode'] = BETTER_TO_MODE[metric.get('better') or 'higher']
     with rejected_options(f"train.scheduler ({opt['type']})"):
-        return SCHEDULERS[opt['type']](optimizer, **kwargs)
+        return cls(optimizer, **kwargs)

@@ -39,9 +39,17 @@ def plain(value: Any) -> Any:
     return value
 
 
-def group_settings(group: dict) -> dict[str, Any]:
-    settings = {k: plain(v) for k, v in group.items() if k not in NOT_SETTINGS}
+def group_settings(group: dict, arguments: set[str] | None = None) -> dict[str, Any]:
+    """A param group's settings; ``arguments``: the optimizer's constructor arguments, to leave
+    out what some optimizers keep in their groups as state (schedule-free AdamW's
+    ``weight_sum`` and ``train_mode``, Prodigy's ``d``, ADOPT's ``step``)."""
+    settings = {k: plain(v) for k, v in group.items()
+                if k not in NOT_SETTINGS and (arguments is None or k in arguments)}
     return {'lr': group.get('initial_lr', group['lr']), **settings}
+
+
+def optimizer_arguments(optimizer) -> set[str]:
+    return set(inspect.signature(type(optimizer).__init__).parameters) - {'self', 'params'}
 
 
 def scheduler_settings(scheduler_class: type, state: dict) -> dict[str, Any]:
@@ -54,7 +62,7 @@ def current_settings(optimizers: list, optimizer_keys: list[str], schedulers: li
                      ) -> RunSettings:
     """The settings of freshly built optimizers and schedulers (those of the option file)."""
     return RunSettings(
-        [(key, [group_settings(g) for g in o.param_groups])
+        [(key, [group_settings(g, optimizer_arguments(o)) for g in o.param_groups])
          for key, o in zip(optimizer_keys, optimizers)],
         [scheduler_settings(type(s), s.state_dict()) for s in schedulers])
 
@@ -94,12 +102,24 @@ def adopt_settings(optimizers: list, schedulers: list, settings: RunSettings,
                 if name != 'lr':
                     group[name] = tuple(value) if isinstance(group.get(name), tuple) else value
             group['initial_lr'] = group['lr'] = new['lr']
+    adopt_schedules(schedulers, fresh_schedulers, saved_schedulers)
+
+
+def adopt_schedules(schedulers: list, fresh_schedulers: list[dict], saved_schedulers: list[dict]
+                    ) -> None:
+    """Give restored schedulers their freshly built state (the option file's settings, of
+    whatever type it names now) at the saved position, and their optimizers the learning rates
+    of the new schedule there. What the saved scheduler kept is dropped, so a scheduler of
+    another type leaves nothing behind (a ReduceLROnPlateau starts its patience afresh)."""
     for scheduler, fresh, saved in zip(schedulers, fresh_schedulers, saved_schedulers):
+        optimizer = scheduler.optimizer
+        scheduler.__dict__.clear()
+        scheduler.__dict__['optimizer'] = optimizer
         scheduler.load_state_dict({**fresh, 'last_epoch': saved['last_epoch'],
                                    '_step_count': saved.get('_step_count', 1)})
-        scheduler.base_lrs = [g['initial_lr'] for g in scheduler.optimizer.param_groups]
+        scheduler.base_lrs = [g['initial_lr'] for g in optimizer.param_groups]
         lrs = scheduled_lrs(scheduler)
-        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        for group, lr in zip(optimizer.param_groups, lrs):
             group['lr'] = lr
         scheduler._last_lr = list(lrs)
 
@@ -109,3 +129,29 @@ def scheduled_lrs(scheduler) -> list[float]:
     MultiStepLR is chainable: its ``get_lr`` steps from the current lr)."""
     closed_form = getattr(scheduler, '_get_closed_form_lr', None)
     return list(closed_form() if closed_form is not None else scheduler.get_lr())
+
+
+def scheduler_type_change(schedulers: list, state: dict) -> tuple[str, str] | None:
+    """``(saved type, type now)`` when ``train.scheduler`` names another scheduler than the one
+    a training state was saved with (states that record it); else None."""
+    saved = state.get('scheduler_types')
+    now = [type(s).__name__ for s in schedulers]
+    if saved and now and saved != now:
+        return saved[0], now[0]
+    return None
+
+
+def adopt_edited_schedule(schedulers: list, state: dict, fresh_schedulers: list[dict],
+                          changes: list[str], retyped: tuple[str, str] | None
+                          ) -> tuple[str, list[str]]:
+    """``train.scheduler_change: adopt`` (``--new-schedule``) on a resume: an edited
+    ``train.scheduler`` (``changes``: :func:`setting_changes`' lines; ``retyped``: another
+    type) applies from the saved position; an unchanged one stays exactly as saved. Returns
+    what was adopted (old -> new, '' for nothing) and the other changes (optimizer settings,
+    which a resume still does not apply)."""
+    edited = [line for line in changes if line.startswith('train.scheduler.')]
+    if not edited and retyped is None:
+        return '', changes
+    adopt_schedules(schedulers, fresh_schedulers, state['schedulers'])
+    what = [f'{retyped[0]} -> {retyped[1]}'] if retyped else []
+    return '; '.join(what + edited), [line for line in changes if line not in edited]

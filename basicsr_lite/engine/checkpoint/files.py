@@ -32,13 +32,16 @@ def write_networks(nets: dict[str, nn.Module], path: Path) -> None:
 
 def save_networks(model: TrainableModel, models_dir: str | Path, tag: int | str) -> None:
     """Every network file of ``model`` as ``<label>_<tag>.pth`` (``tag``: iteration or
-    'latest')."""
+    'latest'); networks of a schedule-free optimizer at their averaged point."""
+    model.set_weights_mode(train=False)
     for label, nets in model.networks_to_save().items():
         write_networks(nets, network_file(models_dir, label, tag))
 
 
 def save_weights(model: TrainableModel, models_dir: str | Path, label: str, tag: str) -> Path:
-    """Network ``label``'s file (every param key) as ``<label>_<tag>.pth``."""
+    """Network ``label``'s file (every param key) as ``<label>_<tag>.pth`` (schedule-free:
+    at the averaged point)."""
+    model.set_weights_mode(train=False)
     path = network_file(models_dir, label, tag)
     write_networks(model.networks_to_save()[label], path)
     return path

@@ -20,8 +20,9 @@ from basicsr_lite.errors import CheckpointError, OptionError
 from basicsr_lite.models.protocol import TrainableModel
 from basicsr_lite.runtime.dist import (all_gather_objects, all_gather_tensor_state, barrier,
                                        get_dist_info, is_dist)
-from basicsr_lite.runtime.optim_settings import (adopt_settings, current_settings, saved_settings,
-                                                 setting_changes)
+from basicsr_lite.runtime.optim_settings import (adopt_edited_schedule, adopt_settings,
+                                                 current_settings, saved_settings,
+                                                 scheduler_type_change, setting_changes)
 from basicsr_lite.runtime.weights import save_torch
 from basicsr_lite.utils.files import atomic_write
 from basicsr_lite.utils.misc import get_rng_state, get_time_str, set_rng_state
@@ -68,7 +69,10 @@ def training_state(model: TrainableModel, loop: LoopState, opt: dict, rank_state
 def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict,
                     hooks_state: dict | None = None) -> None:
     """Networks + training state (with every rank's RNG state, the model's per-rank state and
-    the hooks' state), then pruning of old ones. A collective: call it on every rank."""
+    the hooks' state), then pruning of old ones. A collective: call it on every rank.
+    Schedule-free optimizers are put in eval mode first: the network files hold the averaged
+    weights (what validation saw), and the optimizer state records the mode."""
+    model.set_weights_mode(train=False)
     rank_states = {'rng_states': all_gather_tensor_state(get_rng_state()),
                    'model_rank_states': all_gather_tensor_state(model.rank_state())}
     fingerprints = all_gather_objects(weights_fingerprint(model)) if is_dist() else []
@@ -233,13 +237,22 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
     """Load every network the model saves (and its EMA copies), the model's state (optimizers,
     schedulers, scalers, ...), RNG states; return the loop position. The option file's
     optimizer and scheduler settings replace the saved ones on a branch (each change logged); a
-    plain resume keeps the saved ones and warns about each one the option file changes."""
+    plain resume keeps the saved ones and warns about each one the option file changes, except
+    that ``train.scheduler_change: adopt`` (``--new-schedule``) applies an edited scheduler from
+    the saved position; a state saved with another scheduler type is refused without it."""
     check_optimizer_count(model, opt, state_path, state)
     load_networks(model, {label: network_file_for_state(state_path, state['iter'],
                                                         opt['path']['models'], label)
                           for label in model.networks_to_save()})
     new = current_settings(model.optimizers, model.optimizer_keys, model.schedulers)
     fresh_schedulers = [copy.deepcopy(s.state_dict()) for s in model.schedulers]
+    retyped = scheduler_type_change(model.schedulers, state)
+    if retyped and not branching and opt['train'].get('scheduler_change') != 'adopt':
+        raise CheckpointError(
+            f'{state_path} was trained with train.scheduler {retyped[0]}; the option file has '
+            f'{retyped[1]}. A resume continues the saved schedule: restore its type, or apply '
+            f'the new one from the saved position with --new-schedule (train.scheduler_change: '
+            f'adopt), or start a new experiment from the state with --branch.')
     model.load_state_dict(state)
     changes = setting_changes(saved_settings(state, new, model.schedulers), new)
     if branching:
@@ -247,7 +260,15 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
                        state['schedulers'])
         for line in changes:
             logger.info(f'Branch: {line} (the state had the first value).')
-    elif changes:
+        changes = []
+    elif opt['train'].get('scheduler_change') == 'adopt':
+        adopted, changes = adopt_edited_schedule(model.schedulers, state, fresh_schedulers,
+                                                 changes, retyped)
+        if adopted:
+            lrs = ', '.join(f'{g["lr"]:.4g}' for g in model.optimizers[0].param_groups)
+            logger.info(f"New schedule from iter {state['iter']} (train.scheduler_change: "
+                        f'adopt): {adopted}; lr now {lrs}.')
+    if changes:
         logger.warning(f'Resuming {state_path}: the option file changes settings that a resume '
                        f'does not apply (it continues the saved run; --branch applies them): '
                        + '; '.join(changes) + '.')
