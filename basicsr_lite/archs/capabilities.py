@@ -55,6 +55,10 @@ def _swinir_scales(args: dict) -> tuple[int, ...] | None:
 
 SPANDREL = 'spandrel 0.4.2'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
+# The SAFMN family pools to grids that are fractions of the image (h // 8 ...), so it does not
+# tile exactly; spandrel asks its inputs to be multiples of 8 (any side >= the pooling factor runs).
+SAFMN_FAMILY = dict(size_multiple=8, min_size=8, tiles_exactly=False)
+SAFMN_FP16_FROM = 'judged from the ops; measured on CPU (tests/test_arch_safmn.py notes)'
 
 CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
@@ -69,6 +73,12 @@ CAPABILITIES: dict[str, Capability] = {
     'RRDBNet': Capability(fp16=True, scales=(1, 2, 4), tiles_exactly=True,
                           facts_from=SPANDREL + ' (ESRGAN)'),
     'ResNetGenerator': Capability(fp16=True, scales=(1,)),
+    'SAFMN': Capability(fp16=False, facts_from=SPANDREL, **SAFMN_FAMILY),
+    'SAFMNPP': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
+    'SAFMN_NTIRE23': Capability(fp16=True, facts_from=SAFMN_FP16_FROM,
+                                **{**SAFMN_FAMILY, 'min_size': 16}),
+    'SAFMN_NTIRE25': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
+    'SAFMN_VIS24': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
                                   facts_from=SPANDREL + ' (Compact)'),
