@@ -203,3 +203,28 @@ def test_paper_safmn_matches_spandrel(scale, monkeypatch):
         torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
     found = spandrel.ModelLoader().load_from_state_dict(ours.state_dict())
     assert (found.architecture.id, found.scale) == ('SAFMN', scale)
+
+
+# Set5 'bird' Y-PSNR of each released file through test.py (this code's per-image log of the
+# runs whose Set5 means match the authors' code above): a fast pin of the forward pass.
+BIRD_PSNR = {'NTIRE2023_team15_SAFMN.pth': 34.803990, 'NTIRE2024_team23_safmnpp.pth': 34.556319,
+             'AIS2024_light_safmnpp.pth': 32.375030, 'NTIRE2025_team19_safmnv3.pth': 34.560574}
+
+
+@pytest.mark.regression
+@needs_weights
+@pytest.mark.parametrize('file', RELEASED)
+def test_released_weights_on_one_set5_image(file):
+    import cv2
+    from basicsr_lite.metrics.psnr_ssim_metric import calculate_psnr
+    from basicsr_lite.utils.img_util import img2tensor, tensor2img
+    name, kwargs, key, _, _ = RELEASED[file]
+    net = build_network({'type': name, **kwargs}).eval()
+    net.load_state_dict(extract_state_dict(load_torch(WEIGHTS / file), key, file))
+    set5 = ROOT.parent / 'shared' / 'data' / 'Set5'
+    lq = cv2.imread(str(set5 / 'LR_bicubic' / 'X4' / 'birdx4.png')).astype('float32') / 255
+    gt = cv2.imread(str(set5 / 'HR' / 'bird.png'))
+    with torch.no_grad():
+        sr = tensor2img(net(img2tensor(lq)[None]).clamp(0, 1))
+    psnr = calculate_psnr(sr, gt[:sr.shape[0], :sr.shape[1]], 4, test_y_channel=True)
+    assert psnr == pytest.approx(BIRD_PSNR[file], abs=1e-4)
