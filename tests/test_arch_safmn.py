@@ -228,3 +228,27 @@ def test_released_weights_on_one_set5_image(file):
         sr = tensor2img(net(img2tensor(lq)[None]).clamp(0, 1))
     psnr = calculate_psnr(sr, gt[:sr.shape[0], :sr.shape[1]], 4, test_y_channel=True)
     assert psnr == pytest.approx(BIRD_PSNR[file], abs=1e-4)
+
+
+def test_fft_loss_of_a_constant_offset():
+    """A constant offset c only moves the DC term, by c * H * W; the mean runs over N, C, H and
+    W // 2 + 1 frequencies, real and imaginary parts."""
+    from basicsr_lite.losses import build_loss
+    loss = build_loss({'type': 'FFTLoss', 'loss_weight': 0.05})
+    target = torch.rand(2, 3, 8, 6)
+    value = loss(target + 0.25, target)
+    expected = 0.05 * 0.25 * 8 * 6 / (8 * (6 // 2 + 1) * 2)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+
+
+def test_fft_opt_adds_a_logged_loss(tiny_opt):
+    from basicsr_lite.models import build_model
+    from basicsr_lite.options import validate_options
+    tiny_opt['network_g'] = {'type': 'SAFMN', 'dim': 8, 'n_blocks': 1, 'upscaling_factor': 2}
+    tiny_opt['train']['fft_opt'] = {'type': 'FFTLoss', 'loss_weight': 0.05}
+    opt = validate_options(tiny_opt, True)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    model = build_model(opt, torch.device('cpu'))
+    model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)})
+    model.optimize_parameters(1)
+    assert set(model.get_current_log()) == {'l_pix', 'l_fft'}
