@@ -80,6 +80,12 @@ SPANDREL = 'spandrel 0.4.2'
 # bf16; LKDN's pre-LayerNorm activations reach 3e10, so fp16 gives NaN (bf16: -0.04 dB).
 MEASURED_HERE = 'measured here (CPU autocast, released weights, Set5)'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
+# The SAFMN family pools to grids that are fractions of the image (h // 8 ...), so it does not
+# tile exactly; spandrel asks its inputs to be multiples of 8 (any side >= the pooling factor runs).
+SAFMN_FAMILY = dict(size_multiple=8, min_size=8, tiles_exactly=False)
+# Measured here with the released weights (CPU): fp16 autocast and .half() stay within 60 dB
+# of fp32 on Set5, and no activation exceeds 61 on 576x720 inputs (fp16 overflows at 65504).
+SAFMN_FP16_FROM = 'measured here (released weights, CPU fp16 vs fp32)'
 
 CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
@@ -103,6 +109,12 @@ CAPABILITIES: dict[str, Capability] = {
     'RealPLKSR': Capability(fp16=_realplksr_fp16, tiles_exactly=_realplksr_tiles,
                             facts_from=SPANDREL + ' (PLKSR, RealPLKSR)'),
     'ResNetGenerator': Capability(fp16=True, scales=(1,)),
+    'SAFMN': Capability(fp16=False, facts_from=SPANDREL, **SAFMN_FAMILY),
+    'SAFMNPP': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
+    'SAFMN_NTIRE23': Capability(fp16=True, facts_from=SAFMN_FP16_FROM,
+                                **{**SAFMN_FAMILY, 'min_size': 16}),
+    'SAFMN_NTIRE25': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
+    'SAFMN_VIS24': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
                                   facts_from=SPANDREL + ' (Compact)'),

@@ -15,13 +15,14 @@ from basicsr_lite.runtime.tiling import padded_forward, tiled_inference
 
 @MODEL_REGISTRY.register()
 class SRModel(BaseModel):
-    """Single-network restoration: ``output = net_g(lq)``, trained with a pixel loss."""
+    """Single-network restoration: ``output = net_g(lq)``, trained with a pixel loss and,
+    optionally, a frequency loss (``fft_opt``, as SAFMN's recipes)."""
 
     network_keys = ('network_g',)
 
     @classmethod
     def train_keys(cls, kit) -> dict:
-        return {'optim_g': kit.optimizer(), 'pixel_opt': kit.loss()}
+        return {'optim_g': kit.optimizer(), 'pixel_opt': kit.loss(), 'fft_opt': kit.loss()}
 
     def __init__(self, opt: dict, device: torch.device) -> None:
         super().__init__(opt, device)
@@ -29,6 +30,7 @@ class SRModel(BaseModel):
         self.gt: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self.cri_pix = None
+        self.cri_fft = None
         self.net_g = self.build_net('network_g')
         if self.is_train:
             self.init_training_settings()
@@ -44,6 +46,7 @@ class SRModel(BaseModel):
         if train_opt['ema_decay'] > 0:
             self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
         self.cri_pix = self.optional_loss('pixel_opt')
+        self.cri_fft = self.optional_loss('fft_opt')
         params = [p for p in self.net_g.parameters() if p.requires_grad]
         self.optimizer_g = self.setup_optimizer(params, train_opt['optim_g'])
         self.setup_stepper('g', self.optimizer_g, {'net_g': self.net_g})
@@ -67,6 +70,8 @@ class SRModel(BaseModel):
         with self.autocast():
             self.output = self.as_generator(self.net_g)(self.lq)
         losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
+        if self.cri_fft is not None:
+            losses['l_fft'] = self.cri_fft(self.output.float(), self.gt)
         self.step('g', losses, current_iter)
         self.record_losses(losses)
 

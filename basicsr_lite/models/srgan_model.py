@@ -19,14 +19,14 @@ from basicsr_lite.runtime.dist import unwrap
 @MODEL_REGISTRY.register()
 class SRGANModel(SRModel):
     """``network_g`` + ``network_d``; ``train``: ``optim_g``, ``optim_d``, ``pixel_opt``,
-    ``perceptual_opt``, ``gan_opt`` (required), ``net_d_iters``, ``net_d_init_iters``, and
-    beyond BasicSR: ``net_g_pretrain_iters`` (the first N iterations train G alone with its
-    pixel / perceptual losses: pretraining without a separate PSNR run), ``gan_warmup_iter`` /
-    ``gan_warmup`` (the adversarial weight rises from 0 over that many G iterations, 'linear'
-    or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1 penalty on real images every that many
-    iterations, scaled by it, as lazy regularisation).
-    Logged: l_g_pix, l_g_percep, l_g_style, l_g_gan, l_d_real, l_d_fake, l_d_r1, out_d_real,
-    out_d_fake."""
+    ``fft_opt``, ``perceptual_opt``, ``gan_opt`` (required), ``net_d_iters``,
+    ``net_d_init_iters``, and beyond BasicSR: ``net_g_pretrain_iters`` (the first N iterations
+    train G alone with its pixel / perceptual losses: pretraining without a separate PSNR run),
+    ``gan_warmup_iter`` / ``gan_warmup`` (the adversarial weight rises from 0 over that many G
+    iterations, 'linear' or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1 penalty on real
+    images every that many iterations, scaled by it, as lazy regularisation).
+    Logged: l_g_pix, l_g_fft, l_g_percep, l_g_style, l_g_gan, l_d_real, l_d_fake, l_d_r1,
+    out_d_real, out_d_fake."""
 
     network_keys = ('network_g', 'network_d')
 
@@ -109,6 +109,8 @@ class SRGANModel(SRModel):
         losses: dict[str, torch.Tensor] = {}
         if self.cri_pix is not None:
             losses['l_g_pix'] = self.cri_pix(output, self.gt_for('pixel'))
+        if self.cri_fft is not None:
+            losses['l_g_fft'] = self.cri_fft(output, self.gt_for('pixel'))
         if self.cri_perceptual is not None:
             percep, style = self.cri_perceptual(output, self.gt_for('perceptual'))
             if percep is not None:
