@@ -156,9 +156,9 @@ def test_released_weights_reproduce_set5(file, tmp_path, monkeypatch):
 def test_scale_comes_from_upscaling_factor():
     needs = network_needs({'type': 'SAFMNPP', 'dim': 36, 'upscaling_factor': 3})
     assert (needs.scale, needs.scale_key) == (3, 'upscaling_factor')
-    assert (needs.in_ch, needs.out_ch, needs.input_multiple) == (3, 3, 8)
+    assert (needs.in_ch, needs.out_ch, needs.input_multiple) == (3, 3, 1)
     cap = capability({'type': 'SAFMN', 'dim': 36})
-    assert (cap.size_multiple, cap.tiles_exactly, cap.fp16) == (8, False, False)
+    assert (cap.size_multiple, cap.tiles_exactly, cap.fp16) == (1, False, False)
     assert capability({'type': 'SAFMN_NTIRE23', 'dim': 36}).min_size == 16
 
 

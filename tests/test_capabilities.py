@@ -94,3 +94,4 @@ def test_validation_pads_the_input_to_the_table_multiple(tiny_opt, monkeypatch):
     with torch.no_grad():
         expected = net.eval()(F.pad(lq, (0, 5, 0, 3), mode='reflect'))[..., :26, :22]
     assert torch.equal(model.output, expected)
+

@@ -11,8 +11,8 @@ from basicsr_lite.losses import build_loss
 from basicsr_lite.registry import LOSS_REGISTRY
 from basicsr_lite.utils.img_util import rgb2y, rgb2ycbcr
 
-NEW_LOSSES = ['SSIMLoss', 'MSSSIMLoss', 'MSSSIML1Loss', 'FocalFrequencyLoss', 'FFTLoss',
-              'GradientVarianceLoss', 'SobelEdgeLoss', 'TVLoss', 'ColorLoss', 'LumaLoss']
+NEW_LOSSES = ['SSIMLoss', 'MSSSIMLoss', 'MSSSIML1Loss', 'FocalFrequencyLoss',
+              'FFTAmplitudePhaseLoss', 'GradientVarianceLoss', 'SobelEdgeLoss', 'TVLoss', 'ColorLoss', 'LumaLoss']
 
 
 def random_pair(shape=(2, 3, 48, 48), seed=0):
@@ -130,15 +130,15 @@ def fft_numpy(pred, target):
 
 def test_fft_loss_equals_numpy():
     pred, target = random_pair((2, 3, 12, 10))
-    assert build_loss({'type': 'FFTLoss'})(pred, target).item() == \
+    assert build_loss({'type': 'FFTAmplitudePhaseLoss'})(pred, target).item() == \
         pytest.approx(fft_numpy(pred.numpy(), target.numpy()), rel=1e-5)
 
 
 def test_fft_loss_splits_amplitude_and_phase():
     _, target = random_pair((1, 1, 8, 8))
     # -target: same amplitudes, every phase off by pi
-    amp_only = build_loss({'type': 'FFTLoss', 'phase_weight': 0.0})
-    phase_only = build_loss({'type': 'FFTLoss', 'amplitude_weight': 0.0})
+    amp_only = build_loss({'type': 'FFTAmplitudePhaseLoss', 'phase_weight': 0.0})
+    phase_only = build_loss({'type': 'FFTAmplitudePhaseLoss', 'amplitude_weight': 0.0})
     assert amp_only(-target, target).item() == pytest.approx(0.0, abs=1e-6)
     assert phase_only(-target, target).item() == pytest.approx(math.pi, rel=1e-5)
     # a circular shift keeps the amplitudes too
@@ -148,7 +148,7 @@ def test_fft_loss_splits_amplitude_and_phase():
 
 def test_fft_loss_gradient_finite_on_a_flat_image():
     flat = torch.full((1, 3, 16, 16), 0.5, requires_grad=True)  # all but DC exactly 0
-    build_loss({'type': 'FFTLoss'})(flat, torch.rand(1, 3, 16, 16)).backward()
+    build_loss({'type': 'FFTAmplitudePhaseLoss'})(flat, torch.rand(1, 3, 16, 16)).backward()
     assert torch.isfinite(flat.grad).all()
 
 

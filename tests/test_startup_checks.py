@@ -85,6 +85,15 @@ def test_unet_discriminator_needs_multiples_of_8(tiny_opt, tmp_path, capsys):
         'training GT patch is 20x20 (datasets.train.gt_size).')
 
 
+def test_a_patch_under_the_networks_minimum_side(tiny_opt, tmp_path, capsys):
+    """The capability table's min_size: SAFMN pools its features to 1/8 of the input."""
+    tiny_opt['network_g'] = {'type': 'SAFMN', 'dim': 8, 'n_blocks': 1, 'upscaling_factor': 2}
+    tiny_opt['datasets']['train']['gt_size'] = 8
+    assert fails_at_start_up(train_main, tiny_opt, tmp_path, capsys).splitlines()[1] == (
+        '  - network_g: SAFMN needs inputs of at least 8x8; the training LQ patch of '
+        'datasets.train is 4x4 (datasets.train.gt_size 8 / scale 2).')
+
+
 def test_rrdbnet_unshuffle_needs_even_lq_patches(tiny_opt, tmp_path, capsys):
     tiny_opt['network_g'] = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 2,
                              'num_feat': 4, 'num_block': 1, 'num_grow_ch': 4}

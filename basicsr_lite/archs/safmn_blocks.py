@@ -20,10 +20,9 @@ class SAFMNFamily(nn.Module):
 
     @classmethod
     def needs(cls, args: dict) -> NetworkNeeds:
-        """RGB in and out (hard-coded by the authors); ``upscaling_factor`` is the scale. The
-        multiple of 8 is what spandrel asks of SAFMN inputs (its ``SizeRequirements``)."""
+        """RGB in and out (hard-coded by the authors); ``upscaling_factor`` is the scale."""
         return NetworkNeeds(in_ch=3, out_ch=3, scale=args['upscaling_factor'],
-                            input_multiple=8, in_key='', out_key='',
+                            in_key='', out_key='',
                             scale_key='upscaling_factor')
 
 

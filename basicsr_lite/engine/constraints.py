@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import DataLoader, Dataset
 
+from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.archs.constraints import NetworkNeeds, network_needs
 from basicsr_lite.data import dataset_phase
 from basicsr_lite.data.contract import dataset_codec, dataset_scales, produces, traits_of
@@ -75,7 +76,9 @@ def eval_datasets_by_key(opt: dict, loaders: dict[str, DataLoader]) -> dict[str,
     return found
 
 
-def _size_problem(needs: NetworkNeeds, side: int) -> str | None:
+def _size_problem(needs: NetworkNeeds, side: int, min_size: int = 1) -> str | None:
+    if side < min_size:
+        return f'needs inputs of at least {min_size}x{min_size}'
     if needs.input_size is not None and side != needs.input_size:
         return f'needs {needs.input_size}x{needs.input_size} inputs'
     if side % needs.input_multiple:
@@ -114,7 +117,8 @@ def _generator_problems(opt: dict, gives: dict[str, DataGives]) -> list[str]:
                             f'{keys(lambda g, h=have, a=attr: getattr(g, a) == h)} give '
                             f'{have}-channel {images} images ({"; ".join(sources)}).')
     for key, g in gives.items():
-        problem = None if g.lq_patch is None else _size_problem(needs, g.lq_patch)
+        problem = None if g.lq_patch is None else _size_problem(needs, g.lq_patch,
+                                                                capability(net).min_size)
         if problem:
             problems.append(f'{option(needs.size_key)}: {name} {problem}; the training LQ patch '
                             f'of datasets.{key} is {g.lq_patch}x{g.lq_patch} ({g.patch_from} '
