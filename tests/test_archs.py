@@ -16,6 +16,9 @@ TINY = {
     'SRVGGNetCompact': dict(num_feat=8, num_conv=2, upscale=2),
     'IMDN': dict(num_feat=16, num_block=2, upscale=2),
     'RFDN': dict(num_feat=16, num_block=2, upscale=2),
+    'RLFN': dict(feature_channels=8, upscale=2),
+    'RLFN_S': dict(feature_channels=8, upscale=2),
+    'RLFN_Prune': dict(feature_channels=8, mid_channels=6, upscale=2),
     'PAN': dict(num_feat=8, unf=8, num_block=1, upscale=2),
     'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=1, upscale=2),
     'SwinIR': dict(img_size=16, window_size=4, embed_dim=12, depths=[2], num_heads=[2],
@@ -29,6 +32,10 @@ TINY_OTHER = {
     'UNetDiscriminatorSN': (dict(num_feat=4), (2, 3, 16, 16), (2, 1, 16, 16)),
     'NLayerDiscriminator': (dict(num_in_ch=3, num_feat=4, n_layers=2), (2, 3, 32, 32),
                             (2, 1, 6, 6)),
+    'PatchGANDiscriminatorSN': (dict(ndf=4, n_layers=2), (2, 3, 32, 32), (2, 1, 6, 6)),
+    # a list of logit maps, one per scale
+    'MultiscalePatchGANDiscriminatorSN': (dict(ndf=4, n_layers=2, num_d=2), (2, 3, 32, 32),
+                                          [(2, 1, 6, 6), (2, 1, 2, 2)]),
 }
 # Networks that take a second input: (tiny arguments, that input, the output's scale).
 TINY_CONDITIONED = {
@@ -76,7 +83,11 @@ def test_every_arch_contract(name):
         net = build_network({'type': name, **kwargs})
         x = torch.rand(*in_shape, requires_grad=True)
     out = net(*(inputs or [x]))
-    assert out.shape == expected
+    if isinstance(out, list):  # multiscale discriminators
+        assert [o.shape for o in out] == expected
+        out = torch.cat([o.flatten() for o in out])
+    else:
+        assert out.shape == expected
     assert torch.isfinite(out).all()
     out.mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())

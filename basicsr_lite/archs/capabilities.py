@@ -53,7 +53,16 @@ def _swinir_scales(args: dict) -> tuple[int, ...] | None:
             'nearest+conv': (4,), '': (1,)}[args['upsampler']]
 
 
+def _patchgan_min_size(args: dict) -> int:
+    """``n_layers`` halvings and two 4x4 stride-1 convs (each -1) leave >= 1 logit, so the
+    coarsest scale needs 3 * 2^n_layers; each further scale (multiscale D) halves, rounding up."""
+    return (3 * 2 ** args['n_layers'] - 1) * 2 ** (args.get('num_d', 1) - 1) + 1
+
+
 SPANDREL = 'spandrel 0.4.2'
+# spandrel has no RLFN; convs, LeakyReLU, a sigmoid gate, on 0..255 values (as RFDN).
+RLFN_FACTS = 'judged from the ops (no attention sums; spandrel 0.4.2 has no RLFN)'
+PATCHGAN_FACTS = 'judged from the ops (spectral-normed convs, no sums over positions)'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
 
 CAPABILITIES: dict[str, Capability] = {
@@ -62,10 +71,17 @@ CAPABILITIES: dict[str, Capability] = {
     'FSRCNN': Capability(fp16=True, tiles_exactly=True),
     'IMDN': Capability(fp16=True),
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
+    'MultiscalePatchGANDiscriminatorSN': Capability(
+        fp16=True, min_size=_patchgan_min_size, facts_from=PATCHGAN_FACTS, **DISCRIMINATOR),
     'NLayerDiscriminator': Capability(fp16=True, **DISCRIMINATOR),
     'PAN': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
+    'PatchGANDiscriminatorSN': Capability(
+        fp16=True, min_size=_patchgan_min_size, facts_from=PATCHGAN_FACTS, **DISCRIMINATOR),
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
+    'RLFN': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
+    'RLFN_Prune': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
+    'RLFN_S': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
     'RRDBNet': Capability(fp16=True, scales=(1, 2, 4), tiles_exactly=True,
                           facts_from=SPANDREL + ' (ESRGAN)'),
     'ResNetGenerator': Capability(fp16=True, scales=(1,)),
