@@ -139,3 +139,27 @@ def test_tiny_esrgan_run_saves_the_discriminator(patch_gan_opt, tmp_path, name):
     saved = load(exp / 'models' / 'net_d_3.pth')['params']
     assert list(saved) == list(build_network({'type': name, **DS[name]}).state_dict())
     assert all(torch.isfinite(v).all() for v in saved.values())
+
+
+@pytest.mark.slow  # ~15 s: VGG19 to conv5_4 and three 64-wide PatchGANs
+def test_shipped_gan_recipe_takes_a_step(random_vgg):
+    """options/train/RLFN/train_RLFN_PatchGANSN_x4.yml, with its networks and losses as shipped
+    (G from scratch, random VGG19, one 96x96 patch): one ESRGAN iteration trains both."""
+    import yaml
+
+    from basicsr_lite.models import build_model
+    from basicsr_lite.options import validate_options
+    random_vgg('conv5_4')
+    path = Path(__file__).resolve().parent.parent / 'options/train/RLFN/train_RLFN_PatchGANSN_x4.yml'
+    raw = yaml.safe_load(path.read_text())
+    raw['path']['pretrain_network_g'] = None
+    raw['num_gpu'] = 0
+    opt = validate_options(raw, True, check_paths=False)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    torch.manual_seed(0)
+    model = build_model(opt, torch.device('cpu'))
+    g, d = snapshot(model.net_g), snapshot(model.net_d)
+    model.feed_data({'lq': torch.rand(1, 3, 24, 24), 'gt': torch.rand(1, 3, 96, 96)})
+    model.optimize_parameters(1)
+    assert changed(g, model.net_g) and changed(d, model.net_d)
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in model.log_dict.values())
