@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.losses.gan_loss import GANLoss, r1_penalty, relativistic_pair
+from basicsr_lite.models import build_model
+from basicsr_lite.options import validate_options
 from tests.runs import load
 from tests.runs import train_in_process as run
 from tests.test_gan_models import built_model, changed, gan_opt, snapshot  # noqa: F401
 
+ROOT = Path(__file__).resolve().parent.parent
 DS = {'PatchGANDiscriminatorSN': {'ndf': 4, 'n_layers': 2},
       'MultiscalePatchGANDiscriminatorSN': {'ndf': 4, 'n_layers': 2, 'num_d': 2}}
 
@@ -145,12 +149,8 @@ def test_tiny_esrgan_run_saves_the_discriminator(patch_gan_opt, tmp_path, name):
 def test_shipped_gan_recipe_takes_a_step(random_vgg):
     """options/train/RLFN/train_RLFN_PatchGANSN_x4.yml, with its networks and losses as shipped
     (G from scratch, random VGG19, one 96x96 patch): one ESRGAN iteration trains both."""
-    import yaml
-
-    from basicsr_lite.models import build_model
-    from basicsr_lite.options import validate_options
     random_vgg('conv5_4')
-    path = Path(__file__).resolve().parent.parent / 'options/train/RLFN/train_RLFN_PatchGANSN_x4.yml'
+    path = ROOT / 'options/train/RLFN/train_RLFN_PatchGANSN_x4.yml'
     raw = yaml.safe_load(path.read_text())
     raw['path']['pretrain_network_g'] = None
     raw['num_gpu'] = 0

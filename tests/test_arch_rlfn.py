@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import capability
+from basicsr_lite.data.degrade.imresize import imresize
+from basicsr_lite.metrics.psnr_ssim_metric import calculate_psnr
 from basicsr_lite.runtime.weights import extract_state_dict
 from tests.test_model_zoo import run_test_py
 
@@ -101,11 +105,6 @@ def test_released_files_beat_bicubic_on_a_crop(arch, scale, name, count):
     """A fast check of the whole forward with real weights (the paper numbers are in the slow
     tests): on a 40x40 LR crop of Set5 butterfly, each release is >= 6 dB (Y) above MATLAB
     bicubic (measured: 7.5 dB at x4, 6.6-6.9 dB at x2); a broken block drops far below."""
-    import cv2
-    import numpy as np
-
-    from basicsr_lite.data.degrade.imresize import imresize
-    from basicsr_lite.metrics.psnr_ssim_metric import calculate_psnr
     data = ROOT.parent / 'shared' / 'data' / 'Set5'
     lr = cv2.imread(str(data / f'LR_bicubic/X{scale}/butterflyx{scale}.png'))[16:56, 16:56]
     hr = cv2.imread(str(data / 'HR/butterfly.png'))[16 * scale:56 * scale, 16 * scale:56 * scale]
