@@ -106,13 +106,14 @@ def test_forward_and_backward_at_each_scale(name, scale):
     inputs = make_inputs(name)
     inputs[0].requires_grad_(True)
     out = net(*inputs)
-    assert torch.isfinite(out).all()
+    outs = out if isinstance(out, list) else [out]  # a multiscale D: one logit map per scale
+    assert all(torch.isfinite(o).all() for o in outs)
     if not is_discriminator(name):
         n, _, h, w = inputs[0].shape
         factor = output_scale(name, options)
         out_ch = network_needs(options).out_ch or inputs[0].shape[1]
         assert tuple(out.shape) == (n, out_ch, round(h * factor), round(w * factor))
-    out.float().mean().backward()
+    sum(o.float().mean() for o in outs).backward()
     assert torch.isfinite(inputs[0].grad).all() and inputs[0].grad.abs().sum() > 0
     for key, p in net.named_parameters():
         if p.requires_grad:
@@ -132,9 +133,9 @@ def test_channels_last_equals_nchw(name):
         expected = net(*inputs)
         net = network_to_channels_last(net)
         got = net(inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
-    # Relative to the output's range: an untrained spectral-norm D outputs values near 1e4.
-    torch.testing.assert_close(got, expected, rtol=1e-4,
-                               atol=1e-5 * max(1.0, expected.abs().max().item()))
+    for g, e in zip(*(o if isinstance(o, list) else [o] for o in (got, expected))):
+        # Relative to the output's range: an untrained spectral-norm D outputs values near 1e4.
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5 * max(1.0, e.abs().max().item()))
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -146,7 +147,9 @@ def test_state_dict_round_trip(name):
     other.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
     inputs = make_inputs(name)
     with torch.no_grad():
-        assert torch.equal(other(*inputs), net(*inputs))
+        got, expected = other(*inputs), net(*inputs)
+    for g, e in zip(*(o if isinstance(o, list) else [o] for o in (got, expected))):
+        assert torch.equal(g, e)
 
 
 EXACT_TILING = [n for n in NAMES if capability(case_options(n)).tiles_exactly]

@@ -74,11 +74,21 @@ def _bsrn_min_size(args: dict) -> int:
     return 51 if args['conv'] == 'Conv2d' else 15
 
 
+def _patchgan_min_size(args: dict) -> int:
+    """``n_layers`` halvings and two 4x4 stride-1 convs (each -1) leave >= 1 logit, so the
+    coarsest scale needs 3 * 2^n_layers; each further scale (multiscale D) halves, rounding up."""
+    return (3 * 2 ** args['n_layers'] - 1) * 2 ** (args.get('num_d', 1) - 1) + 1
+
+
 SPANDREL = 'spandrel 0.4.2'
 # Measured here (CPU autocast, released weights, Set5; spandrel 0.4.2 has neither network):
 # BSRN / BSRN-S within 0.001 dB of fp32 in fp16 (peak activations < 100) and 0.03-0.08 dB in
 # bf16; LKDN's pre-LayerNorm activations reach 3e10, so fp16 gives NaN (bf16: -0.04 dB).
 MEASURED_HERE = 'measured here (CPU autocast, released weights, Set5)'
+# spandrel 0.4.2 has no RLFN. Convs, LeakyReLU and a sigmoid gate on 0..255 values (as RFDN).
+RLFN_FACTS = ('measured here: released RLFN x4 / x2 on Set5, peak activation 1.8e3, fp16 '
+              'output within 1/255 of fp32; RLFN_S / RLFN_Prune judged from the same ops')
+PATCHGAN_FACTS = 'judged from the ops (spectral-normed convs, no sums over positions)'
 DISCRIMINATOR = dict(scales=(), tiles_exactly=False)
 # The SAFMN family pools to grids that are fractions of the image (h // 8 ...), so it does not
 # tile exactly. spandrel asks for multiples of 8, but any side >= the pooling factor runs, and
@@ -97,14 +107,21 @@ CAPABILITIES: dict[str, Capability] = {
     'IMDN': Capability(fp16=True),
     'LKDN': Capability(fp16=False, tiles_exactly=True, facts_from=MEASURED_HERE),
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
+    'MultiscalePatchGANDiscriminatorSN': Capability(
+        fp16=True, min_size=_patchgan_min_size, facts_from=PATCHGAN_FACTS, **DISCRIMINATOR),
     'NLayerDiscriminator': Capability(fp16=True, **DISCRIMINATOR),
     'OmniSR': Capability(fp16=True, min_size=_omnisr_min_size,
                          facts_from=SPANDREL + " (supports_half, marked 'TODO: Test this')"),
     'PAN': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),
+    'PatchGANDiscriminatorSN': Capability(
+        fp16=True, min_size=_patchgan_min_size, facts_from=PATCHGAN_FACTS, **DISCRIMINATOR),
     'PLKSR': Capability(fp16=True, tiles_exactly=True, facts_from=SPANDREL + ' (PLKSR)'),
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
     'RFDNFINALB5': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),  # = BSRN_S
+    'RLFN': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
+    'RLFN_Prune': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
+    'RLFN_S': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
     'RRDBNet': Capability(fp16=True, scales=(1, 2, 4), tiles_exactly=True,
                           facts_from=SPANDREL + ' (ESRGAN)'),
     'RealPLKSR': Capability(fp16=_realplksr_fp16, tiles_exactly=_realplksr_tiles,

@@ -1,14 +1,21 @@
 """Adversarial losses: GANLoss (BasicSR's types and semantics), the relativistic average form
-(ESRGAN), the R1 gradient penalty, and a warm-up of the adversarial weight."""
+(ESRGAN), the R1 gradient penalty, and a warm-up of the adversarial weight.
+
+A discriminator's output ("pred") is a logit tensor, or a list of them for a multiscale
+discriminator (pix2pixHD); each loss here then averages its per-scale values, so a loss
+weight means the same for one scale or several."""
 from __future__ import annotations
 
 import math
+from typing import Callable, Union
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from basicsr_lite.registry import LOSS_REGISTRY
+
+Pred = Union[torch.Tensor, list[torch.Tensor]]  # one logit map, or one per scale
 
 GAN_TYPES = ('vanilla', 'lsgan', 'wgan', 'wgan_softplus', 'hinge')
 
@@ -32,8 +39,9 @@ class GANLoss(nn.Module):
         self.real_label_val, self.fake_label_val = real_label_val, fake_label_val
         self.loss_weight = loss_weight
 
-    def forward(self, pred: torch.Tensor, target_is_real: bool,
-                is_disc: bool = False) -> torch.Tensor:
+    def forward(self, pred: Pred, target_is_real: bool, is_disc: bool = False) -> torch.Tensor:
+        if isinstance(pred, (list, tuple)):
+            return torch.stack([self(p, target_is_real, is_disc) for p in pred]).mean()
         pred = pred.float()
         sign = -1.0 if target_is_real else 1.0
         if self.gan_type == 'vanilla':
@@ -55,18 +63,37 @@ class GANLoss(nn.Module):
                                self.fake_label_val)
 
 
-def relativistic_pair(gan: GANLoss, pred_a: torch.Tensor, pred_b: torch.Tensor,
-                      a_is_real: bool, is_disc: bool) -> torch.Tensor:
+def map_pred(fn: Callable[[torch.Tensor], torch.Tensor], pred: Pred) -> Pred:
+    """``fn`` applied to each scale's logits (e.g. ``.float()``, ``.detach()``)."""
+    return [fn(p) for p in pred] if isinstance(pred, (list, tuple)) else fn(pred)
+
+
+def pred_mean(pred: Pred) -> torch.Tensor:
+    """The mean logit (the mean of the scales' means for a multiscale output), for logging."""
+    if isinstance(pred, (list, tuple)):
+        return torch.stack([p.float().mean() for p in pred]).mean()
+    return pred.float().mean()
+
+
+def relativistic_pair(gan: GANLoss, pred_a: Pred, pred_b: Pred, a_is_real: bool,
+                      is_disc: bool) -> torch.Tensor:
     """Relativistic average loss of outputs ``pred_a`` against ``pred_b`` (ESRGAN): ``a`` is
     judged by how much more (or less) real it looks than ``b`` on average:
-    ``gan(pred_a - mean(pred_b), a_is_real)``."""
+    ``gan(pred_a - mean(pred_b), a_is_real)``; for multiscale outputs per scale (each against
+    its own scale's mean), averaged."""
+    if isinstance(pred_a, (list, tuple)):
+        return torch.stack([relativistic_pair(gan, a, b, a_is_real, is_disc)
+                            for a, b in zip(pred_a, pred_b, strict=True)]).mean()
     return gan(pred_a - pred_b.mean(), a_is_real, is_disc=is_disc)
 
 
-def r1_penalty(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
+def r1_penalty(real_pred: Pred, real_img: torch.Tensor) -> torch.Tensor:
     """R1 regularisation: the mean over the batch of ``||d D(x) / d x||^2`` at real images
-    (``real_img`` needs ``requires_grad``); differentiable (create_graph)."""
-    grad, = torch.autograd.grad(real_pred.sum(), real_img, create_graph=True)
+    (``real_img`` needs ``requires_grad``); differentiable (create_graph). For a multiscale
+    output, D(x) is the sum of all scales' logits."""
+    total = sum(p.sum() for p in real_pred) if isinstance(real_pred, (list, tuple)) \
+        else real_pred.sum()
+    grad, = torch.autograd.grad(total, real_img, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
 
 

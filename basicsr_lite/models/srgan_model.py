@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from basicsr_lite.errors import OptionError
-from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty, relativistic_pair
+from basicsr_lite.losses.gan_loss import (Pred, adversarial_weight, map_pred, pred_mean,
+                                          r1_penalty, relativistic_pair)
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import MODEL_REGISTRY
 from basicsr_lite.runtime.dist import unwrap
@@ -126,7 +127,7 @@ class SRGANModel(SRModel):
         net_d.requires_grad_(False)
         try:
             with self.autocast():
-                fake_pred = net_d(self.d_input(output)).float()
+                fake_pred = map_pred(torch.Tensor.float, net_d(self.d_input(output)))
                 gan = self.adversarial_generator_loss(net_d, fake_pred)
         finally:
             net_d.requires_grad_(True)
@@ -144,7 +145,7 @@ class SRGANModel(SRModel):
         """What D sees of an image (conditional GANs add the input here)."""
         return img
 
-    def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
+    def adversarial_generator_loss(self, net_d, fake_pred: Pred) -> torch.Tensor:
         return self.cri_gan(fake_pred, True, is_disc=False)
 
     def discriminator_losses(self, fake: torch.Tensor, current_iter: int
@@ -157,15 +158,17 @@ class SRGANModel(SRModel):
         with self.autocast():
             real_pred = self.net_d(self.d_input(real))
             fake_pred = self.net_d(self.d_input(fake))
-            losses = self.adversarial_discriminator_losses(real_pred.float(), fake_pred.float())
+            real_pred = map_pred(torch.Tensor.float, real_pred)
+            fake_pred = map_pred(torch.Tensor.float, fake_pred)
+            losses = self.adversarial_discriminator_losses(real_pred, fake_pred)
         if r1:
             losses['l_d_r1'] = (train_opt['r1_reg_weight'] / 2 * train_opt['d_reg_every']
-                                * r1_penalty(real_pred.float(), real))
-        outputs = {'out_d_real': real_pred.detach().float().mean(),
-                   'out_d_fake': fake_pred.detach().float().mean()}
+                                * r1_penalty(real_pred, real))
+        outputs = {'out_d_real': pred_mean(map_pred(torch.Tensor.detach, real_pred)),
+                   'out_d_fake': pred_mean(map_pred(torch.Tensor.detach, fake_pred))}
         return losses, outputs
 
-    def adversarial_discriminator_losses(self, real_pred: torch.Tensor, fake_pred: torch.Tensor
+    def adversarial_discriminator_losses(self, real_pred: Pred, fake_pred: Pred
                                          ) -> dict[str, torch.Tensor]:
         return {'l_d_real': self.cri_gan(real_pred, True, is_disc=True),
                 'l_d_fake': self.cri_gan(fake_pred, False, is_disc=True)}
@@ -176,16 +179,19 @@ class ESRGANModel(SRGANModel):
     """SRGAN with the relativistic average GAN loss (ESRGAN): G makes its output look more real
     than real images on average, D the opposite; D's two terms are halved."""
 
-    def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
-        real_pred = net_d(self.d_input(self.gt_for('gan'))).detach().float()
+    def adversarial_generator_loss(self, net_d, fake_pred: Pred) -> torch.Tensor:
+        real_pred = map_pred(lambda p: p.detach().float(),
+                             net_d(self.d_input(self.gt_for('gan'))))
         return (relativistic_pair(self.cri_gan, real_pred, fake_pred, False, is_disc=False)
                 + relativistic_pair(self.cri_gan, fake_pred, real_pred, True, is_disc=False)) / 2
 
-    def adversarial_discriminator_losses(self, real_pred: torch.Tensor, fake_pred: torch.Tensor
+    def adversarial_discriminator_losses(self, real_pred: Pred, fake_pred: Pred
                                          ) -> dict[str, torch.Tensor]:
         return {
-            'l_d_real': relativistic_pair(self.cri_gan, real_pred, fake_pred.detach(), True,
+            'l_d_real': relativistic_pair(self.cri_gan, real_pred,
+                                          map_pred(torch.Tensor.detach, fake_pred), True,
                                           is_disc=True) * 0.5,
-            'l_d_fake': relativistic_pair(self.cri_gan, fake_pred, real_pred.detach(), False,
+            'l_d_fake': relativistic_pair(self.cri_gan, fake_pred,
+                                          map_pred(torch.Tensor.detach, real_pred), False,
                                           is_disc=True) * 0.5,
         }
