@@ -27,18 +27,20 @@ YCBCR_TO_RGB = np.array([[0.00456621, 0.00456621, 0.00456621],
 RGB_OFFSET = np.array([-222.921, 135.576, -276.836])
 
 
-def _to_255(img: np.ndarray) -> np.ndarray:
-    """float32 (float64 for float64 input) values on the 0..255 scale (BasicSR's ``_convert_input_type_range``)."""
+def _to_unit(img: np.ndarray) -> np.ndarray:
+    """Values in [0, 1]: float32 (float64 for float64 input), BasicSR's
+    ``_convert_input_type_range``."""
     if img.dtype == np.uint8:
-        return img.astype(np.float32)
+        return img.astype(np.float32) / np.float32(255)
     if img.dtype in (np.float32, np.float64):
-        return img * np.array(255, dtype=img.dtype)
+        return img
     raise TypeError(f'The image must be uint8 in [0, 255] or float32 / float64 in [0, 1]; got '
                     f'{img.dtype}.')
 
 
 def _from_255(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Back to the input's type and range (BasicSR's ``_convert_output_type_range``)."""
+    """From the 0..255 scale back to the input's type and range (BasicSR's
+    ``_convert_output_type_range``)."""
     if dtype == np.uint8:
         return np.clip(img.round(), 0, 255).astype(np.uint8)
     return (img / 255.0).astype(dtype)
@@ -46,7 +48,7 @@ def _from_255(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def rgb2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
     """HWC RGB -> HWC YCbCr (HW Y with ``y_only``), MATLAB's ``rgb2ycbcr``."""
-    pixels = _to_255(img)
+    pixels = _to_unit(img)
     if y_only:
         out = pixels @ RGB_TO_YCBCR[:, 0] + OFFSET[0]
     else:
@@ -57,7 +59,7 @@ def rgb2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
 def bgr2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
     """HWC BGR -> HWC YCbCr (HW Y with ``y_only``): :func:`rgb2ycbcr` of the reversed
     channels."""
-    pixels = _to_255(img)
+    pixels = _to_unit(img)
     if y_only:
         out = pixels @ RGB_TO_YCBCR[::-1, 0] + OFFSET[0]
     else:
@@ -67,13 +69,13 @@ def bgr2ycbcr(img: np.ndarray, y_only: bool = False) -> np.ndarray:
 
 def ycbcr2rgb(img: np.ndarray) -> np.ndarray:
     """HWC YCbCr -> HWC RGB, MATLAB's ``ycbcr2rgb``."""
-    out = _to_255(img) @ YCBCR_TO_RGB * 255.0 + RGB_OFFSET
+    out = (_to_unit(img) * 255) @ YCBCR_TO_RGB * 255.0 + RGB_OFFSET
     return _from_255(out, img.dtype)
 
 
 def ycbcr2bgr(img: np.ndarray) -> np.ndarray:
     """HWC YCbCr -> HWC BGR: :func:`ycbcr2rgb` with the output channels reversed."""
-    out = _to_255(img) @ YCBCR_TO_RGB[:, ::-1] * 255.0 + RGB_OFFSET[::-1]
+    out = (_to_unit(img) * 255) @ YCBCR_TO_RGB[:, ::-1] * 255.0 + RGB_OFFSET[::-1]
     return _from_255(out, img.dtype)
 
 
