@@ -143,9 +143,10 @@ class DISTS(nn.Module):
             if isinstance(module, nn.Conv2d):  # name: 'stage<s>.<features index>'
                 for leaf in ('weight', 'bias'):
                     source = f"features.{name.split('.')[1]}.{leaf}"
-                    if source not in state:
-                        raise UserError(f'The VGG weights lack {source}: not a torchvision '
-                                        f'vgg16 state dict.')
+                    shape = getattr(module, leaf).shape
+                    if source not in state or state[source].shape != shape:
+                        raise UserError(f'The VGG weights lack {source} of shape '
+                                        f'{tuple(shape)}: not a torchvision vgg16 state dict.')
                     own[f'{name}.{leaf}'] = state[source]
         self.load_state_dict(own, strict=False)
 
