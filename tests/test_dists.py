@@ -292,3 +292,29 @@ def test_calibration_pairs_match_the_published_values():
         got[name] = calculate_dists(dist, ref, vgg_weights=str(vgg), dists_weights=str(WEIGHTS))
     for name, value in PUBLISHED.items():
         assert got[name] == pytest.approx(value, abs=1.5e-4), got
+
+
+def test_option_schema_takes_the_loss_and_names_a_misspelt_key():
+    from basicsr_lite.options.spec import SpecKit
+    errors: list[str] = []
+    opt = SpecKit.loss().validate({'type': 'DISTSLoss', 'loss_weight': 1, 'as_loss': True,
+                                   'vgg_weights': None, 'dists_weights': str(WEIGHTS)},
+                                  'train.perceptual_opt', errors, None)
+    assert errors == [] and opt['loss_weight'] == 1.0
+    SpecKit.loss().validate({'type': 'DISTSLoss', 'dists_weight': 'w.pt'}, 'train.pixel_opt',
+                            errors, None)
+    assert len(errors) == 1 and "did you mean 'dists_weights'" in errors[0]
+
+
+def test_a_tiny_run_trains_on_dists_and_validates_with_it(dists_env, tiny_opt, tmp_path):
+    """As a scalar loss DISTS fits any slot that takes one (here ``pixel_opt``) and the list
+    form; not ``perceptual_opt``, whose loss returns (perceptual, style)."""
+    from basicsr_lite.train import main as train_main
+    from tests.conftest import write_yaml
+    tiny_opt['train'].update(total_iter=2, pixel_opt={'type': 'DISTSLoss', 'loss_weight': 1.0})
+    tiny_opt['val'].update(val_freq=2, metrics={'dists': {'type': 'calculate_dists_pt',
+                                                          'crop_border': 2}})
+    tiny_opt['logger']['save_checkpoint_freq'] = 2
+    assert train_main(['-opt', str(write_yaml(tmp_path / 'opt.yml', tiny_opt))]) == 0
+    log = next(Path(tiny_opt['path']['experiments_root']).glob('train_tiny_*.log')).read_text()
+    assert 'l_pix:' in log and 'dists' in log
