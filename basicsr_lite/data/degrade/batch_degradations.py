@@ -81,7 +81,7 @@ def _shot_noise(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     levels = torch.clamp((img * 255.0).round(), 0, 255)
     img = levels / 255.0  # = quantize(img)
     b = img.shape[0]
-    levels = levels.long().view(b, -1)
+    levels = levels.long().reshape(b, -1)  # reshape: a channels_last batch is not viewable
     counts = torch.zeros(b, 256, device=img.device).scatter_add_(
         1, levels, torch.ones_like(levels, dtype=torch.float32))
     distinct = (counts > 0).sum(1).to(img.dtype)
