@@ -11,6 +11,7 @@ import torch
 
 from basicsr_lite.errors import OptionError
 from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty, relativistic_pair
+from basicsr_lite.models import loss_terms
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import MODEL_REGISTRY
 from basicsr_lite.runtime.dist import unwrap
@@ -29,14 +30,20 @@ class SRGANModel(SRModel):
     out_d_fake."""
 
     network_keys = ('network_g', 'network_d')
+    loss_prefix = 'l_g_'
+    # BasicSR's order of G's terms (Real-ESRGAN's with LDL)
+    loss_slots = (('pixel_opt', 'pix'), ('ldl_opt', 'ldl'), ('perceptual_opt', 'percep'),
+                  ('gan_opt', 'gan'))
+    reserved_log_names = ('l_d_real', 'l_d_fake', 'l_d_r1', 'out_d_real', 'out_d_fake')
 
     @classmethod
     def train_keys(cls, kit) -> dict:
         return {
             **super().train_keys(kit),
             'optim_d': kit.optimizer(),
+            'ldl_opt': kit.loss(),
             'perceptual_opt': kit.loss(),
-            'gan_opt': kit.loss(required=True),
+            'gan_opt': kit.loss(),  # required unless train.losses has a GANLoss
             'net_d_iters': kit.Value((int,), default=1, check=kit.positive),
             'net_d_init_iters': kit.Value((int,), default=0, check=kit.non_negative),
             'net_g_pretrain_iters': kit.Value((int,), default=0, check=kit.non_negative),
@@ -46,17 +53,49 @@ class SRGANModel(SRModel):
             'd_reg_every': kit.Value((int,), default=16, check=kit.positive),
         }
 
+    @classmethod
+    def slot_entry(cls, opt: dict, key: str, short: str) -> dict:
+        entry = super().slot_entry(opt, key, short)
+        if key == 'ldl_opt':
+            entry = {**loss_terms.ldl_entry(opt['train'][key]), 'name': entry['name'],
+                     'target': entry['target']}
+        return entry
+
+    @classmethod
+    def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        problems = super().option_problems(opt, is_train)
+        ldl = opt['train'].get('ldl_opt') if is_train else None
+        if ldl is not None and ldl['type'] not in loss_terms.LDL_CRITERIA:
+            problems.append(f"train.ldl_opt.type: LDL weights a pixel loss "
+                            f"({', '.join(loss_terms.LDL_CRITERIA)}); got {ldl['type']}.")
+        return problems
+
+    @classmethod
+    def gan_entry_problems(cls, entries: list[tuple[str, dict]]) -> list[str]:
+        gans = [where for where, entry in entries if loss_terms.is_gan_entry(entry)]
+        if len(gans) > 1:
+            return [f"{gans[1]}: a second GANLoss (the first is {gans[0]}); the GAN loss also "
+                    f"drives D, so a model has one."]
+        if gans:
+            return []
+        if any(where.startswith('train.losses') for where, _ in entries):
+            return ['train.losses: no GANLoss entry; a GAN model needs one (it also trains D), '
+                    'e.g. {type: GANLoss, gan_type: vanilla, loss_weight: 0.1}.']
+        return ['train.gan_opt: required key is missing. A GAN model needs an adversarial loss: '
+                'gan_opt, or a GANLoss entry in train.losses.']
+
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
         self.init_generator_training()
         self.net_d = self.build_net('network_d')
         self.net_d.train()
-        self.cri_perceptual = self.optional_loss('perceptual_opt')
-        self.cri_gan = self.optional_loss('gan_opt')
-        if train_opt['net_g_pretrain_iters'] and self.cri_pix is None and \
-                self.cri_perceptual is None:
+        self.gan_term = next(term for term in self.loss_terms if term.is_gan)
+        self.cri_gan = self.gan_term.loss
+        if train_opt['net_g_pretrain_iters'] and \
+                all(term.is_gan for term in self.loss_terms):
             raise OptionError('train.net_g_pretrain_iters: G needs a pixel_opt or perceptual_opt '
-                              'to learn from before the GAN starts.')
+                              '(or a loss besides the GANLoss in train.losses) to learn from '
+                              'before the GAN starts.')
         self.net_d_iters, self.net_d_init_iters = train_opt['net_d_iters'], \
             train_opt['net_d_init_iters']
         self.optimizer_d = self.setup_optimizer(
@@ -104,19 +143,6 @@ class SRGANModel(SRModel):
         logged.update(d_outputs)
         self.record_losses(logged)
 
-    def content_losses(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
-        """G's pixel and perceptual / style losses."""
-        losses: dict[str, torch.Tensor] = {}
-        if self.cri_pix is not None:
-            losses['l_g_pix'] = self.cri_pix(output, self.gt_for('pixel'))
-        if self.cri_perceptual is not None:
-            percep, style = self.cri_perceptual(output, self.gt_for('perceptual'))
-            if percep is not None:
-                losses['l_g_percep'] = percep
-            if style is not None:
-                losses['l_g_style'] = style
-        return losses
-
     def generator_losses(self, output: torch.Tensor, current_iter: int
                          ) -> dict[str, torch.Tensor]:
         losses = self.content_losses(output)
@@ -129,14 +155,13 @@ class SRGANModel(SRModel):
         finally:
             net_d.requires_grad_(True)
         train_opt = self.opt['train']
-        losses['l_g_gan'] = gan * adversarial_weight(self.g_iters, train_opt['gan_warmup_iter'],
+        losses[self.gan_term.names[0]] = gan * adversarial_weight(self.g_iters, train_opt['gan_warmup_iter'],
                                                      train_opt['gan_warmup'])
         return losses
 
-    def gt_for(self, loss: str) -> torch.Tensor:
-        """The GT that the ``loss`` ('pixel', 'perceptual', 'gan': D's real images) compares
-        with (Real-ESRGAN uses a sharpened GT for some)."""
-        return self.gt
+    def real_images(self) -> torch.Tensor:
+        """D's real images: the GAN loss's ``target`` ('gt', or Real-ESRGAN's 'gt_usm')."""
+        return self.loss_target(self.gan_term.target, self.gt)
 
     def d_input(self, img: torch.Tensor) -> torch.Tensor:
         """What D sees of an image (conditional GANs add the input here)."""
@@ -150,7 +175,7 @@ class SRGANModel(SRModel):
         """D's losses on real GT and the detached output, and its mean outputs (logged)."""
         train_opt = self.opt['train']
         r1 = train_opt['r1_reg_weight'] > 0 and current_iter % train_opt['d_reg_every'] == 0
-        real = self.gt_for('gan')
+        real = self.real_images()
         real = real.detach().requires_grad_(True) if r1 else real
         with self.autocast():
             real_pred = self.net_d(self.d_input(real))
@@ -175,7 +200,7 @@ class ESRGANModel(SRGANModel):
     than real images on average, D the opposite; D's two terms are halved."""
 
     def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
-        real_pred = net_d(self.d_input(self.gt_for('gan'))).detach().float()
+        real_pred = net_d(self.d_input(self.real_images())).detach().float()
         return (relativistic_pair(self.cri_gan, real_pred, fake_pred, False, is_disc=False)
                 + relativistic_pair(self.cri_gan, fake_pred, real_pred, True, is_disc=False)) / 2
 
