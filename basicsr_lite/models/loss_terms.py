@@ -133,6 +133,6 @@ def entry_problems(entries: list[tuple[str, dict]], prefix: str, reserved: tuple
 
 def ldl_entry(slot: dict) -> dict:
     """BasicSR's ``ldl_opt`` (a pixel loss applied to the artefact-weighted images) as an
-    LDLLoss entry."""
+    LDLLoss entry (another type is reported by the GAN models' option check)."""
     options = {k: v for k, v in slot.items() if k != 'type'}
-    return {'type': 'LDLLoss', 'criterion': LDL_CRITERIA[slot['type']], **options}
+    return {'type': 'LDLLoss', 'criterion': LDL_CRITERIA.get(slot['type'], 'l1'), **options}

@@ -60,6 +60,11 @@ class SyntheticPairs:
 
     @classmethod
     def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        # the model's own (losses) first: this class stands before the model in the MRO
+        return super().option_problems(opt, is_train) + cls.synthesis_problems(opt, is_train)
+
+    @classmethod
+    def synthesis_problems(cls, opt: dict, is_train: bool) -> list[str]:
         if not is_train:
             return []
         train = opt['datasets']['train']
