@@ -3,14 +3,14 @@ discriminator, with BasicSR's option keys, phases and logged names.
 
 Each iteration trains D on real GT and the (detached) output; G is trained when
 ``iter % net_d_iters == 0`` and ``iter > net_d_init_iters`` (the first ``net_d_init_iters``
-iterations train D only). ESRGAN uses the relativistic average form of the GAN loss.
+iterations train D only). ESRGAN (``esrgan_model.py``) uses the relativistic average form.
 """
 from __future__ import annotations
 
 import torch
 
 from basicsr_lite.errors import OptionError
-from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty, relativistic_pair
+from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty
 from basicsr_lite.models import loss_terms
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import MODEL_REGISTRY
@@ -150,13 +150,12 @@ class SRGANModel(SRModel):
         net_d.requires_grad_(False)
         try:
             with self.autocast():
-                fake_pred = net_d(self.d_input(output)).float()
-                gan = self.adversarial_generator_loss(net_d, fake_pred)
+                gan = self.adversarial_generator_loss(net_d, output)
         finally:
             net_d.requires_grad_(True)
         train_opt = self.opt['train']
-        losses[self.gan_term.names[0]] = gan * adversarial_weight(self.g_iters, train_opt['gan_warmup_iter'],
-                                                     train_opt['gan_warmup'])
+        losses[self.gan_term.names[0]] = gan * adversarial_weight(
+            self.g_iters, train_opt['gan_warmup_iter'], train_opt['gan_warmup'])
         return losses
 
     def real_images(self) -> torch.Tensor:
@@ -167,8 +166,9 @@ class SRGANModel(SRModel):
         """What D sees of an image (conditional GANs add the input here)."""
         return img
 
-    def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
-        return self.cri_gan(fake_pred, True, is_disc=False)
+    def adversarial_generator_loss(self, net_d, output: torch.Tensor) -> torch.Tensor:
+        """G's adversarial loss of ``output`` (``net_d``: D, frozen, not DDP-wrapped)."""
+        return self.cri_gan(net_d(self.d_input(output)).float(), True, is_disc=False)
 
     def discriminator_losses(self, fake: torch.Tensor, current_iter: int
                              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -178,8 +178,7 @@ class SRGANModel(SRModel):
         real = self.real_images()
         real = real.detach().requires_grad_(True) if r1 else real
         with self.autocast():
-            real_pred = self.net_d(self.d_input(real))
-            fake_pred = self.net_d(self.d_input(fake))
+            real_pred, fake_pred = self.discriminator_predictions(real, fake)
             losses = self.adversarial_discriminator_losses(real_pred.float(), fake_pred.float())
         if r1:
             losses['l_d_r1'] = (train_opt['r1_reg_weight'] / 2 * train_opt['d_reg_every']
@@ -188,27 +187,12 @@ class SRGANModel(SRModel):
                    'out_d_fake': fake_pred.detach().float().mean()}
         return losses, outputs
 
+    def discriminator_predictions(self, real: torch.Tensor, fake: torch.Tensor
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's outputs for the real images and the detached output, in BasicSR's order."""
+        return self.net_d(self.d_input(real)), self.net_d(self.d_input(fake))
+
     def adversarial_discriminator_losses(self, real_pred: torch.Tensor, fake_pred: torch.Tensor
                                          ) -> dict[str, torch.Tensor]:
         return {'l_d_real': self.cri_gan(real_pred, True, is_disc=True),
                 'l_d_fake': self.cri_gan(fake_pred, False, is_disc=True)}
-
-
-@MODEL_REGISTRY.register()
-class ESRGANModel(SRGANModel):
-    """SRGAN with the relativistic average GAN loss (ESRGAN): G makes its output look more real
-    than real images on average, D the opposite; D's two terms are halved."""
-
-    def adversarial_generator_loss(self, net_d, fake_pred: torch.Tensor) -> torch.Tensor:
-        real_pred = net_d(self.d_input(self.real_images())).detach().float()
-        return (relativistic_pair(self.cri_gan, real_pred, fake_pred, False, is_disc=False)
-                + relativistic_pair(self.cri_gan, fake_pred, real_pred, True, is_disc=False)) / 2
-
-    def adversarial_discriminator_losses(self, real_pred: torch.Tensor, fake_pred: torch.Tensor
-                                         ) -> dict[str, torch.Tensor]:
-        return {
-            'l_d_real': relativistic_pair(self.cri_gan, real_pred, fake_pred.detach(), True,
-                                          is_disc=True) * 0.5,
-            'l_d_fake': relativistic_pair(self.cri_gan, fake_pred, real_pred.detach(), False,
-                                          is_disc=True) * 0.5,
-        }
