@@ -14,27 +14,30 @@ from basicsr_lite.losses.gan_loss import adversarial_weight, r1_penalty
 from basicsr_lite.models import loss_terms
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import MODEL_REGISTRY
-from basicsr_lite.runtime.dist import unwrap
+from basicsr_lite.runtime.dist import reduce_mean, unwrap
 
 
 @MODEL_REGISTRY.register()
 class SRGANModel(SRModel):
-    """``network_g`` + ``network_d``; ``train``: ``optim_g``, ``optim_d``, ``pixel_opt``,
-    ``perceptual_opt``, ``gan_opt`` (required), ``net_d_iters``, ``net_d_init_iters``, and
-    beyond BasicSR: ``net_g_pretrain_iters`` (the first N iterations train G alone with its
-    pixel / perceptual losses: pretraining without a separate PSNR run), ``gan_warmup_iter`` /
-    ``gan_warmup`` (the adversarial weight rises from 0 over that many G iterations, 'linear'
-    or 'cosine'), ``r1_reg_weight`` / ``d_reg_every`` (R1 penalty on real images every that many
-    iterations, scaled by it, as lazy regularisation).
-    Logged: l_g_pix, l_g_percep, l_g_style, l_g_gan, l_d_real, l_d_fake, l_d_r1, out_d_real,
-    out_d_fake."""
+    """``network_g`` + ``network_d``; ``train``: ``optim_g``, ``optim_d``, the losses
+    (``train.losses`` with one GANLoss entry, or BasicSR's ``pixel_opt``, ``ldl_opt``,
+    ``perceptual_opt``, ``gan_opt``), ``net_d_iters``, ``net_d_init_iters``, and beyond BasicSR:
+    ``net_g_pretrain_iters`` (the first N iterations train G alone with its non-GAN losses:
+    pretraining without a separate PSNR run), ``gan_warmup_iter`` / ``gan_warmup`` (the
+    adversarial weight rises from 0 over that many G iterations, 'linear' or 'cosine'),
+    ``r1_reg_weight`` / ``d_reg_every`` (R1 penalty on real images every that many iterations,
+    scaled by it, as lazy regularisation), ``d_skip_threshold`` (D not stepped while its loss is
+    below it).
+    Logged: G's losses by name (BasicSR's slots: l_g_pix, l_g_ldl, l_g_percep, l_g_style,
+    l_g_gan), l_d_real, l_d_fake, l_d_r1, out_d_real, out_d_fake, d_skipped, d_skips."""
 
     network_keys = ('network_g', 'network_d')
     loss_prefix = 'l_g_'
     # BasicSR's order of G's terms (Real-ESRGAN's with LDL)
     loss_slots = (('pixel_opt', 'pix'), ('ldl_opt', 'ldl'), ('perceptual_opt', 'percep'),
                   ('gan_opt', 'gan'))
-    reserved_log_names = ('l_d_real', 'l_d_fake', 'l_d_r1', 'out_d_real', 'out_d_fake')
+    reserved_log_names = ('l_d_real', 'l_d_fake', 'l_d_r1', 'out_d_real', 'out_d_fake',
+                          'd_skipped', 'd_skips')
 
     @classmethod
     def train_keys(cls, kit) -> dict:
@@ -51,6 +54,7 @@ class SRGANModel(SRModel):
             'gan_warmup': kit.Value((str,), default='linear', choices=('linear', 'cosine')),
             'r1_reg_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
             'd_reg_every': kit.Value((int,), default=16, check=kit.positive),
+            'd_skip_threshold': kit.Value((int, float, type(None)), default=None),
         }
 
     @classmethod
@@ -65,6 +69,10 @@ class SRGANModel(SRModel):
     def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
         problems = super().option_problems(opt, is_train)
         ldl = opt['train'].get('ldl_opt') if is_train else None
+        if is_train and opt['train']['d_skip_threshold'] is not None and \
+                opt['train']['accumulate_grad_batches'] > 1:
+            problems.append('train.d_skip_threshold: skipping D decides per step; it does not '
+                            'work with train.accumulate_grad_batches > 1.')
         if ldl is not None and ldl['type'] not in loss_terms.LDL_CRITERIA:
             problems.append(f"train.ldl_opt.type: LDL weights a pixel loss "
                             f"({', '.join(loss_terms.LDL_CRITERIA)}); got {ldl['type']}.")
@@ -104,16 +112,18 @@ class SRGANModel(SRModel):
         self.setup_stepper('d', self.optimizer_d, {'net_d': self.net_d})
         self.setup_schedulers()
         self.g_iters = 0  # G steps taken (for the adversarial warm-up); kept in the state
+        self.d_skips = 0  # D steps skipped under train.d_skip_threshold; kept in the state
 
     def networks_to_save(self) -> dict[str, dict[str, torch.nn.Module]]:
         return {**super().networks_to_save(), 'net_d': {'params': self.net_d}}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), 'g_iters': self.g_iters}
+        return {**super().state_dict(), 'g_iters': self.g_iters, 'd_skips': self.d_skips}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.g_iters = state.get('g_iters', 0)
+        self.d_skips = state.get('d_skips', 0)
 
     # ---- one iteration -------------------------------------------------------------------------
     def trains_g(self, current_iter: int) -> bool:
@@ -138,10 +148,29 @@ class SRGANModel(SRModel):
                                                         current_iter)
         # The EMA follows G once per iteration (also while only D trains, as BasicSR), unless
         # G's step was dropped.
-        self.step('d', d_losses, current_iter, ema=not trains_g)
+        if self.skips_d(d_losses, logged):
+            if not trains_g:
+                self.update_ema()
+        else:
+            self.step('d', d_losses, current_iter, ema=not trains_g)
         logged.update(d_losses)
         logged.update(d_outputs)
         self.record_losses(logged)
+
+    def skips_d(self, d_losses: dict[str, torch.Tensor], logged: dict) -> bool:
+        """Adaptive D skipping (``train.d_skip_threshold``): D is not stepped while its
+        adversarial loss (l_d_real + l_d_fake, averaged over ranks so that all agree) is below
+        the threshold. A host sync per iteration, only when the option is set. Logged:
+        ``d_skipped`` (this iteration) and ``d_skips`` (all so far)."""
+        threshold = self.opt['train']['d_skip_threshold']
+        if threshold is None:
+            return False
+        d_loss = float(sum(v.detach() for k, v in d_losses.items() if k != 'l_d_r1'))
+        skip = reduce_mean({'d': d_loss}, self.device)['d'] < threshold
+        self.d_skips += int(skip)
+        logged['d_skipped'] = torch.tensor(float(skip))
+        logged['d_skips'] = torch.tensor(float(self.d_skips))
+        return skip
 
     def generator_losses(self, output: torch.Tensor, current_iter: int
                          ) -> dict[str, torch.Tensor]:
