@@ -69,8 +69,8 @@ class SRGANModel(SRModel):
     def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
         problems = super().option_problems(opt, is_train)
         ldl = opt['train'].get('ldl_opt') if is_train else None
-        if is_train and opt['train']['d_skip_threshold'] is not None and \
-                opt['train']['accumulate_grad_batches'] > 1:
+        if is_train and opt['train'].get('d_skip_threshold') is not None and \
+                opt['train'].get('accumulate_grad_batches', 1) > 1:
             problems.append('train.d_skip_threshold: skipping D decides per step; it does not '
                             'work with train.accumulate_grad_batches > 1.')
         if ldl is not None and ldl['type'] not in loss_terms.LDL_CRITERIA:
