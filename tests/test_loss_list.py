@@ -14,7 +14,8 @@ from basicsr_lite.models import loss_terms
 from basicsr_lite.options import validate_options
 from tests.test_gan_iteration_values import (GAN_WEIGHT, LR_D, LR_G, IterValueD, IterValueG,  # noqa: F401
                                              assert_log, assert_params, batch, bce, build, d_ref,
-                                             g_ref, gan_train, leaves, sgd, tiny_archs)
+                                             g_ref, gan_train, gt_batch, leaves, sgd, srgan_opt,
+                                             synthetic_model, synthetic_opt, tiny_archs)
 
 
 @pytest.fixture
@@ -141,6 +142,38 @@ def test_slots_and_the_equivalent_list_train_bitwise_alike(tiny_opt, random_vgg,
     for label in ('net_g', 'net_d'):
         a, b = (dict(getattr(m, label).state_dict()) for m in models)
         assert all(torch.equal(a[k], b[k]) for k in a), label
+
+
+def test_real_esrgan_list_with_gt_usm_targets_trains_as_the_flags(synthetic_opt):
+    """Real-ESRGAN's flags (l1_gt_usm true, gan_gt_usm true) and the list whose entries say
+    target: gt_usm give the same bits (stand-ins for USM and degradation, as in
+    test_gan_iteration_values)."""
+    synthetic_opt['model_type'] = 'RealESRGANModel'
+    flags = copy.deepcopy(synthetic_opt)
+    flags.update(l1_gt_usm=True, gan_gt_usm=True)
+    listed = copy.deepcopy(synthetic_opt)
+    train = listed['train']
+    train['losses'] = [{**train.pop('pixel_opt'), 'target': 'gt_usm', 'name': 'l_g_pix'},
+                       {**train.pop('gan_opt'), 'target': 'gt_usm'}]
+    models = [synthetic_model(flags), synthetic_model(listed)]
+    gt = batch()['gt']
+    first = None
+    for it in (1, 2):
+        for model in models:
+            model.feed_data(gt_batch(gt))
+            model.optimize_parameters(it)
+        assert models[0].get_current_log() == models[1].get_current_log()
+        first = first or models[1].get_current_log()
+    for label in ('net_g', 'net_d'):
+        a, b = (dict(getattr(m, label).state_dict()) for m in models)
+        assert all(torch.equal(a[k], b[k]) for k in a), label
+    plain = copy.deepcopy(listed)
+    plain['train']['losses'][0]['target'] = 'gt'
+    model = synthetic_model(plain)
+    model.feed_data(gt_batch(gt))
+    model.optimize_parameters(1)
+    assert model.get_current_log()['l_g_pix'] != first['l_g_pix']  # the target matters
+    assert model.get_current_log()['l_d_real'] == first['l_d_real']
 
 
 def test_real_esrgan_flags_mean_the_targets_of_the_slots(tiny_opt):
