@@ -42,7 +42,7 @@ FOREIGN_KEYS: dict[str, dict[str, str]] = {
             REAL_ESRGAN_MODELS),
     },
     'train': dict.fromkeys(('optim_d', 'net_d_iters', 'net_d_init_iters', 'gan_opt',
-                            'perceptual_opt'), GAN_MODELS),
+                            'perceptual_opt', 'ldl_opt', 'd_skip_threshold'), GAN_MODELS),
     'path': dict.fromkeys(('pretrain_network_d', 'param_key_d', 'strict_load_d'), GAN_MODELS),
 }
 

@@ -201,7 +201,8 @@ class BareLoop:
         self.optimizer = build_optimizer(self.net.parameters(), train['optim_g'],
                                          impl=train['optimizer_impl'])
         self.scheduler = build_scheduler(self.optimizer, train['scheduler'], opt)
-        self.loss = build_loss(train['pixel_opt'], 'train.pixel_opt').to(device)
+        self.loss = build_loss(train['pixel_opt'] or {'type': 'L1Loss'},  # list form: L1
+                               'train.pixel_opt').to(device)
         self.decay = train['ema_decay']
         self.amp = train['amp']
         self.batches = [{k: to_memory_format(v.to(device), self.channels_last)

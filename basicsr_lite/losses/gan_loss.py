@@ -28,15 +28,24 @@ class GANLoss(nn.Module):
     wgan: -mean (real) / +mean (fake); wgan_softplus: softplus(-x) / softplus(x); hinge:
     relu(1 - x) / relu(1 + x) for the discriminator, -mean(x) for the generator.
     ``loss_weight`` applies to the generator's loss only (``is_disc=False``), as in BasicSR.
+    ``real_label_val`` is the real label of both G's and D's targets (BasicSR);
+    ``d_real_label_val`` (e.g. 0.9) replaces it in D's targets for real images only: one-sided
+    label smoothing (Salimans et al. 2016, "Improved Techniques for Training GANs"); None: no
+    smoothing. Label-based types only (vanilla, lsgan).
     """
 
     def __init__(self, gan_type: str = 'vanilla', real_label_val: float = 1.0,
-                 fake_label_val: float = 0.0, loss_weight: float = 1.0) -> None:
+                 fake_label_val: float = 0.0, loss_weight: float = 1.0,
+                 d_real_label_val: float | None = None) -> None:
         super().__init__()
         if gan_type not in GAN_TYPES:
             raise ValueError(f"gan_type '{gan_type}' is not one of {list(GAN_TYPES)}.")
+        if d_real_label_val is not None and gan_type not in ('vanilla', 'lsgan'):
+            raise ValueError(f"d_real_label_val (label smoothing) needs labels: gan_type "
+                             f"vanilla or lsgan, not '{gan_type}'.")
         self.gan_type = gan_type
         self.real_label_val, self.fake_label_val = real_label_val, fake_label_val
+        self.d_real_label_val = real_label_val if d_real_label_val is None else d_real_label_val
         self.loss_weight = loss_weight
 
     def forward(self, pred: Pred, target_is_real: bool, is_disc: bool = False) -> torch.Tensor:
@@ -45,9 +54,10 @@ class GANLoss(nn.Module):
         pred = pred.float()
         sign = -1.0 if target_is_real else 1.0
         if self.gan_type == 'vanilla':
-            loss = F.binary_cross_entropy_with_logits(pred, self._labels(pred, target_is_real))
+            loss = F.binary_cross_entropy_with_logits(
+                pred, self._labels(pred, target_is_real, is_disc))
         elif self.gan_type == 'lsgan':
-            loss = F.mse_loss(pred, self._labels(pred, target_is_real))
+            loss = F.mse_loss(pred, self._labels(pred, target_is_real, is_disc))
         elif self.gan_type == 'wgan':
             loss = sign * pred.mean()
         elif self.gan_type == 'wgan_softplus':
@@ -58,9 +68,10 @@ class GANLoss(nn.Module):
             loss = -pred.mean()
         return loss if is_disc else loss * self.loss_weight
 
-    def _labels(self, pred: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-        return torch.full_like(pred, self.real_label_val if target_is_real else
-                               self.fake_label_val)
+    def _labels(self, pred: torch.Tensor, target_is_real: bool, is_disc: bool) -> torch.Tensor:
+        if not target_is_real:
+            return torch.full_like(pred, self.fake_label_val)
+        return torch.full_like(pred, self.d_real_label_val if is_disc else self.real_label_val)
 
 
 def map_pred(fn: Callable[[torch.Tensor], torch.Tensor], pred: Pred) -> Pred:

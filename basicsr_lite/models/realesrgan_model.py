@@ -60,6 +60,11 @@ class SyntheticPairs:
 
     @classmethod
     def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        # the model's own (losses) first: this class stands before the model in the MRO
+        return super().option_problems(opt, is_train) + cls.synthesis_problems(opt, is_train)
+
+    @classmethod
+    def synthesis_problems(cls, opt: dict, is_train: bool) -> list[str]:
         if not is_train:
             return []
         train = opt['datasets']['train']
@@ -111,6 +116,9 @@ class SyntheticPairs:
         lq, target = self.pool.exchange(lq, target, self.streams)
         self.lq, self.gt = self.to_device(lq.contiguous()), self.to_device(target.contiguous())
 
+    def loss_target(self, target: str, output: torch.Tensor) -> torch.Tensor:
+        return self.gt_usm if target == 'gt_usm' else super().loss_target(target, output)
+
     @property
     def gt_usm(self) -> torch.Tensor:
         """The USM-sharpened GT of the current batch (computed once per batch)."""
@@ -135,6 +143,8 @@ class RealESRNetModel(SyntheticPairs, SRModel):
     """Real-ESRNet: the generator alone with a pixel loss on synthesised pairs. ``gt_usm``:
     sharpen the GT before degrading it, and train towards the sharpened GT."""
 
+    loss_targets = ('gt', 'gt_usm', 'lq_up')
+
     @classmethod
     def option_keys(cls, kit) -> dict:
         return {**super().option_keys(kit), 'gt_usm': kit.Value((bool,), default=True)}
@@ -154,14 +164,40 @@ class RealESRGANModel(SyntheticPairs, SRGANModel):
     """Real-ESRGAN: SRGAN's losses (pixel, perceptual, GAN; a U-Net discriminator with spectral
     norm in the x4plus recipe) on synthesised pairs. The sharpened GT is degraded; the losses
     compare with the sharpened GT where ``l1_gt_usm`` / ``percep_gt_usm`` / ``gan_gt_usm``
-    (D's real images) say so, else with the GT."""
+    (D's real images) say so, else with the GT (null: BasicSR's defaults true, true, false).
+    With ``train.losses`` each entry says its ``target`` instead (the flags must be left out);
+    BasicSR's ``ldl_opt`` compares with the plain GT, as the authors' code."""
+
+    loss_targets = ('gt', 'gt_usm', 'lq_up')
+    USM_FLAGS = {'pixel_opt': ('l1_gt_usm', True), 'perceptual_opt': ('percep_gt_usm', True),
+                 'gan_opt': ('gan_gt_usm', False)}
 
     @classmethod
     def option_keys(cls, kit) -> dict:
         return {**super().option_keys(kit),
-                'l1_gt_usm': kit.Value((bool,), default=True),
-                'percep_gt_usm': kit.Value((bool,), default=True),
-                'gan_gt_usm': kit.Value((bool,), default=False)}
+                **{flag: kit.Value((bool, type(None)), default=None)
+                   for flag, _ in cls.USM_FLAGS.values()}}
+
+    @classmethod
+    def usm_flag(cls, opt: dict, slot: str) -> bool:
+        flag, default = cls.USM_FLAGS[slot]
+        return default if opt.get(flag) is None else opt[flag]
+
+    @classmethod
+    def slot_entry(cls, opt: dict, key: str, short: str) -> dict:
+        entry = super().slot_entry(opt, key, short)
+        if key in cls.USM_FLAGS and cls.usm_flag(opt, key):
+            entry['target'] = 'gt_usm'
+        return entry
+
+    @classmethod
+    def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        problems = super().option_problems(opt, is_train)
+        if is_train and opt['train'].get('losses') is not None:
+            problems += [f"{flag}: applies to BasicSR's train.{slot}; with train.losses give "
+                         f"the entry a target (gt_usm or gt) instead and drop {flag}."
+                         for slot, (flag, _) in cls.USM_FLAGS.items() if opt.get(flag) is not None]
+        return problems
 
     def __init__(self, opt: dict, device: torch.device) -> None:
         super().__init__(opt, device)
@@ -171,5 +207,7 @@ class RealESRGANModel(SyntheticPairs, SRGANModel):
         return self.usm_sharpener(gt), gt
 
     def gt_for(self, loss: str) -> torch.Tensor:
-        key = {'pixel': 'l1_gt_usm', 'perceptual': 'percep_gt_usm', 'gan': 'gan_gt_usm'}[loss]
-        return self.gt_usm if self.opt[key] else self.gt
+        """The GT that BasicSR's ``loss`` slot ('pixel', 'perceptual', 'gan': D's real images)
+        compares with under the ``*_gt_usm`` flags."""
+        slot = {'pixel': 'pixel_opt', 'perceptual': 'perceptual_opt', 'gan': 'gan_opt'}[loss]
+        return self.gt_usm if self.usm_flag(self.opt, slot) else self.gt

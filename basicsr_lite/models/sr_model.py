@@ -4,8 +4,10 @@ from typing import Callable
 
 import torch
 
+from torch.nn import functional as F
+
 from basicsr_lite.archs.capabilities import capability
-from basicsr_lite.losses import build_loss
+from basicsr_lite.models import loss_terms
 from basicsr_lite.models.base_model import BaseModel
 from basicsr_lite.registry import MODEL_REGISTRY
 from basicsr_lite.runtime.dist import unwrap
@@ -15,22 +17,77 @@ from basicsr_lite.runtime.tiling import padded_forward, tiled_inference
 
 @MODEL_REGISTRY.register()
 class SRModel(BaseModel):
-    """Single-network restoration: ``output = net_g(lq)``, trained with a pixel loss and,
-    optionally, a frequency loss (``fft_opt``, as SAFMN's recipes)."""
+    """Single-network restoration: ``output = net_g(lq)``, trained with ``train.losses`` (any
+    number, in order; see ``models/loss_terms.py``) or BasicSR's ``pixel_opt`` (logged ``l_pix``).
+    """
 
     network_keys = ('network_g',)
+    loss_prefix = 'l_'  # logged names: l_pix (BasicSR), l_l1, l_msssim, ...
+    # (train key, short name); fft_opt: the SAFMN authors' recipes (FFTLoss, logged l_fft)
+    loss_slots: tuple[tuple[str, str], ...] = (('pixel_opt', 'pix'), ('fft_opt', 'fft'))
+    loss_targets = ('gt', 'lq_up')
+    reserved_log_names: tuple[str, ...] = ()
 
     @classmethod
     def train_keys(cls, kit) -> dict:
-        return {'optim_g': kit.optimizer(), 'pixel_opt': kit.loss(), 'fft_opt': kit.loss()}
+        return {'optim_g': kit.optimizer(), 'pixel_opt': kit.loss(), 'fft_opt': kit.loss(),
+                'losses': kit.losses()}
+
+    # ---- the list of losses ----------------------------------------------------------------------
+    @classmethod
+    def loss_entries(cls, opt: dict) -> list[tuple[str, dict]]:
+        """``[(option path, entry)]``: ``train.losses``, or the slots translated into entries
+        with BasicSR's logged names."""
+        train = opt['train']
+        if train.get('losses') is not None:
+            return [(f'train.losses[{i}]', entry) for i, entry in enumerate(train['losses'])]
+        entries = []
+        for key, short in cls.loss_slots:
+            if train.get(key) is not None:
+                entries.append((f'train.{key}', cls.slot_entry(opt, key, short)))
+        return entries
+
+    @classmethod
+    def slot_entry(cls, opt: dict, key: str, short: str) -> dict:
+        """The list entry that BasicSR's slot ``train.<key>`` means."""
+        return {**opt['train'][key], 'name': cls.loss_prefix + short, 'target': 'gt'}
+
+    @classmethod
+    def option_problems(cls, opt: dict, is_train: bool) -> list[str]:
+        problems = super().option_problems(opt, is_train)
+        if not is_train:
+            return problems
+        train = opt['train']
+        if train.get('losses') is not None:
+            if not train['losses']:
+                problems.append('train.losses: empty; list at least one loss, e.g. '
+                                '[{type: L1Loss, loss_weight: 1.0}].')
+            problem = loss_terms.slot_problem({k: train.get(k) for k, _ in cls.loss_slots})
+            if problem:
+                problems.append(problem)
+        entries = cls.loss_entries(opt)
+        problems += loss_terms.entry_problems(entries, cls.loss_prefix, cls.reserved_log_names,
+                                              cls.loss_targets)
+        problems += cls.gan_entry_problems(entries)
+        if train['ema_decay'] <= 0:
+            problems += [f'{where}: {entry["type"]} compares with the EMA network\'s output; set '
+                         f'train.ema_decay > 0 (e.g. 0.999).' for where, entry in entries
+                         if getattr(_loss_class(entry), 'needs_ema_output', False)]
+        return problems
+
+    @classmethod
+    def gan_entry_problems(cls, entries: list[tuple[str, dict]]) -> list[str]:
+        return [f'{where}: GANLoss needs a discriminator; use a GAN model (SRGANModel, '
+                f'ESRGANModel, RealESRGANModel) or drop it.'
+                for where, entry in entries if loss_terms.is_gan_entry(entry)]
 
     def __init__(self, opt: dict, device: torch.device) -> None:
         super().__init__(opt, device)
         self.lq: torch.Tensor | None = None
         self.gt: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
-        self.cri_pix = None
-        self.cri_fft = None
+        self.loss_terms: list[loss_terms.LossTerm] = []
+        self._ema_output: torch.Tensor | None = None
         self.net_g = self.build_net('network_g')
         if self.is_train:
             self.init_training_settings()
@@ -40,21 +97,16 @@ class SRModel(BaseModel):
         self.setup_schedulers()
 
     def init_generator_training(self) -> None:
-        """G in train mode, its EMA copy, pixel loss, optimizer and stepper 'g'."""
+        """G in train mode, its EMA copy, the losses, optimizer and stepper 'g'."""
         train_opt = self.opt['train']
         self.net_g.train()
         if train_opt['ema_decay'] > 0:
             self.ema = ModelEMA(unwrap(self.net_g), train_opt['ema_decay'])
-        self.cri_pix = self.optional_loss('pixel_opt')
-        self.cri_fft = self.optional_loss('fft_opt')
+        self.loss_terms = loss_terms.build_terms(self.loss_entries(self.opt), self.loss_prefix,
+                                                 self.device)
         params = [p for p in self.net_g.parameters() if p.requires_grad]
         self.optimizer_g = self.setup_optimizer(params, train_opt['optim_g'])
         self.setup_stepper('g', self.optimizer_g, {'net_g': self.net_g})
-
-    def optional_loss(self, key: str) -> torch.nn.Module | None:
-        """The loss of ``train.<key>`` on the device, or None when it is null."""
-        opt = self.opt['train'][key]
-        return None if opt is None else build_loss(opt, f'train.{key}').to(self.device)
 
     def feed_data(self, data: dict) -> None:
         self.lq = self.to_device(data['lq'])
@@ -69,11 +121,44 @@ class SRModel(BaseModel):
     def optimize_parameters(self, current_iter: int) -> None:
         with self.autocast():
             self.output = self.as_generator(self.net_g)(self.lq)
-        losses = {'l_pix': self.cri_pix(self.output.float(), self.gt)}
-        if self.cri_fft is not None:
-            losses['l_fft'] = self.cri_fft(self.output.float(), self.gt)
+        losses = self.content_losses(self.output.float())
         self.step('g', losses, current_iter)
         self.record_losses(losses)
+
+    def content_losses(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every loss of the list but the GAN one, in order, by logged name."""
+        self._ema_output = None
+        losses: dict[str, torch.Tensor] = {}
+        for term in self.loss_terms:
+            if term.is_gan:
+                continue
+            target = self.loss_target(term.target, output)
+            if term.needs_ema_output:
+                value = term.loss(output, target, self.ema_output())
+            else:
+                value = term.loss(output, target)
+            values = value if isinstance(value, tuple) else (value,)
+            for name, part in zip(term.names, values):
+                if part is not None:
+                    losses[name] = part
+        return losses
+
+    def loss_target(self, target: str, output: torch.Tensor) -> torch.Tensor:
+        """What a loss compares ``output`` with: 'gt', 'lq_up' (the LQ upsampled bicubically to
+        the output's size), or (Real-ESRGAN models) 'gt_usm'."""
+        if target == 'gt':
+            return self.gt
+        if target == 'lq_up':
+            return F.interpolate(self.lq.float(), size=output.shape[-2:], mode='bicubic',
+                                 align_corners=False)
+        raise ValueError(f'{type(self).__name__} has no loss target {target!r}.')
+
+    def ema_output(self) -> torch.Tensor:
+        """The EMA network's output for this batch (LDL), computed once per iteration."""
+        if self._ema_output is None:
+            with torch.no_grad(), self.autocast():
+                self._ema_output = self.as_generator(self.ema.module)(self.lq).float()
+        return self._ema_output
 
     def inference_network(self) -> torch.nn.Module:
         """The network used for testing: the EMA one when training keeps one."""
@@ -113,6 +198,13 @@ class SRModel(BaseModel):
         if self.ema is not None:
             nets['params_ema'] = self.ema.module
         return {'net_g': nets}
+
+
+def _loss_class(entry: dict):
+    try:
+        return loss_terms.LOSS_REGISTRY.get(entry['type'])
+    except KeyError:
+        return None
 
 
 # BasicSR's SwinIRModel is SRModel plus padding of the input to a multiple of the window size at

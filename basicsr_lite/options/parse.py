@@ -224,7 +224,8 @@ def _cross_checks(opt: dict, is_train: bool, check_paths: bool) -> list[str]:
         if isinstance(opt.get(key), dict):
             errors += capability_problems(opt[key], key, amp)
     if is_train:
-        losses = [k for k in opt['train'] if k.endswith('_opt') and opt['train'][k] is not None]
+        losses = [k for k in opt['train'] if (k.endswith('_opt') or k == 'losses')
+                  and opt['train'][k] is not None]
         if not losses:
             errors.append('train: no loss configured; add e.g. pixel_opt: {type: L1Loss}.')
         for where, section in (('val.early_stopping', (opt['val'] or {}).get('early_stopping')),

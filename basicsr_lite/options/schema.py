@@ -153,14 +153,16 @@ class MapOf(Spec):
 
 @dataclass
 class ListOf(Spec):
-    """A list whose every entry is checked by ``item`` (``path[i]`` in messages)."""
+    """A list whose every entry is checked by ``item`` (``path[i]`` in messages); null is an
+    empty list, or stays null when ``nullable``."""
     item: Spec
     required: bool = False
     default: Any = MISSING
+    nullable: bool = False
 
     def validate(self, value, path, errors, ctx):
         if value is None:
-            return []
+            return None if self.nullable else []
         if not isinstance(value, list):
             errors.append(f'{path}: expected a list, got {type(value).__name__} {value!r}.')
             return value

@@ -173,6 +173,16 @@ class SpecKit:
         return Typed(resolve=LOSS_REGISTRY.get, kind='loss', required=required,
                      nullable=not required, default=None)
 
+    @staticmethod
+    def losses() -> ListOf:
+        """``train.losses``: a list of losses, each checked against its constructor, with the
+        framework's ``name`` (logged name) and ``target`` (``models/loss_terms.py``); null: not
+        given (BasicSR's slots are used)."""
+        return ListOf(item=Typed(resolve=LOSS_REGISTRY.get, kind='loss', fields={
+            'name': Value(OPT_STR, default=None),
+            'target': Value(OPT_STR, default=None, choices=(None, 'gt', 'gt_usm', 'lq_up')),
+        }), default=None, nullable=True)
+
 
 # ---- the whole file ------------------------------------------------------------------------------
 
