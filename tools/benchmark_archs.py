@@ -27,11 +27,10 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from basicsr_lite.archs import build_network  # noqa: E402
-from basicsr_lite.archs.capabilities import capability  # noqa: E402
-from basicsr_lite.registry import ARCH_REGISTRY  # noqa: E402
+from basicsr_lite.archs import build_network
+from basicsr_lite.archs.capabilities import capability
+from basicsr_lite.registry import ARCH_REGISTRY
 
 HELPS, HURTS = 1.10, 0.91
 
