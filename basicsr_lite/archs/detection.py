@@ -1,0 +1,204 @@
+"""Which of our networks a state dict is, with its constructor arguments, from the weights alone
+(``network_g: {type: auto}``, ``--pretrained``).
+
+:data:`DETECTORS` holds one ``detect(state) -> options | None`` per architecture, read from key
+names and tensor shapes (in the spirit of spandrel's loaders); an architecture class may also
+define a ``detect_options`` classmethod (it is used first). Arguments that leave no trace in the
+weights (img_range, res_scale, ...) keep their defaults; :data:`UNDETECTABLE` lists them, and the
+scale where the weights cannot tell it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable
+
+import torch
+
+from basicsr_lite.archs.rcan_arch import RCAN
+from basicsr_lite.errors import UserError
+from basicsr_lite.registry import ARCH_REGISTRY
+
+State = dict[str, torch.Tensor]
+
+
+def seq_len(state: State, prefix: str) -> int:
+    """1 + the highest N of keys ``<prefix>.N.*`` (0 when there is none)."""
+    pattern = re.compile(re.escape(prefix) + r'\.(\d+)\.')
+    found = [int(m.group(1)) for k in state if (m := pattern.match(k))]
+    return max(found) + 1 if found else 0
+
+
+def shuffle_scale(out_channels: int, image_channels: int) -> int:
+    """The pixel-shuffle factor of a conv with ``out_channels`` before the shuffle."""
+    return math.isqrt(out_channels // image_channels)
+
+
+def _upsample_scale(state: State, prefix: str, num_feat: int) -> int:
+    """BasicSR's ``Upsample``: one conv to 9 * num_feat (x3) or n convs to 4 * num_feat (2^n)."""
+    if state[f'{prefix}.0.weight'].shape[0] == 9 * num_feat:
+        return 3
+    return 2 ** sum(1 for k in state if re.fullmatch(re.escape(prefix) + r'\.\d+\.weight', k))
+
+
+def _edsr(state: State) -> dict | None:
+    if 'body.0.conv1.weight' not in state or 'upsample.0.weight' not in state:
+        return None
+    nf = state['conv_first.weight'].shape[0]
+    return {'type': 'EDSR', 'num_in_ch': state['conv_first.weight'].shape[1],
+            'num_out_ch': state['conv_last.weight'].shape[0], 'num_feat': nf,
+            'num_block': seq_len(state, 'body'), 'upscale': _upsample_scale(state, 'upsample', nf)}
+
+
+def _rcan(state: State) -> dict | None:
+    options = {}
+    if 'sub_mean.bias' in state and 'head.0.weight' in state:  # the authors' layout
+        scale = state['sub_mean.weight'][0, 0, 0, 0].item() * 255.0
+        options = {'img_range': round(scale, 4),
+                   'rgb_mean': [round(v, 6) for v in (-state['sub_mean.bias'] / scale).tolist()]}
+    state = RCAN.adapt_state_dict(state)
+    if 'body.0.residual_group.0.rcab.0.weight' not in state:
+        return None
+    nf = state['conv_first.weight'].shape[0]
+    return {'type': 'RCAN', 'num_in_ch': state['conv_first.weight'].shape[1],
+            'num_out_ch': state['conv_last.weight'].shape[0], 'num_feat': nf,
+            'num_group': seq_len(state, 'body'),
+            'num_block': seq_len(state, 'body.0.residual_group'),
+            'squeeze_factor': nf // state['body.0.residual_group.0.rcab.3.attention.1.weight'].shape[0],
+            'upscale': _upsample_scale(state, 'upsample', nf), **options}
+
+
+def _msrresnet(state: State) -> dict | None:
+    if 'upconv1.weight' not in state or 'body.0.conv1.weight' not in state:
+        return None
+    nf = state['conv_first.weight'].shape[0]
+    upscale = 4 if 'upconv2.weight' in state else (
+        3 if state['upconv1.weight'].shape[0] == 9 * nf else 2)
+    return {'type': 'MSRResNet', 'num_in_ch': state['conv_first.weight'].shape[1],
+            'num_out_ch': state['conv_last.weight'].shape[0], 'num_feat': nf,
+            'num_block': seq_len(state, 'body'), 'upscale': upscale}
+
+
+def _rrdbnet(state: State) -> dict | None:
+    if 'body.0.rdb1.conv1.weight' not in state:
+        return None
+    first, out_ch = state['conv_first.weight'], state['conv_last.weight'].shape[0]
+    scale = {16 * out_ch: 1, 4 * out_ch: 2}.get(first.shape[1], 4)  # pixel-unshuffled inputs
+    return {'type': 'RRDBNet', 'num_in_ch': first.shape[1] // {1: 16, 2: 4, 4: 1}[scale],
+            'num_out_ch': out_ch, 'scale': scale, 'num_feat': first.shape[0],
+            'num_block': seq_len(state, 'body'),
+            'num_grow_ch': state['body.0.rdb1.conv1.weight'].shape[0]}
+
+
+def _srvgg(state: State) -> dict | None:
+    if 'body.0.weight' not in state or state['body.0.weight'].dim() != 4 or \
+            any(not k.startswith('body.') for k in state):
+        return None
+    last = seq_len(state, 'body') - 1
+    in_ch = state['body.0.weight'].shape[1]
+    return {'type': 'SRVGGNetCompact', 'num_in_ch': in_ch, 'num_out_ch': in_ch,
+            'num_feat': state['body.0.weight'].shape[0], 'num_conv': (last - 2) // 2,
+            'upscale': shuffle_scale(state[f'body.{last}.weight'].shape[0], in_ch),
+            'act_type': 'prelu' if 'body.1.weight' in state else 'relu'}
+
+
+def _concat_fusion(name: str, block_key: str) -> Callable[[State], dict | None]:
+    """IMDN / RFDN: fea_conv, blocks ``<prefix>1..N``, a pixel-shuffle tail."""
+    def detect(state: State) -> dict | None:
+        if block_key not in state:
+            return None
+        prefix = block_key.split('1.', 1)[0]
+        blocks = {k.split('.', 1)[0] for k in state if re.match(re.escape(prefix) + r'\d+\.', k)}
+        in_ch = state['fea_conv.weight'].shape[1]
+        out_ch = in_ch  # the tail's conv holds out_ch * scale^2: the same channels assumed
+        return {'type': name, 'num_in_ch': in_ch, 'num_out_ch': out_ch,
+                'num_feat': state['fea_conv.weight'].shape[0], 'num_block': len(blocks),
+                'upscale': shuffle_scale(state['upsampler.0.weight'].shape[0], out_ch)}
+    return detect
+
+
+def _pan(state: State) -> dict | None:
+    if 'SCPA_trunk.0.conv1_a.weight' not in state:
+        return None
+    return {'type': 'PAN', 'num_in_ch': state['conv_first.weight'].shape[1],
+            'num_out_ch': state['conv_last.weight'].shape[0],
+            'num_feat': state['conv_first.weight'].shape[0],
+            'unf': state['upconv1.weight'].shape[0], 'num_block': seq_len(state, 'SCPA_trunk'),
+            'upscale': 4 if 'upconv2.weight' in state else 2}  # 2 and 3 look alike
+
+
+def _fsrcnn(state: State) -> dict | None:
+    if 'first_part.0.weight' not in state:
+        return None
+    return {'type': 'FSRCNN', 'num_in_ch': state['first_part.0.weight'].shape[1],
+            'd': state['first_part.0.weight'].shape[0], 's': state['mid_part.0.weight'].shape[0],
+            'm': sum(1 for k in state if re.fullmatch(r'mid_part\.\d+\.weight', k)
+                     and state[k].dim() == 4) - 2}
+
+
+def _omnisr(state: State) -> dict | None:
+    if 'input.weight' not in state or 'up.0.weight' not in state:
+        return None
+    in_ch = state['input.weight'].shape[1]
+    pe_key = 'residual_layer.0.residual_layer.0.layer.2.fn.rel_pos_bias.weight'
+    options = {'type': 'OmniSR', 'num_in_ch': in_ch, 'num_out_ch': in_ch,
+               'num_feat': state['input.weight'].shape[0], 'bias': 'input.bias' in state,
+               'res_num': seq_len(state, 'residual_layer'),
+               'block_num': seq_len(state, 'residual_layer.0.residual_layer') - 1,
+               'upsampling': shuffle_scale(state['up.0.weight'].shape[0], in_ch),
+               'pe': pe_key in state}
+    if options['pe']:
+        options['window_size'] = (math.isqrt(state[pe_key].shape[0]) + 1) // 2
+    return options
+
+
+DETECTORS: dict[str, Callable[[State], dict | None]] = {
+    'EDSR': _edsr,
+    'FSRCNN': _fsrcnn,
+    'IMDN': _concat_fusion('IMDN', 'IMDB1.c1.weight'),
+    'MSRResNet': _msrresnet,
+    'OmniSR': _omnisr,
+    'PAN': _pan,
+    'RCAN': _rcan,
+    'RFDN': _concat_fusion('RFDN', 'B1.c1_d.weight'),
+    'RRDBNet': _rrdbnet,
+    'SRVGGNetCompact': _srvgg,
+}
+
+# Arguments the weights do not show: detection leaves them at their defaults.
+UNDETECTABLE: dict[str, tuple[str, ...]] = {
+    'EDSR': ('res_scale', 'img_range', 'rgb_mean'),
+    'FSRCNN': ('upscale',),  # the transposed conv's stride
+    'OmniSR': ('signed_range', 'ffn_bias'),
+    'PAN': ('upscale 2 vs 3',),
+    'RCAN': ('res_scale', 'img_range and rgb_mean in BasicSR\'s layout'),
+    'SRVGGNetCompact': ('act_type relu vs leakyrelu', 'num_out_ch'),
+    'IMDN': ('num_out_ch',), 'RFDN': ('num_out_ch', 'img_range'),
+}
+
+
+def detect(state: State) -> list[dict]:
+    """Every architecture whose detector recognises ``state`` (normally one)."""
+    found = []
+    for name in ARCH_REGISTRY.keys():
+        own = getattr(ARCH_REGISTRY.get(name), 'detect_options', None)
+        detector = own or DETECTORS.get(name)
+        options = detector(state) if detector is not None else None
+        if options is not None:
+            found.append(options)
+    return found
+
+
+def detect_network(state: State, where: str = 'weights') -> dict:
+    """The one network ``state`` is, or a UserError naming what was found."""
+    found = detect(state)
+    if len(found) == 1:
+        return found[0]
+    keys = ', '.join(f'{k} {tuple(v.shape)}' for k, v in list(state.items())[:5])
+    if not found:
+        raise UserError(f'{where}: no architecture here recognises these weights '
+                        f'({len(state)} tensors, e.g. {keys}). Detected architectures: '
+                        f'{", ".join(sorted(DETECTORS))}; name the type in network_g instead.')
+    raise UserError(f'{where}: the weights fit several architectures '
+                    f'({", ".join(o["type"] for o in found)}); name the type in network_g. '
+                    f'Keys: {keys}.')

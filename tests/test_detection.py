@@ -1,0 +1,111 @@
+"""Any checkpoint as a start (issue 28): the wrappers and prefixes found in the wild load, and
+each detectable architecture is found again, with its constructor arguments, from its weights
+alone (non-default values: build -> state dict -> detect -> the same options)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from basicsr_lite.archs import build_network
+from basicsr_lite.archs.detection import DETECTORS, detect_network
+from basicsr_lite.errors import CheckpointError, UserError
+from basicsr_lite.registry import ARCH_REGISTRY
+from basicsr_lite.runtime.weights import extract_state_dict, load_weights_into, save_torch
+
+ROUND_TRIPS = {
+    'EDSR': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=3, upscale=3),
+    'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=2, upscale=3),
+    'IMDN': dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=3, upscale=3),
+    'MSRResNet': dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_block=3, upscale=3),
+    'OmniSR': dict(num_in_ch=3, num_out_ch=3, num_feat=16, res_num=2, block_num=1,
+                   window_size=4, upsampling=3, bias=False, pe=True),
+    'PAN': dict(num_in_ch=3, num_out_ch=3, num_feat=8, unf=6, num_block=2, upscale=4),
+    'RCAN': dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_group=2, num_block=3,
+                 squeeze_factor=4, upscale=8),
+    'RFDN': dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=3, upscale=2),
+    'RRDBNet': dict(num_in_ch=3, num_out_ch=3, scale=2, num_feat=8, num_block=2, num_grow_ch=4),
+    'SRVGGNetCompact': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=3, upscale=3,
+                            act_type='prelu'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(ROUND_TRIPS))
+def test_detection_round_trip(name):
+    options = {'type': name, **ROUND_TRIPS[name]}
+    state = build_network(options).state_dict()
+    found = detect_network(state)
+    if name == 'FSRCNN':  # its scale is the transposed conv's stride: not in the weights
+        assert 'upscale' not in found
+        found['upscale'] = options['upscale']
+    assert found == options
+
+
+def test_every_detector_has_a_round_trip_and_names_a_registered_arch():
+    assert set(DETECTORS) == set(ROUND_TRIPS)
+    assert set(DETECTORS) <= set(ARCH_REGISTRY.keys())
+
+
+def test_rcan_in_the_authors_layout_is_detected_with_its_mean_shift():
+    from basicsr_lite.archs.rcan_arch import to_authors_layout
+    options = {'type': 'RCAN', **ROUND_TRIPS['RCAN']}
+    state = to_authors_layout(build_network(options).state_dict(), 100.0, (0.25, 0.5, 0.75))
+    assert detect_network(state) == {**options, 'img_range': 100.0, 'rgb_mean': [0.25, 0.5, 0.75]}
+
+
+def test_unknown_weights_are_one_clear_error():
+    with pytest.raises(UserError, match=r"no architecture here recognises these weights \(2 "
+                                        r"tensors, e.g. foo.weight \(4, 3\)"):
+        detect_network({'foo.weight': torch.zeros(4, 3), 'foo.bias': torch.zeros(4)})
+
+
+@pytest.fixture
+def small():
+    net = build_network({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
+                         'num_block': 1, 'upscale': 2})
+    return net, {k: v + 1 for k, v in net.state_dict().items()}
+
+
+WRAPPED = {
+    'params_ema': lambda s: {'params_ema': s},
+    'params': lambda s: {'params': s, 'iter': 3},
+    'state_dict': lambda s: {'state_dict': s, 'epoch': 1},
+    'model': lambda s: {'model': s},
+    'net': lambda s: {'net': s},
+    'netG': lambda s: {'netG': s, 'optimizer': {'lr': 1}},
+    'module.': lambda s: {f'module.{k}': v for k, v in s.items()},
+    '_orig_mod.': lambda s: {'params': {f'_orig_mod.{k}': v for k, v in s.items()}},
+    'nested+both': lambda s: {'state_dict': {'model': {f'module._orig_mod.{k}': v
+                                                       for k, v in s.items()}}},
+}
+
+
+@pytest.mark.parametrize('form', sorted(WRAPPED))
+def test_wrappers_and_prefixes_load(small, tmp_path, form):
+    net, state = small
+    path = tmp_path / 'w.pth'
+    save_torch(WRAPPED[form](state), path)
+    key = 'params_ema' if form == 'params_ema' else 'params'
+    load_weights_into(net, str(path), param_key=None if form not in WRAPPED else key)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+
+
+def test_safetensors_file_loads(small, tmp_path):
+    pytest.importorskip('safetensors')
+    from safetensors.torch import save_file
+    net, state = small
+    save_file({f'module.{k}': v.contiguous() for k, v in state.items()},
+              str(tmp_path / 'w.safetensors'))
+    load_weights_into(net, str(tmp_path / 'w.safetensors'))
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items())
+
+
+def test_ambiguous_wrappers_are_one_error_naming_what_was_found(small):
+    _, state = small
+    with pytest.raises(CheckpointError, match=r"ambiguous: it has several weight wrappers "
+                                              r"\(state_dict, model\).*conv_first.weight"):
+        extract_state_dict({'state_dict': state, 'model': state}, None, 'x.pth')
+
+
+def test_a_file_without_weights_names_its_keys():
+    with pytest.raises(CheckpointError, match=r"top-level keys optimizer \(dict\), iter \(int\)"):
+        extract_state_dict({'optimizer': {'lr': 1}, 'iter': 3}, 'params', 'x.pth')
