@@ -21,6 +21,7 @@ from basicsr_lite.archs.constraints import constructor_args
 from basicsr_lite.archs.rcan_arch import to_authors_layout
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
+from basicsr_lite.runtime.weights import adapt_layout, extract_state_dict, load_weights
 
 TOLERANCE = 1e-5  # max |ours - spandrel's| in fp32, relative to max(1, max |ours|)
 
@@ -195,3 +196,17 @@ def check_state_dict(options: dict, state: dict, spandrel: Any = None) -> Intero
                             f'table {report.our_fp16}')
     report.passed = not report.problems
     return report
+
+
+def load_generator(path: str) -> dict:
+    """The generator's state dict in a file: ``params_ema`` when it has it (what is shipped),
+    else ``params``, else whatever wrapper it uses."""
+    checkpoint = load_weights(path)
+    key = 'params_ema' if isinstance(checkpoint, dict) and 'params_ema' in checkpoint else None
+    return extract_state_dict(checkpoint, key, str(path))
+
+
+def check_file(path: str, options: dict, spandrel: Any = None) -> InteropReport:
+    """:func:`check_state_dict` on the generator in ``path`` (either layout of its arch)."""
+    state = adapt_layout(ARCH_REGISTRY.get(options['type']), load_generator(path))
+    return check_state_dict(options, state, spandrel)

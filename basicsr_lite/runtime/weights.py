@@ -204,11 +204,11 @@ def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dic
     return strip_prefixes(state)
 
 
-def adapt_layout(net: nn.Module, state: dict) -> dict:
+def adapt_layout(net: nn.Module | type, state: dict) -> dict:
     """``state`` in ``net``'s own key layout: an architecture whose weights circulate in
     another layout too (RCAN: the authors' / spandrel's keys) converts them with its
     ``adapt_state_dict`` classmethod."""
-    adapt = getattr(type(net), 'adapt_state_dict', None)
+    adapt = getattr(net if isinstance(net, type) else type(net), 'adapt_state_dict', None)
     return adapt(state) if adapt is not None else state
 
 
