@@ -18,6 +18,7 @@ import torch
 from basicsr_lite.archs.rcan_arch import RCAN
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
+from basicsr_lite.runtime.weights import extract_state_dict, load_weights
 
 State = dict[str, torch.Tensor]
 
@@ -202,3 +203,25 @@ def detect_network(state: State, where: str = 'weights') -> dict:
     raise UserError(f'{where}: the weights fit several architectures '
                     f'({", ".join(o["type"] for o in found)}); name the type in network_g. '
                     f'Keys: {keys}.')
+
+
+def weights_state(path: str, param_key: str | None = None) -> State:
+    """The state dict of a weights file in any wrapper (``params_ema`` first when no key given)."""
+    return extract_state_dict(load_weights(path), param_key, str(path))
+
+
+def options_from_weights(path: str, param_key: str | None = None) -> dict:
+    """The network options of the weights in ``path`` (``network_g: {type: auto}``). Weights of
+    an architecture that only spandrel knows are an error saying so: they can run in the
+    tools (``--pretrained``), not be trained or tested here."""
+    state = weights_state(path, param_key)
+    found = detect(state)
+    if not found:
+        from basicsr_lite.archs.interop import spandrel_names_it
+        named = spandrel_names_it(state)
+        if named:
+            raise UserError(f'{path}: not one of our architectures; spandrel recognises it as '
+                            f'{named}. Such weights can run in tools/inference.py and '
+                            f'tools/export_onnx.py (--pretrained {path}), but not be trained or '
+                            f'tested here: name one of our architectures in network_g.')
+    return detect_network(state, str(path))

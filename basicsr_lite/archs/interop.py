@@ -21,7 +21,7 @@ from basicsr_lite.archs.constraints import constructor_args
 from basicsr_lite.archs.rcan_arch import to_authors_layout
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
-from basicsr_lite.runtime.weights import adapt_layout, extract_state_dict, load_weights
+from basicsr_lite.runtime.weights import adapt_layout, extract_state_dict, few, load_weights
 
 TOLERANCE = 1e-5  # max |ours - spandrel's| in fp32, relative to max(1, max |ours|)
 
@@ -210,3 +210,25 @@ def check_file(path: str, options: dict, spandrel: Any = None) -> InteropReport:
     """:func:`check_state_dict` on the generator in ``path`` (either layout of its arch)."""
     state = adapt_layout(ARCH_REGISTRY.get(options['type']), load_generator(path))
     return check_state_dict(options, state, spandrel)
+
+
+def spandrel_names_it(state: dict) -> str | None:
+    """spandrel's name and hyper-parameters for ``state``, or None (not recognised, or spandrel
+    not installed: this only adds to an error message)."""
+    try:
+        descriptor = import_spandrel().ModelLoader().load_from_state_dict(dict(state))
+    except Exception:  # not installed, broken, or not recognised
+        return None
+    hyper = getattr(descriptor.model, 'hyperparameters', {}) or {}
+    return f'{descriptor.architecture.id} x{descriptor.scale} {hyper}'
+
+
+def spandrel_descriptor(state: dict, where: str):
+    """spandrel's model for weights that none of our architectures is (inference / export only),
+    or a UserError saying what was found."""
+    spandrel = import_spandrel()
+    try:
+        return spandrel.ModelLoader().load_from_state_dict(dict(state))
+    except Exception as err:
+        raise UserError(f'{where}: neither our architectures nor spandrel recognise these '
+                        f'weights ({type(err).__name__}); they hold {few(state, 5)}.') from err
