@@ -22,7 +22,7 @@ from basicsr_lite.archs.detection import detect_network
 from basicsr_lite.archs.interop import check_file, load_generator, spandrel_layout
 from basicsr_lite.engine.cli import tool_main
 from basicsr_lite.errors import UserError
-from basicsr_lite.options.yaml_loader import load_yaml
+from basicsr_lite.options.parse import load_option_file
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import adapt_layout, save_torch
 
@@ -37,14 +37,15 @@ def experiment_files(folder: Path) -> tuple[Path, Path | None]:
     weights = latest if latest.is_file() else (numbered[-1] if numbered else None)
     if weights is None:
         raise UserError(f'{folder} has no models/net_g_*.pth.')
-    options = sorted(folder.glob('*.yml'))
-    return weights, options[0] if options else None
+    copies = sorted([*folder.glob('*.yml'), *folder.glob('*.toml')],
+                    key=lambda p: p.stat().st_mtime)
+    return weights, copies[-1] if copies else None
 
 
 def network_options(option_file: Path | None, state: dict, where: str) -> dict:
     """``network_g`` of the option file, else detected from the weights."""
     if option_file is not None:
-        opt = load_yaml(option_file.read_text())
+        opt = load_option_file(option_file)
         if isinstance(opt, dict) and isinstance(opt.get('network_g'), dict) and \
                 opt['network_g'].get('type') not in (None, 'auto'):
             return dict(opt['network_g'])
