@@ -3,11 +3,14 @@ each detectable architecture is found again, with its constructor arguments, fro
 alone (non-default values: build -> state dict -> detect -> the same options)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.archs.detection import DETECTORS, detect_network
+from basicsr_lite.archs.detection import DETECTORS, detect, detect_network
 from basicsr_lite.errors import CheckpointError, UserError
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import extract_state_dict, load_weights_into, save_torch
@@ -43,6 +46,17 @@ def test_detection_round_trip(name):
 def test_every_detector_has_a_round_trip_and_names_a_registered_arch():
     assert set(DETECTORS) == set(ROUND_TRIPS)
     assert set(DETECTORS) <= set(ARCH_REGISTRY.keys())
+
+
+CASES = Path(__file__).resolve().parent / 'fixtures' / 'arch_cases'
+
+
+@pytest.mark.parametrize('case', sorted(p.stem for p in CASES.glob('*.yml')))
+def test_no_registered_arch_is_taken_for_another(case):
+    """Every contract-test case is detected as itself, or (no detector) as nothing."""
+    args = yaml.safe_load((CASES / f'{case}.yml').read_text())['args']
+    found = [o['type'] for o in detect(build_network({'type': case, **args}).state_dict())]
+    assert found == ([case] if case in DETECTORS else []), found
 
 
 def test_rcan_in_the_authors_layout_is_detected_with_its_mean_shift():

@@ -43,7 +43,8 @@ def _upsample_scale(state: State, prefix: str, num_feat: int) -> int:
 
 
 def _edsr(state: State) -> dict | None:
-    if 'body.0.conv1.weight' not in state or 'upsample.0.weight' not in state:
+    if not {'conv_first.weight', 'body.0.conv1.weight', 'conv_after_body.weight',
+            'upsample.0.weight', 'conv_last.weight'} <= set(state):
         return None
     nf = state['conv_first.weight'].shape[0]
     return {'type': 'EDSR', 'num_in_ch': state['conv_first.weight'].shape[1],
@@ -184,7 +185,10 @@ def detect(state: State) -> list[dict]:
     for name in ARCH_REGISTRY.keys():
         own = getattr(ARCH_REGISTRY.get(name), 'detect_options', None)
         detector = own or DETECTORS.get(name)
-        options = detector(state) if detector is not None else None
+        try:
+            options = detector(state) if detector is not None else None
+        except (KeyError, IndexError, ValueError, ZeroDivisionError):
+            options = None  # keys of another network that look alike at first
         if options is not None:
             found.append(options)
     return found
