@@ -6,6 +6,9 @@ spandrel comes through tests/spandrel_support.py (a torchvision stand-in where t
 missing: see its docstring)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from basicsr_lite.archs import build_network
@@ -23,7 +26,6 @@ def tiny_run(tmp_path, tiny_opt, **logger):
     tiny_opt['train']['total_iter'] = 3
     tiny_opt['logger'].update(logger)
     assert train_in_process(tmp_path, tiny_opt) == 0
-    from pathlib import Path
     return Path(tiny_opt['path']['experiments_root'])
 
 
@@ -67,3 +69,28 @@ def test_the_tool_fails_for_an_arch_spandrel_lacks(tmp_path, capsys):
     save_torch({'params': net.state_dict()}, tmp_path / 'edsr.pth')
     assert check_interop.main([str(tmp_path / 'edsr.pth')]) == 1
     assert 'spandrel 0.4.2 has no EDSR' in capsys.readouterr().out
+
+
+def test_a_self_describing_safetensors_file_needs_no_option_file(spandrel, tmp_path, capsys):
+    """safetensors metadata ``network_g`` (JSON options) names the network; it wins over
+    detection (here: RRDBNet's grow channels 32, which detection would find too)."""
+    pytest.importorskip('safetensors')
+    import json
+    from safetensors.torch import save_file
+    options = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 4, 'num_feat': 8,
+               'num_block': 1, 'num_grow_ch': 32}
+    state = {k: v.contiguous() for k, v in build_network(options).state_dict().items()}
+    save_file(state, str(tmp_path / 'net.safetensors'),
+              metadata={'network_g': json.dumps(options)})
+    assert check_interop.main([str(tmp_path / 'net.safetensors')]) == 0
+    out = capsys.readouterr().out
+    assert 'interop check passes for RRDBNet: spandrel ESRGAN x4' in out
+
+
+def test_the_hook_says_once_when_spandrel_lacks_the_arch(tmp_path, tiny_opt):
+    tiny_opt['train']['total_iter'] = 6  # two checkpoints, MSRResNet
+    tiny_opt['logger'].update(check_interop=True)
+    assert train_in_process(tmp_path, tiny_opt) == 0
+    log = next(Path(tiny_opt['path']['experiments_root']).glob('train_*.log')).read_text()
+    lines = [line for line in log.splitlines() if 'logger.check_interop:' in line]
+    assert len(lines) == 1 and 'spandrel 0.4.2 has no MSRResNet' in lines[0], lines

@@ -9,6 +9,7 @@ scale where the weights cannot tell it.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Callable
@@ -18,7 +19,7 @@ import torch
 from basicsr_lite.archs.rcan_arch import RCAN
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
-from basicsr_lite.runtime.weights import extract_state_dict, load_weights
+from basicsr_lite.runtime.weights import extract_state_dict, load_weights, read_metadata
 
 State = dict[str, torch.Tensor]
 
@@ -214,10 +215,33 @@ def weights_state(path: str, param_key: str | None = None) -> State:
     return extract_state_dict(load_weights(path), param_key, str(path))
 
 
+METADATA_KEY = 'network_g'  # safetensors metadata: the network options as JSON
+
+
+def options_in_metadata(path: str) -> dict | None:
+    """The network options a self-describing file names (safetensors metadata ``network_g``,
+    JSON ``{"type": ..., args}``), or None."""
+    text = read_metadata(path).get(METADATA_KEY)
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f'{path}: its metadata {METADATA_KEY} is not JSON ({err}).') from err
+    if not isinstance(options, dict) or options.get('type') not in ARCH_REGISTRY:
+        raise UserError(f'{path}: its metadata {METADATA_KEY} names no registered '
+                        f'architecture: {text[:200]}')
+    return options
+
+
 def options_from_weights(path: str, param_key: str | None = None) -> dict:
-    """The network options of the weights in ``path`` (``network_g: {type: auto}``). Weights of
-    an architecture that only spandrel knows are an error saying so: they can run in the
-    tools (``--pretrained``), not be trained or tested here."""
+    """The network options of the weights in ``path`` (``network_g: {type: auto}``): what the
+    file's metadata says, else detected. Weights of an architecture that only spandrel knows
+    are an error saying so: they can run in the tools (``--pretrained``), not be trained or
+    tested here."""
+    named = options_in_metadata(path)
+    if named is not None:
+        return named
     state = weights_state(path, param_key)
     found = detect(state)
     if not found:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from basicsr_lite.archs.interop import check_file
+from basicsr_lite.archs.interop import SPANDREL_ARCHS, check_file
 from basicsr_lite.engine.checkpoint.files import network_file
 from basicsr_lite.engine.hooks import Hook, Run
 from basicsr_lite.errors import UserError
@@ -22,6 +22,12 @@ class InteropCheck(Hook):
 
     def on_checkpoint(self, run: Run, it: int) -> None:
         if not run.is_main or self.unavailable:
+            return
+        arch = run.opt['network_g']['type']
+        if arch not in SPANDREL_ARCHS:
+            self.unavailable = True
+            logger.warning(f'logger.check_interop: spandrel 0.4.2 has no {arch}; its files do '
+                           f'not open in the upscaling tools (nothing to check).')
             return
         path = network_file(run.opt['path']['models'], 'net_g', it)
         if not Path(path).is_file():

@@ -13,7 +13,8 @@ from torch import nn
 from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import Capability, capability
 from basicsr_lite.archs.constraints import network_needs
-from basicsr_lite.archs.detection import detect, detect_network, weights_state
+from basicsr_lite.archs.detection import (detect, detect_network, options_in_metadata,
+                                          weights_state)
 from basicsr_lite.errors import UserError
 from basicsr_lite.options import load_option_file
 from basicsr_lite.options.yaml_loader import load_yaml
@@ -57,10 +58,12 @@ def network_spec(args: argparse.Namespace) -> tuple[dict, int, str | None, str]:
 
 
 def pretrained_spec(path: str, param_key: str | None) -> tuple[dict, int, str, str | None]:
-    """``network_spec`` of ``--pretrained``: detected here, else spandrel's network."""
+    """``network_spec`` of ``--pretrained``: named in the file's metadata or detected here,
+    else spandrel's network."""
     state = weights_state(path, param_key)
-    if detect(state):
-        spec = detect_network(state, path)
+    named = options_in_metadata(path)
+    if named is not None or detect(state):
+        spec = named or detect_network(state, path)
         return spec, network_needs(spec).scale or 1, path, param_key
     from basicsr_lite.archs.interop import spandrel_descriptor
     descriptor = spandrel_descriptor(state, path)

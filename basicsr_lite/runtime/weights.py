@@ -80,6 +80,19 @@ def load_weights(path: str | Path) -> dict:
 PARAM_GROUPS = ('params', 'params_ema')
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (empty for other files or without the
+    safetensors package)."""
+    if Path(path).suffix != '.safetensors' or not Path(path).is_file():
+        return {}
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), 'pt') as f:
+            return dict(f.metadata() or {})
+    except Exception:  # not installed, or not a safetensors file: no metadata to use
+        return {}
+
+
 def flatten_param_keys(checkpoint: dict) -> dict:
     """``{'params': {k: v}}`` -> ``{'params.k': v}`` (safetensors files are flat)."""
     flat = {}

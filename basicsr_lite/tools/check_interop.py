@@ -5,7 +5,7 @@ architecture, scale, hyper-parameters and the precision flags next to our capabi
 
     basicsr-check-interop experiments/<name>              (its option file, newest net_g)
     basicsr-check-interop net_g_latest.pth --opt options/train/X.yml
-    basicsr-check-interop net_g.pth                       (architecture detected from the weights)
+    basicsr-check-interop net_g.pth                       (from its metadata, else detected)
     basicsr-check-interop net_g.pth --export net_g_spandrel.pth
 
 ``--export`` writes the weights in the layout spandrel recognises (RCAN: the authors' keys; the
@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from basicsr_lite.archs.detection import detect_network
+from basicsr_lite.archs.detection import options_from_weights
 from basicsr_lite.archs.interop import check_file, load_generator, spandrel_layout
 from basicsr_lite.engine.cli import tool_main
 from basicsr_lite.errors import UserError
@@ -42,14 +42,14 @@ def experiment_files(folder: Path) -> tuple[Path, Path | None]:
     return weights, copies[-1] if copies else None
 
 
-def network_options(option_file: Path | None, state: dict, where: str) -> dict:
-    """``network_g`` of the option file, else detected from the weights."""
+def network_options(option_file: Path | None, weights: Path) -> dict:
+    """``network_g`` of the option file, else the file's metadata, else detected."""
     if option_file is not None:
         opt = load_option_file(option_file)
         if isinstance(opt, dict) and isinstance(opt.get('network_g'), dict) and \
                 opt['network_g'].get('type') not in (None, 'auto'):
             return dict(opt['network_g'])
-    return detect_network(state, where)
+    return options_from_weights(str(weights))
 
 
 @tool_main
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if target.is_dir():
         target, found = experiment_files(target)
         option_file = option_file or found
-    options = network_options(option_file, load_generator(target), str(target))
+    options = network_options(option_file, target)
     report = check_file(str(target), options)
     print(f'{target}:')
     for line in report.lines():
