@@ -27,6 +27,13 @@ ROUND_TRIPS = {
                  squeeze_factor=4, upscale=8),
     'RFDN': dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=3, upscale=2),
     'RRDBNet': dict(num_in_ch=3, num_out_ch=3, scale=2, num_feat=8, num_block=2, num_grow_ch=4),
+    'PLKSR': dict(dim=16, n_blocks=3, upscaling_factor=3, ccm_type='ICCM', kernel_size=9,
+                  split_ratio=0.5, lk_type='RectSparsePLK', use_ea=False),
+    'RealPLKSR': dict(dim=16, n_blocks=2, upscaling_factor=2, kernel_size=7, split_ratio=0.5,
+                      use_ea=False, dysample=True, layer_norm=True),
+    'SwinIR': dict(in_chans=3, embed_dim=12, depths=[2, 1], num_heads=[2, 3], window_size=4,
+                   mlp_ratio=1.5, qkv_bias=False, ape=False, patch_norm=True,
+                   resi_connection='3conv', upsampler='pixelshuffle', upscale=3),
     'SRVGGNetCompact': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=3, upscale=3,
                             act_type='prelu'),
 }
@@ -41,6 +48,14 @@ def test_detection_round_trip(name):
         assert 'upscale' not in found
         found['upscale'] = options['upscale']
     assert found == options
+
+
+@pytest.mark.parametrize('upsampler, upscale', [('pixelshuffledirect', 4), ('nearest+conv', 4),
+                                                ('', 1), ('pixelshuffle', 8)])
+def test_swinir_upsamplers_are_detected(upsampler, upscale):
+    options = {'type': 'SwinIR', **ROUND_TRIPS['SwinIR'], 'resi_connection': '1conv',
+               'ape': True, 'img_size': 16, 'upsampler': upsampler, 'upscale': upscale}
+    assert detect_network(build_network(options).state_dict()) == options  # ape: img_size too
 
 
 def test_every_detector_has_a_round_trip_and_names_a_registered_arch():

@@ -155,6 +155,80 @@ def _omnisr(state: State) -> dict | None:
     return options
 
 
+def _plksr_common(state: State, name: str, extra_layers: int) -> dict:
+    dim = state['feats.0.weight'].shape[0]
+    layers = seq_len(state, 'feats')
+    return {'type': name, 'dim': dim, 'n_blocks': layers - extra_layers,
+            'upscaling_factor': shuffle_scale(state[f'feats.{layers - 1}.weight'].shape[0], 3),
+            'use_ea': 'feats.1.attn.f.0.weight' in state}
+
+
+def _plksr(state: State) -> dict | None:
+    """PLKSR (its ``channe_mixer`` spelling); SparsePLK's kernels cannot be told apart."""
+    if 'feats.1.channe_mixer.0.weight' not in state:
+        return None
+    options = _plksr_common(state, 'PLKSR', 2)
+    dim = options['dim']
+    k0 = state['feats.1.channe_mixer.0.weight'].shape[2]
+    k2 = state['feats.1.channe_mixer.2.weight'].shape[2]
+    options['ccm_type'] = {(3, 1): 'CCM', (3, 3): 'DCCM', (1, 3): 'ICCM'}[(k0, k2)]
+    for lk_type, key in (('PLK', 'feats.1.lk.conv.weight'),
+                         ('RectSparsePLK', 'feats.1.lk.mn_conv.weight'),
+                         ('SparsePLK', 'feats.1.lk.convs.0.weight')):
+        if key in state:
+            options['lk_type'] = lk_type
+            options['split_ratio'] = state[key].shape[0] / dim
+            if lk_type != 'SparsePLK':
+                options['kernel_size'] = state[key].shape[2]
+            return options
+    return None
+
+
+def _realplksr(state: State) -> dict | None:
+    if 'feats.1.channel_mixer.0.weight' not in state:
+        return None
+    options = _plksr_common(state, 'RealPLKSR', 3)  # + the dropout layer before the last conv
+    return {**options, 'kernel_size': state['feats.1.lk.conv.weight'].shape[2],
+            'split_ratio': state['feats.1.lk.conv.weight'].shape[0] / options['dim'],
+            'dysample': 'to_img.init_pos' in state,
+            'layer_norm': 'feats.1.layer_norm.weight' in state}
+
+
+def _swinir(state: State) -> dict | None:
+    key = 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
+    if key not in state or 'conv_first.weight' not in state:
+        return None
+    embed_dim, in_chans = state['conv_first.weight'].shape[:2]
+    layers = seq_len(state, 'layers')
+    options = {'type': 'SwinIR', 'in_chans': in_chans, 'embed_dim': embed_dim,
+               'depths': [seq_len(state, f'layers.{i}.residual_group.blocks')
+                          for i in range(layers)],
+               'num_heads': [state[f'layers.{i}.residual_group.blocks.0.attn.'
+                                   f'relative_position_bias_table'].shape[1]
+                             for i in range(layers)],
+               'window_size': (math.isqrt(state[key].shape[0]) + 1) // 2,
+               'mlp_ratio': state['layers.0.residual_group.blocks.0.mlp.fc1.weight'].shape[0]
+               / embed_dim,
+               'qkv_bias': 'layers.0.residual_group.blocks.0.attn.qkv.bias' in state,
+               'ape': 'absolute_pos_embed' in state,
+               'patch_norm': 'patch_embed.norm.weight' in state,
+               'resi_connection': '1conv' if 'layers.0.conv.weight' in state else '3conv'}
+    if options['ape']:  # the absolute position embedding has img_size^2 rows
+        options['img_size'] = math.isqrt(state['absolute_pos_embed'].shape[1])
+    if 'conv_up1.weight' in state:
+        options.update(upsampler='nearest+conv', upscale=4)
+    elif 'conv_before_upsample.0.weight' in state:
+        num_feat = state['conv_before_upsample.0.weight'].shape[0]
+        options.update(upsampler='pixelshuffle',
+                       upscale=_upsample_scale(state, 'upsample', num_feat))
+    elif 'upsample.0.weight' in state:
+        options.update(upsampler='pixelshuffledirect',
+                       upscale=shuffle_scale(state['upsample.0.weight'].shape[0], in_chans))
+    else:
+        options.update(upsampler='', upscale=1)
+    return options
+
+
 DETECTORS: dict[str, Callable[[State], dict | None]] = {
     'EDSR': _edsr,
     'FSRCNN': _fsrcnn,
@@ -162,10 +236,13 @@ DETECTORS: dict[str, Callable[[State], dict | None]] = {
     'MSRResNet': _msrresnet,
     'OmniSR': _omnisr,
     'PAN': _pan,
+    'PLKSR': _plksr,
     'RCAN': _rcan,
+    'RealPLKSR': _realplksr,
     'RFDN': _concat_fusion('RFDN', 'B1.c1_d.weight'),
     'RRDBNet': _rrdbnet,
     'SRVGGNetCompact': _srvgg,
+    'SwinIR': _swinir,
 }
 
 # Arguments the weights do not show: detection leaves them at their defaults.
@@ -177,6 +254,10 @@ UNDETECTABLE: dict[str, tuple[str, ...]] = {
     'RCAN': ('res_scale', 'img_range and rgb_mean in BasicSR\'s layout'),
     'SRVGGNetCompact': ('act_type relu vs leakyrelu', 'num_out_ch'),
     'IMDN': ('num_out_ch',), 'RFDN': ('num_out_ch', 'img_range'),
+    'PLKSR': ('with_idt', 'SparsePLK: kernel_size, sparse_kernels, sparse_dilations, '
+              'use_max_kernel'),
+    'RealPLKSR': ('norm_groups', 'dropout'),
+    'SwinIR': ('img_size unless ape (no attention-mask buffers are saved)', 'img_range', 'drop rates'),
 }
 
 
