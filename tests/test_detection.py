@@ -138,3 +138,42 @@ def test_ambiguous_wrappers_are_one_error_naming_what_was_found(small):
 def test_a_file_without_weights_names_its_keys():
     with pytest.raises(CheckpointError, match=r"top-level keys optimizer \(dict\), iter \(int\)"):
         extract_state_dict({'optimizer': {'lr': 1}, 'iter': 3}, 'params', 'x.pth')
+
+
+def test_a_scale_the_weights_do_not_show_comes_from_the_options():
+    from basicsr_lite.archs.detection import with_scale
+    fsrcnn = detect_network(build_network({'type': 'FSRCNN', **ROUND_TRIPS['FSRCNN']}).state_dict())
+    with pytest.raises(UserError, match="FSRCNN's weights do not show its scale"):
+        with_scale(fsrcnn, None, 'w.pth')
+    assert with_scale(fsrcnn, 3, 'w.pth')['upscale'] == 3
+    pan = {'type': 'PAN', **ROUND_TRIPS['PAN']}
+    assert with_scale(pan, None, 'w.pth') == pan  # x4 has its own layers: no ambiguity
+    pan2 = {**pan, 'upscale': 2}
+    assert with_scale(detect_network(build_network({**pan, 'upscale': 3}).state_dict()), 3,
+                      'w.pth') == {**pan2, 'upscale': 3}
+
+
+SHARED = Path(__file__).resolve().parent.parent.parent / 'shared' / 'weights'
+RELEASED = {  # file: (scale given, the authors' configuration)
+    'Compact/realesr-animevideov3.pth': (4, dict(type='SRVGGNetCompact', num_in_ch=3,
+                                                 num_out_ch=3, num_feat=64, num_conv=16,
+                                                 upscale=4, act_type='prelu')),
+    'FSRCNN/fsrcnn_x3.pth': (3, dict(type='FSRCNN', num_in_ch=1, d=56, s=12, m=4, upscale=3)),
+    'IMDN/IMDN_x3.pth': (3, dict(type='IMDN', num_in_ch=3, num_out_ch=3, num_feat=64,
+                                 num_block=6, upscale=3)),
+    'PAN/PANx3_DF2K.pth': (3, dict(type='PAN', num_in_ch=3, num_out_ch=3, num_feat=40, unf=24,
+                                   num_block=16, upscale=3)),
+    'RFDN/RFDN_AIM_x4.pth': (4, dict(type='RFDN', num_in_ch=3, num_out_ch=3, num_feat=50,
+                                     num_block=4, upscale=4)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(RELEASED))
+def test_released_files_are_detected_and_load(name):
+    if not (SHARED / name).is_file():
+        pytest.skip(f'{SHARED / name} is absent (../shared holds the released weights)')
+    from basicsr_lite.archs.detection import options_from_weights
+    scale, expected = RELEASED[name]
+    options = options_from_weights(str(SHARED / name), None, scale)
+    assert options == expected
+    load_weights_into(build_network(options), str(SHARED / name), param_key=None)

@@ -248,7 +248,7 @@ DETECTORS: dict[str, Callable[[State], dict | None]] = {
 # Arguments the weights do not show: detection leaves them at their defaults.
 UNDETECTABLE: dict[str, tuple[str, ...]] = {
     'EDSR': ('res_scale', 'img_range', 'rgb_mean'),
-    'FSRCNN': ('upscale',),  # the transposed conv's stride
+    'FSRCNN': ('upscale',),  # the transposed conv's stride (SCALE_NOT_IN_WEIGHTS)
     'OmniSR': ('signed_range', 'ffn_bias'),
     'PAN': ('upscale 2 vs 3',),
     'RCAN': ('res_scale', 'img_range and rgb_mean in BasicSR\'s layout'),
@@ -259,6 +259,26 @@ UNDETECTABLE: dict[str, tuple[str, ...]] = {
     'RealPLKSR': ('norm_groups', 'dropout'),
     'SwinIR': ('img_size unless ape (no attention-mask buffers are saved)', 'img_range', 'drop rates'),
 }
+
+
+# Architectures whose scale the weights do not (always) show: (argument, the detected values
+# that are ambiguous; None: every value). The scale must come from elsewhere (option file,
+# --scale).
+SCALE_NOT_IN_WEIGHTS = {'FSRCNN': ('upscale', None), 'PAN': ('upscale', (2,))}
+
+
+def with_scale(options: dict, scale: int | None, where: str) -> dict:
+    """``options`` with the scale the weights cannot show set to ``scale`` (an error without)."""
+    entry = SCALE_NOT_IN_WEIGHTS.get(options['type'])
+    if entry is None:
+        return options
+    key, ambiguous = entry
+    if ambiguous is not None and options.get(key) not in ambiguous:
+        return options
+    if scale is None:
+        raise UserError(f"{where}: {options['type']}'s weights do not show its scale; give it "
+                        f'(scale in the option file, --scale in the tools).')
+    return {**options, key: int(scale)}
 
 
 def detect(state: State) -> list[dict]:
@@ -315,7 +335,8 @@ def options_in_metadata(path: str) -> dict | None:
     return options
 
 
-def options_from_weights(path: str, param_key: str | None = None) -> dict:
+def options_from_weights(path: str, param_key: str | None = None,
+                         scale: int | None = None) -> dict:
     """The network options of the weights in ``path`` (``network_g: {type: auto}``): what the
     file's metadata says, else detected. Weights of an architecture that only spandrel knows
     are an error saying so: they can run in the tools (``--pretrained``), not be trained or
@@ -333,4 +354,4 @@ def options_from_weights(path: str, param_key: str | None = None) -> dict:
                             f'{named}. Such weights can run in tools/inference.py and '
                             f'tools/export_onnx.py (--pretrained {path}), but not be trained or '
                             f'tested here: name one of our architectures in network_g.')
-    return detect_network(state, str(path))
+    return with_scale(detect_network(state, str(path)), scale, str(path))

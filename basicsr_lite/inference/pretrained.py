@@ -14,7 +14,7 @@ from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import Capability, capability
 from basicsr_lite.archs.constraints import network_needs
 from basicsr_lite.archs.detection import (detect, detect_network, options_in_metadata,
-                                          weights_state)
+                                          weights_state, with_scale)
 from basicsr_lite.errors import UserError
 from basicsr_lite.options import load_option_file
 from basicsr_lite.options.yaml_loader import load_yaml
@@ -39,7 +39,7 @@ SPANDREL = 'spandrel'  # the type of a network that only spandrel knows (inferen
 def network_spec(args: argparse.Namespace) -> tuple[dict, int, str | None, str]:
     """(network options, scale, weights path, param key) from --opt, --arch or --pretrained."""
     if getattr(args, 'pretrained', None):
-        return pretrained_spec(args.pretrained, args.param_key)
+        return pretrained_spec(args.pretrained, args.param_key, args.scale)
     if args.opt:
         opt = load_option_file(args.opt)
         paths = opt.get('path') or {}
@@ -57,13 +57,14 @@ def network_spec(args: argparse.Namespace) -> tuple[dict, int, str | None, str]:
     return spec, args.scale, args.weights, args.param_key or 'params'
 
 
-def pretrained_spec(path: str, param_key: str | None) -> tuple[dict, int, str, str | None]:
+def pretrained_spec(path: str, param_key: str | None,
+                    scale: int | None = None) -> tuple[dict, int, str, str | None]:
     """``network_spec`` of ``--pretrained``: named in the file's metadata or detected here,
     else spandrel's network."""
     state = weights_state(path, param_key)
     named = options_in_metadata(path)
     if named is not None or detect(state):
-        spec = named or detect_network(state, path)
+        spec = named or with_scale(detect_network(state, path), scale, path)
         return spec, network_needs(spec).scale or 1, path, param_key
     from basicsr_lite.archs.interop import spandrel_descriptor
     descriptor = spandrel_descriptor(state, path)

@@ -186,7 +186,7 @@ def resolve_auto_network(raw: dict) -> dict:
                           'path.pretrain_network_g, which must name a weights file that exists'
                           + (f' ({weights} does not).' if weights else ' (it is not set).'))
     from basicsr_lite.archs.detection import options_from_weights
-    detected = options_from_weights(weights, paths.get('param_key_g'))
+    detected = options_from_weights(weights, paths.get('param_key_g'), raw.get('scale'))
     found = {**detected, **{k: v for k, v in net.items() if k != 'type'}}
     if int(os.environ.get('RANK', 0)) == 0:
         logger.info(f'network_g: {found} (detected from {weights}).')
