@@ -34,6 +34,10 @@ ROUND_TRIPS = {
     'SwinIR': dict(in_chans=3, embed_dim=12, depths=[2, 1], num_heads=[2, 3], window_size=4,
                    mlp_ratio=1.5, qkv_bias=False, ape=False, patch_norm=True,
                    resi_connection='3conv', upsampler='pixelshuffle', upscale=3),
+    'SFTMD': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=4, num_meta=3,
+                  sft_hidden=6),
+    'UNetDiscriminatorSN': dict(num_in_ch=1, num_feat=4),
+    'VGGStyleDiscriminator': dict(num_in_ch=3, num_feat=4, input_size=256),
     'SRVGGNetCompact': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=3, upscale=3,
                             act_type='prelu'),
 }
@@ -61,6 +65,14 @@ def test_swinir_upsamplers_are_detected(upsampler, upscale):
 def test_every_detector_has_a_round_trip_and_names_a_registered_arch():
     assert set(DETECTORS) == set(ROUND_TRIPS)
     assert set(DETECTORS) <= set(ARCH_REGISTRY.keys())
+
+
+def test_every_registered_arch_is_detected_or_listed_with_a_reason():
+    from basicsr_lite.archs.detection import NOT_DETECTED
+    without = {name for name in ARCH_REGISTRY.keys() if name not in DETECTORS
+               and getattr(ARCH_REGISTRY.get(name), 'detect_options', None) is None}
+    assert without == set(NOT_DETECTED), 'add a detector or a NOT_DETECTED entry'
+    assert not set(NOT_DETECTED) & set(DETECTORS)
 
 
 CASES = Path(__file__).resolve().parent / 'fixtures' / 'arch_cases'

@@ -229,6 +229,37 @@ def _swinir(state: State) -> dict | None:
     return options
 
 
+def _sftmd(state: State) -> dict | None:
+    if 'sft_mid.scale_conv1.weight' not in state:
+        return None
+    nf = state['head.0.weight'].shape[0]
+    ups = sorted(int(k.split('.')[1]) for k in state
+                 if re.fullmatch(r'upsample\.\d+\.weight', k))
+    scale = 1 if not ups else (2 ** len(ups) if len(ups) > 1
+                               else shuffle_scale(state['upsample.0.weight'].shape[0], nf))
+    return {'type': 'SFTMD', 'num_in_ch': state['head.0.weight'].shape[1],
+            'num_out_ch': state['conv_last.weight'].shape[0], 'num_feat': nf,
+            'num_block': seq_len(state, 'body'), 'upscale': scale,
+            'num_meta': state['sft_mid.scale_conv1.weight'].shape[1] - nf,
+            'sft_hidden': state['sft_mid.scale_conv1.weight'].shape[0]}
+
+
+def _vgg_discriminator(state: State) -> dict | None:
+    if 'conv0_0.weight' not in state or 'linear2.weight' not in state:
+        return None
+    return {'type': 'VGGStyleDiscriminator', 'num_in_ch': state['conv0_0.weight'].shape[1],
+            'num_feat': state['conv0_0.weight'].shape[0],
+            'input_size': 256 if 'conv5_0.weight' in state else 128}
+
+
+def _unet_discriminator(state: State) -> dict | None:
+    if 'conv0.weight' not in state or 'conv9.weight' not in state or \
+            'conv1.weight_orig' not in state:
+        return None
+    return {'type': 'UNetDiscriminatorSN', 'num_in_ch': state['conv0.weight'].shape[1],
+            'num_feat': state['conv0.weight'].shape[0]}
+
+
 DETECTORS: dict[str, Callable[[State], dict | None]] = {
     'EDSR': _edsr,
     'FSRCNN': _fsrcnn,
@@ -241,8 +272,19 @@ DETECTORS: dict[str, Callable[[State], dict | None]] = {
     'RealPLKSR': _realplksr,
     'RFDN': _concat_fusion('RFDN', 'B1.c1_d.weight'),
     'RRDBNet': _rrdbnet,
+    'SFTMD': _sftmd,
     'SRVGGNetCompact': _srvgg,
     'SwinIR': _swinir,
+    'UNetDiscriminatorSN': _unet_discriminator,
+    'VGGStyleDiscriminator': _vgg_discriminator,
+}
+
+# Registered networks without a detector, and why (a test keeps this list complete).
+NOT_DETECTED = {
+    'ArbSR': 'its backbone variants and scale-aware adapters: not written yet',
+    'NLayerDiscriminator': "pix2pix's norm variants: not written yet",
+    'ResNetGenerator': "pix2pix's norm / dropout variants: not written yet",
+    'UNetGenerator': "pix2pix's nested blocks: not written yet",
 }
 
 # Arguments the weights do not show: detection leaves them at their defaults.
@@ -257,6 +299,7 @@ UNDETECTABLE: dict[str, tuple[str, ...]] = {
     'PLKSR': ('with_idt', 'SparsePLK: kernel_size, sparse_kernels, sparse_dilations, '
               'use_max_kernel'),
     'RealPLKSR': ('norm_groups', 'dropout'),
+    'UNetDiscriminatorSN': ('skip_connection',),
     'SwinIR': ('img_size unless ape (no attention-mask buffers are saved)', 'img_range', 'drop rates'),
 }
 
