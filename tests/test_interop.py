@@ -96,3 +96,12 @@ def test_omnisr_signed_range_is_compared_with_the_mapping_and_noted(spandrel):
     report = check_state_dict(options, perturbed(build_network(options)), spandrel)
     assert report.passed, '\n'.join(report.lines())
     assert any('signed_range=True' in n for n in report.notes)
+
+
+def test_a_missing_spandrel_is_one_clear_error(monkeypatch):
+    import sys
+    from basicsr_lite.archs.interop import import_spandrel
+    from basicsr_lite.errors import UserError
+    monkeypatch.setitem(sys.modules, 'spandrel', None)  # what an absent package looks like
+    with pytest.raises(UserError, match=r'needs spandrel: pip install -e "\.\[interop\]"'):
+        import_spandrel()
