@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.runtime.weights import load_torch, save_torch
