@@ -50,7 +50,7 @@ def test_every_arch_spandrel_knows_passes_the_check(spandrel, name):
 
 
 def test_the_table_covers_what_spandrel_has(spandrel):
-    """Names in the table are registered here and are architecture ids of spandrel."""
+    """Every spandrel name in the table is an architecture id of spandrel."""
     ids = {arch.architecture.id for arch in spandrel.MAIN_REGISTRY.architectures()}
     for name, entry in SPANDREL_ARCHS.items():
         assert entry.name in ids, name

@@ -52,7 +52,17 @@ SPANDREL_ARCHS: dict[str, SpandrelArch] = {
     'RealPLKSR': SpandrelArch('PLKSR'),
     'SRVGGNetCompact': SpandrelArch('Compact'),
     'SwinIR': SpandrelArch('SwinIR'),
+    # architectures being added in parallel (checked by the tests once registered)
+    'SAFMN': SpandrelArch('SAFMN'),
+    'SPAN': SpandrelArch('SPAN', assumes={'img_range': 255.0,
+                                          'rgb_mean': (0.4488, 0.4371, 0.4040)}),
 }
+
+
+def _same(ours: Any, theirs: Any) -> bool:
+    if isinstance(theirs, (tuple, list)) and isinstance(ours, (tuple, list)):
+        return len(ours) == len(theirs) and all(_same(a, b) for a, b in zip(ours, theirs))
+    return ours == theirs
 
 
 def import_spandrel():
@@ -141,7 +151,7 @@ def check_state_dict(options: dict, state: dict, spandrel: Any = None) -> Intero
         return report
     args = constructor_args(ARCH_REGISTRY.get(name), options)
     for key, value in entry.assumes.items():
-        if args.get(key) != value:
+        if key in args and not _same(args[key], value):
             report.problems.append(f'spandrel cannot detect {key} and builds {value!r}; this '
                                    f'network has {args.get(key)!r}')
     if report.problems:
