@@ -236,6 +236,9 @@ def build_hooks(opt: dict, extra: list[Hook] | None = None) -> Hooks:
                                       val_opt['tb_image_fit']))
     if ProgressBar.wanted(opt):
         hooks.append(ProgressBar())
+    if opt['logger'].get('check_interop'):
+        from basicsr_lite.engine.interop_hook import InteropCheck  # imports the arch tables
+        hooks.append(InteropCheck())
     for i, hook_opt in enumerate(opt.get('hooks') or []):
         hooks.append(build_from_opt(HOOK_REGISTRY, hook_opt, f'hooks[{i}]'))
     return Hooks([*hooks, *(extra or [])])

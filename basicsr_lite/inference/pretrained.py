@@ -1,5 +1,7 @@
 """A pretrained network for the command-line tools: from an option file (``network_g``,
-``scale``, ``path.pretrain_network_g``) or from ``--arch`` + ``--weights``."""
+``scale``, ``path.pretrain_network_g``), from ``--arch`` + ``--weights``, or from the weights
+alone (``--pretrained``: our architectures detected by ``archs/detection.py``, any other that
+spandrel recognises run through spandrel's own network)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +11,10 @@ import torch
 from torch import nn
 
 from basicsr_lite.archs import build_network
+from basicsr_lite.archs.capabilities import Capability, capability
+from basicsr_lite.archs.constraints import network_needs
+from basicsr_lite.archs.detection import (detect, detect_network, options_in_metadata,
+                                          weights_state, with_scale)
 from basicsr_lite.errors import UserError
 from basicsr_lite.options import load_option_file
 from basicsr_lite.options.yaml_loader import load_yaml
@@ -23,10 +29,17 @@ def add_network_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--scale', type=int)
     parser.add_argument('--weights', help='.pth (BasicSR, bare, wrapped) or .safetensors')
     parser.add_argument('--param-key', default=None, help="'params' or 'params_ema'")
+    parser.add_argument('--pretrained', metavar='FILE',
+                        help='weights only: the network and its hyper-parameters are detected '
+                             'from them (ours, else through spandrel when installed)')
+
+SPANDREL = 'spandrel'  # the type of a network that only spandrel knows (inference / export)
 
 
 def network_spec(args: argparse.Namespace) -> tuple[dict, int, str | None, str]:
-    """(network options, scale, weights path, param key) from --opt or --arch."""
+    """(network options, scale, weights path, param key) from --opt, --arch or --pretrained."""
+    if getattr(args, 'pretrained', None):
+        return pretrained_spec(args.pretrained, args.param_key, args.scale)
     if args.opt:
         opt = load_option_file(args.opt)
         paths = opt.get('path') or {}
@@ -44,12 +57,42 @@ def network_spec(args: argparse.Namespace) -> tuple[dict, int, str | None, str]:
     return spec, args.scale, args.weights, args.param_key or 'params'
 
 
+def pretrained_spec(path: str, param_key: str | None,
+                    scale: int | None = None) -> tuple[dict, int, str, str | None]:
+    """``network_spec`` of ``--pretrained``: named in the file's metadata or detected here,
+    else spandrel's network."""
+    state = weights_state(path, param_key)
+    named = options_in_metadata(path)
+    if named is not None or detect(state):
+        spec = named or with_scale(detect_network(state, path), scale, path)
+        return spec, network_needs(spec).scale or 1, path, param_key
+    from basicsr_lite.archs.interop import spandrel_descriptor
+    descriptor = spandrel_descriptor(state, path)
+    print(f'{path}: {descriptor.architecture.id} x{descriptor.scale} through spandrel (not one '
+          f'of our architectures: inference and export only).', file=sys.stderr)
+    return ({'type': SPANDREL, 'architecture': descriptor.architecture.id,
+             'descriptor': descriptor}, descriptor.scale, path, param_key)
+
+
+def network_capability(spec: dict) -> Capability:
+    """The capability row of ``spec``; for a spandrel network, spandrel's facts."""
+    if spec['type'] != SPANDREL:
+        return capability(spec)
+    descriptor = spec['descriptor']
+    req = descriptor.size_requirements
+    return Capability(fp16=descriptor.supports_half, bf16=descriptor.supports_bfloat16,
+                      size_multiple=req.multiple_of, min_size=req.minimum,
+                      facts_from='spandrel')
+
+
 def load_pretrained(spec: dict, weights: str | None, param_key: str,
                     device: torch.device = torch.device('cpu'),
                     dtype: torch.dtype | None = None) -> nn.Module:
     """Build ``spec``, load ``weights`` strictly, eval mode, on ``device`` in ``dtype``."""
     if not weights:
         raise UserError('No weights: give --weights (or path.pretrain_network_g in --opt).')
+    if spec['type'] == SPANDREL:  # spandrel loaded the weights when it recognised them
+        return spec['descriptor'].model.eval().to(device=device, dtype=dtype)
     net = build_network(spec, 'network_g')
     load_weights_into(net, weights, strict=True, param_key=param_key)
     return net.eval().to(device=device, dtype=dtype)

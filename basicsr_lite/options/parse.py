@@ -156,6 +156,7 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
     for ``num_gpu``), to validate a shipped option file anywhere.
     """
     raw, deprecations = move_legacy_keys(raw, is_train)
+    raw = resolve_auto_network(raw)
     errors: list[str] = _machine_checks(raw) if check_paths else []
     model_type = raw.get('model_type', 'SRModel')
     checked_as = _model_to_check_with(model_type, errors)
@@ -175,6 +176,26 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
         for note in deprecations:
             logger.warning(f'{source}: {note}')
     return opt
+
+
+def resolve_auto_network(raw: dict) -> dict:
+    """``network_g: {type: auto}``: the network and its constructor arguments detected from
+    ``path.pretrain_network_g`` (archs/detection.py); other keys given there win."""
+    net = raw.get('network_g')
+    if not (isinstance(net, dict) and net.get('type') == 'auto'):
+        return raw
+    paths = raw.get('path') if isinstance(raw.get('path'), dict) else {}
+    weights = paths.get('pretrain_network_g')
+    if not weights or not Path(weights).is_file():
+        raise OptionError('network_g.type: auto detects the network from '
+                          'path.pretrain_network_g, which must name a weights file that exists'
+                          + (f' ({weights} does not).' if weights else ' (it is not set).'))
+    from basicsr_lite.archs.detection import options_from_weights
+    detected = options_from_weights(weights, paths.get('param_key_g'), raw.get('scale'))
+    found = {**detected, **{k: v for k, v in net.items() if k != 'type'}}
+    if int(os.environ.get('RANK', 0)) == 0:
+        logger.info(f'network_g: {found} (detected from {weights}).')
+    return {**raw, 'network_g': found}
 
 
 def _model_to_check_with(model_type: Any, errors: list[str]) -> str | None:

@@ -285,6 +285,8 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
                 'k': Value((int,), default=1, check=positive),
             }),
             'system_metrics': Value((bool,), default=True),
+            # each saved net_g loaded through spandrel and compared (engine/interop_hook.py)
+            'check_interop': Value((bool,), default=False),
             'tb_histogram_freq': Value((int,), default=0, check=non_negative),
             'progress_bar': Value((bool, str), default='auto', choices=('auto', True, False)),
             # optional trackers beside TensorBoard (engine/trackers.py); project null: off

@@ -80,6 +80,19 @@ def load_weights(path: str | Path) -> dict:
 PARAM_GROUPS = ('params', 'params_ema')
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (empty for other files or without the
+    safetensors package)."""
+    if Path(path).suffix != '.safetensors' or not Path(path).is_file():
+        return {}
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), 'pt') as f:
+            return dict(f.metadata() or {})
+    except Exception:  # not installed, or not a safetensors file: no metadata to use
+        return {}
+
+
 def flatten_param_keys(checkpoint: dict) -> dict:
     """``{'params': {k: v}}`` -> ``{'params.k': v}`` (safetensors files are flat)."""
     flat = {}
@@ -107,34 +120,109 @@ def nest_param_keys(flat: dict) -> dict:
 
 # ---- weights into a network -------------------------------------------------------------------
 
-WRAPPER_KEYS = ('state_dict', 'model')  # what other training codes wrap their weights in
+# What other training codes wrap their weights in (BasicSR's params_ema / params come first).
+WRAPPER_KEYS = ('params_ema', 'params', 'state_dict', 'model', 'net', 'netG', 'net_g',
+                'generator')
+# Key prefixes of wrapped networks: DataParallel / DDP, and torch.compile's OptimizedModule.
+WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 THOP_BUFFERS = ('total_ops', 'total_params')  # thop.profile's per-module counters
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(v, torch.Tensor) for v in value.values())
+
+
+def describe_checkpoint(checkpoint: Any) -> str:
+    """What a file holds, for errors: its top-level keys and a few parameter names."""
+    if not isinstance(checkpoint, dict):
+        return f'a {type(checkpoint).__name__}, not a dict'
+    tensors = [k for k, v in checkpoint.items() if isinstance(v, torch.Tensor)]
+    others = [f'{k} ({type(v).__name__})' for k, v in checkpoint.items()
+              if not isinstance(v, torch.Tensor)]
+    parts = []
+    if others:
+        parts.append('top-level keys ' + ', '.join(others[:8])
+                     + (f' ... {len(others) - 8} more' if len(others) > 8 else ''))
+    if tensors:
+        parts.append(f'{len(tensors)} tensors, e.g. ' + ', '.join(tensors[:4]))
+    for key, value in checkpoint.items():
+        if _is_state_dict(value):
+            parts.append(f"'{key}' holds {len(value)} tensors, e.g. "
+                         + ', '.join(map(str, list(value)[:3])))
+        elif isinstance(value, dict) and value:
+            parts.append(f"'{key}' holds keys " + ', '.join(map(str, list(value)[:6])))
+    return '; '.join(parts) or 'an empty dict'
+
+
+def _unwrap(checkpoint: dict, param_key: str | None, path: str) -> dict:
+    """The state dict in ``checkpoint``: ``param_key`` when there, else a bare state dict,
+    else the one wrapper of :data:`WRAPPER_KEYS` it has (nested wrappers are followed)."""
+    if param_key and isinstance(checkpoint.get(param_key), dict):
+        return checkpoint[param_key]
+    if param_key == 'params_ema' and isinstance(checkpoint.get('params'), dict):
+        logger.warning(f"{path} has no 'params_ema'; loading 'params'.")
+        return checkpoint['params']
+    if _is_state_dict(checkpoint):
+        return checkpoint
+    if param_key and any(isinstance(checkpoint.get(k), dict) for k in PARAM_GROUPS):
+        # a BasicSR file without the group asked for: BasicSR's error, not a silent swap
+        raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
+                              f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
+    found = [k for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict)]
+    if not found:
+        raise CheckpointError(
+            f"{path} holds no state dict that is recognised (no '{param_key}' entry, not a "
+            f'bare state dict, none of the wrappers {", ".join(WRAPPER_KEYS)}); it has '
+            f'{describe_checkpoint(checkpoint)}. Set path.param_key_g to its key.')
+    if len(found) > 1 and not set(found) <= {'params', 'params_ema'}:
+        raise CheckpointError(
+            f'{path} is ambiguous: it has several weight wrappers ({", ".join(found)}); set '
+            f'path.param_key_g to the one to load. It has {describe_checkpoint(checkpoint)}.')
+    inner = checkpoint[found[0]]
+    return inner if _is_state_dict(inner) else _unwrap(inner, None, path)
+
+
+def strip_prefixes(state: dict) -> dict:
+    """Remove the prefixes of :data:`WRAPPER_PREFIXES` that every key has (in any order and
+    number: ``module._orig_mod.``)."""
+    keys = list(state)
+    changed = True
+    while changed and keys:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in keys):
+                keys = [k[len(prefix):] for k in keys]
+                changed = True
+    return OrderedDict(zip(keys, state.values()))
 
 
 def extract_state_dict(checkpoint: Any, param_key: str | None, path: str) -> dict:
     """The state dict inside a checkpoint, in the forms users have: BasicSR's
     ``{param_key: ...}`` (``params_ema`` falls back to ``params`` with a warning), a bare state
-    dict, or a ``state_dict`` / ``model`` wrapper. ``module.`` prefixes (DataParallel / DDP) are
-    removed, and so are the ``total_ops`` / ``total_params`` buffers that profiling with thop
-    leaves on modules it has no counter for (spandrel drops them from OmniSR files, whose
-    released sizes fit them)."""
+    dict, or one of the wrappers of :data:`WRAPPER_KEYS` (``state_dict``, ``model``, ``net``,
+    ``netG``, ...). The prefixes of DataParallel / DDP (``module.``) and torch.compile
+    (``_orig_mod.``) are removed, and so are the ``total_ops`` / ``total_params`` buffers that
+    profiling with thop leaves on modules it has no counter for (spandrel drops them from
+    OmniSR files, whose released sizes fit them)."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} does not hold a state dict '
                               f'(got {type(checkpoint).__name__}).')
-    if param_key and param_key in checkpoint:
-        state = checkpoint[param_key]
-    elif param_key == 'params_ema' and 'params' in checkpoint:
-        logger.warning(f"{path} has no 'params_ema'; loading 'params'.")
-        state = checkpoint['params']
-    elif all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state = checkpoint
-    elif any(isinstance(checkpoint.get(k), dict) for k in WRAPPER_KEYS):
-        state = next(checkpoint[k] for k in WRAPPER_KEYS if isinstance(checkpoint.get(k), dict))
-    else:
-        raise CheckpointError(f"{path} has no '{param_key}' entry; its top-level keys are "
-                              f'{sorted(checkpoint)}. Set path.param_key_g accordingly.')
-    return OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items()
-                       if isinstance(v, torch.Tensor) and not k.endswith(THOP_BUFFERS))
+    state = _unwrap(checkpoint, param_key, path)
+    state = OrderedDict((k, v) for k, v in state.items()
+                        if isinstance(v, torch.Tensor) and not k.endswith(THOP_BUFFERS))
+    if not state:
+        raise CheckpointError(f'{path} holds no tensors where its weights should be; it has '
+                              f'{describe_checkpoint(checkpoint)}.')
+    return strip_prefixes(state)
+
+
+def adapt_layout(net: nn.Module | type, state: dict) -> dict:
+    """``state`` in ``net``'s own key layout: an architecture whose weights circulate in
+    another layout too (RCAN: the authors' / spandrel's keys) converts them with its
+    ``adapt_state_dict`` classmethod."""
+    adapt = getattr(net if isinstance(net, type) else type(net), 'adapt_state_dict', None)
+    return adapt(state) if adapt is not None else state
 
 
 def describe_mismatch(net: nn.Module, state: dict) -> str:
@@ -157,8 +245,8 @@ def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
                       param_key: str | None = 'params') -> None:
     """Load a weights file into ``net``; mismatches are reported key by key (an error when
     ``strict``, else a warning and only the matching tensors are loaded)."""
-    state = extract_state_dict(load_weights(load_path), param_key, load_path)
     bare = unwrap(net)
+    state = adapt_layout(bare, extract_state_dict(load_weights(load_path), param_key, load_path))
     mismatch = describe_mismatch(bare, state)
     if mismatch and strict:
         raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '

@@ -2,6 +2,7 @@
 
     python tools/export_onnx.py --opt options/test/IMDN/test_IMDN_x4.yml --output imdn_x4.onnx
     python tools/export_onnx.py --arch PAN --scale 4 --weights PANx4_DF2K.pth --output pan.onnx
+    python tools/export_onnx.py --pretrained downloaded_x4.pth --output model.onnx  (detected)
 
 The check runs the ONNX model and the PyTorch model on random inputs of two sizes and prints the
 largest difference (needs ``pip install onnxruntime``; ``--no-check`` skips it). SwinIR, whose

@@ -3,10 +3,12 @@
     python tools/inference.py -i photos/ -o out/ --opt options/test/IMDN/test_IMDN_x4.yml
     python tools/inference.py -i big.png -o out/ --arch IMDN --scale 4 \\
         --weights IMDN_x4.pth --tile 256 --overlap 16 [--ensemble] [--half bf16]
+    python tools/inference.py -i photos/ -o out/ --pretrained downloaded_x4.pth
 
 The network comes from an option file (``network_g``, ``scale``, ``path.pretrain_network_g``)
-or from ``--arch`` (+ ``--arch-opt key=value`` for constructor arguments) and ``--weights``
-(.pth in any BasicSR / bare / wrapped form, or .safetensors). Unreadable files are skipped with
+or from ``--arch`` (+ ``--arch-opt key=value`` for constructor arguments) and ``--weights``,
+(.pth in any BasicSR / bare / wrapped form, or .safetensors), or from the weights alone
+(``--pretrained``: detected; other architectures through spandrel when installed). Unreadable files are skipped with
 a message; the exit code is 1 if any was skipped.
 """
 from __future__ import annotations
@@ -21,11 +23,11 @@ import cv2
 import numpy as np
 import torch
 
-from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.engine.cli import tool_main
 from basicsr_lite.errors import ImageReadError, UserError
 from basicsr_lite.inference.pretrained import (add_network_args, in_channels,
-                                               load_pretrained, network_spec, resolve_device)
+                                               load_pretrained, network_capability,
+                                               network_spec, resolve_device)
 from basicsr_lite.runtime.tiling import padded_forward, tiled_inference
 from basicsr_lite.utils.img_util import img2tensor, imread, imwrite
 from basicsr_lite.utils.misc import IMG_EXTENSIONS, scandir
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = DTYPES.get(args.half)
     spec, scale, weights, key = network_spec(args)
     model = load_pretrained(spec, weights, key, device, dtype)
-    cap = capability(spec)  # inputs (tiles) padded to the network's size multiple
+    cap = network_capability(spec)  # inputs (tiles) padded to the network's size multiple
     net = padded_forward(model, cap.size_multiple, scale, cap.min_size)
     files = input_files(Path(args.input))
     with torch.no_grad():  # output channels of the network
