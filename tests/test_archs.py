@@ -18,6 +18,7 @@ TINY = {
     'RFDN': dict(num_feat=16, num_block=2, upscale=2),
     'PAN': dict(num_feat=8, unf=8, num_block=1, upscale=2),
     'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=1, upscale=2),
+    'SPAN': dict(feature_channels=8, upscale=2),
     'SwinIR': dict(img_size=16, window_size=4, embed_dim=12, depths=[2], num_heads=[2],
                    mlp_ratio=2, upsampler='pixelshuffledirect', upscale=2),
 }

@@ -70,6 +70,8 @@ CAPABILITIES: dict[str, Capability] = {
                           facts_from=SPANDREL + ' (ESRGAN)'),
     'ResNetGenerator': Capability(fp16=True, scales=(1,)),
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
+    'SPAN': Capability(fp16=True, scales=ANY_SCALE, tiles_exactly=True, deploy_form=True,
+                       facts_from=SPANDREL),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
                                   facts_from=SPANDREL + ' (Compact)'),
     'SwinIR': Capability(fp16=False, scales=_swinir_scales, facts_from=SPANDREL),
