@@ -166,9 +166,11 @@ def test_eval_form_equals_trained_form_and_deploy_form_equals_eval_form():
     assert torch.equal(deployed, evaluated)  # the deploy form runs the very same eval_conv
 
 
-def test_eval_refolds_after_every_optimizer_step_and_only_then(monkeypatch):
+@pytest.mark.parametrize('impl', ['fused', 'foreach'])
+def test_eval_refolds_after_every_optimizer_step_and_only_then(monkeypatch, impl):
+    """Fused Adam updates the weights without bumping their version counters."""
     net, x = tiny(), torch.rand(2, 3, 12, 12)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, **{impl: True})
     folds = []
     monkeypatch.setattr(Conv3XC, 'fold', lambda self, f=Conv3XC.fold: (folds.append(1), f(self)))
     for _ in range(2):
@@ -190,6 +192,17 @@ def test_eval_refolds_after_every_optimizer_step_and_only_then(monkeypatch):
     assert folds == []  # nothing changed since the last fold: no refolding per forward
 
 
+def test_eval_refolds_after_a_data_write():
+    net, x = tiny().eval(), torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        before = net(x)
+        net.conv_2.sk.bias.data.add_(1.0)  # .data: no version bump
+        after = net(x)
+        branches = net.train()(x)
+    assert relative_error(after, before) > 1e-3
+    assert relative_error(after, branches) < 1e-5
+
+
 def test_ema_copy_in_eval_mode_follows_its_branches():
     net, x = tiny(), torch.rand(1, 3, 10, 10)
     ema = ModelEMA(net, 0.5)
@@ -207,7 +220,7 @@ def test_ema_copy_in_eval_mode_follows_its_branches():
 
 def test_saved_eval_conv_agrees_with_the_branches_after_training_steps():
     net, x = tiny(), torch.rand(2, 3, 12, 12)
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)  # no version bumps
     net(x).mean().backward()
     optimizer.step()
     state = net.state_dict()  # saved while still in train mode

@@ -27,8 +27,12 @@ logger = logging.getLogger('basicsr_lite')
 class Conv3XC(nn.Module):
     """A 3x3 conv trained over-parameterised (``gain1`` widens the inner 3x3) and folded for
     inference. In the trained form, training runs the branches and eval runs ``eval_conv``,
-    refolded only when a branch tensor changed since the last fold (an optimizer step, an EMA
-    update, a load, a move): the authors refold on every eval forward, with the same result.
+    refolded only when a branch tensor differs from the copy kept at the last fold (an optimizer
+    step, an EMA update, a load, a move): the authors refold on every eval forward, with the
+    same result. The copy is compared by value because tensor version counters miss updates
+    (fused Adam and ``.data`` writes leave them unchanged); it costs one more copy of the
+    branch weights and an equality test per eval forward, about a fifth of a fold's time
+    (feature_channels 48, one CPU core: 2.6 ms against 14 ms for all 20 Conv3XC).
     ``gain2`` is unused, as in the authors' code."""
 
     def __init__(self, c_in: int, c_out: int, gain1: int = 1, gain2: int = 0, s: int = 1,
@@ -38,7 +42,7 @@ class Conv3XC(nn.Module):
         self.bias = bias
         self.has_relu = relu
         self.deploy = False  # the trained form until switch_to_deploy()
-        self._folded_from: tuple | None = None  # branch tensor versions eval_conv was folded at
+        self._folded_from: list[torch.Tensor] | None = None  # branch values at the last fold
         self.sk: nn.Conv2d | None
         self.conv: nn.Sequential | None
         self.sk, self.conv = self._make_branches()
@@ -74,8 +78,9 @@ class Conv3XC(nn.Module):
     def _branch_tensors(self) -> list[torch.Tensor]:
         return [t for m in (*self.conv, self.sk) for t in (m.weight, m.bias) if t is not None]
 
-    def _branch_versions(self) -> tuple:
-        return tuple((t._version, t.data_ptr()) for t in self._branch_tensors())
+    def _is_stale(self) -> bool:
+        return self._folded_from is None or not all(
+            torch.equal(old, new) for old, new in zip(self._folded_from, self._branch_tensors()))
 
     @torch.no_grad()
     def fold(self) -> None:
@@ -90,10 +95,11 @@ class Conv3XC(nn.Module):
         if self.bias:
             inner = b2 + torch.einsum('mnhw,n->m', w2, b1)
             self.eval_conv.bias.copy_(w3[:, :, 0, 0] @ inner + b3 + self.sk.bias)
-        self._folded_from = self._branch_versions()
+        with torch.inference_mode(False):  # a normal tensor even when folding in inference mode
+            self._folded_from = [t.detach().clone() for t in self._branch_tensors()]
 
     def _fold_if_stale(self) -> None:
-        if not self.deploy and self._folded_from != self._branch_versions():
+        if not self.deploy and self._is_stale():
             self.fold()
 
     @torch.no_grad()
