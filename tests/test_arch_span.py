@@ -203,6 +203,15 @@ def test_eval_refolds_after_a_data_write():
     assert relative_error(after, branches) < 1e-5
 
 
+def test_eval_refolds_when_eval_conv_was_overwritten():
+    """ModelEMA copies buffers from the trained network, whose eval_conv may be stale."""
+    net, x = tiny().eval(), torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        before = net(x)
+        net.block_4.c1_r.eval_conv.weight.zero_()
+        assert torch.equal(net(x), before)
+
+
 def test_ema_copy_in_eval_mode_follows_its_branches():
     net, x = tiny(), torch.rand(1, 3, 10, 10)
     ema = ModelEMA(net, 0.5)

@@ -27,9 +27,9 @@ logger = logging.getLogger('basicsr_lite')
 class Conv3XC(nn.Module):
     """A 3x3 conv trained over-parameterised (``gain1`` widens the inner 3x3) and folded for
     inference. In the trained form, training runs the branches and eval runs ``eval_conv``,
-    refolded only when a branch tensor differs from the copy kept at the last fold (an optimizer
-    step, an EMA update, a load, a move): the authors refold on every eval forward, with the
-    same result. The copy is compared by value because tensor version counters miss updates
+    refolded only when a branch tensor (or ``eval_conv`` itself) differs from the copy kept at
+    the last fold (an optimizer step, an EMA update, a load, a move): the authors refold on
+    every eval forward, with the same result. The copy is compared by value because tensor version counters miss updates
     (fused Adam and ``.data`` writes leave them unchanged); it costs one more copy of the
     branch weights and an equality test per eval forward, about a fifth of a fold's time
     (feature_channels 48, one CPU core: 2.6 ms against 14 ms for all 20 Conv3XC).
@@ -78,9 +78,14 @@ class Conv3XC(nn.Module):
     def _branch_tensors(self) -> list[torch.Tensor]:
         return [t for m in (*self.conv, self.sk) for t in (m.weight, m.bias) if t is not None]
 
+    def _watched_tensors(self) -> list[torch.Tensor]:
+        # eval_conv too: something else may write it (ModelEMA copies buffers, DDP broadcasts)
+        return self._branch_tensors() + [t for t in (self.eval_conv.weight, self.eval_conv.bias)
+                                         if t is not None]
+
     def _is_stale(self) -> bool:
         return self._folded_from is None or not all(
-            torch.equal(old, new) for old, new in zip(self._folded_from, self._branch_tensors()))
+            torch.equal(old, new) for old, new in zip(self._folded_from, self._watched_tensors()))
 
     @torch.no_grad()
     def fold(self) -> None:
@@ -96,7 +101,7 @@ class Conv3XC(nn.Module):
             inner = b2 + torch.einsum('mnhw,n->m', w2, b1)
             self.eval_conv.bias.copy_(w3[:, :, 0, 0] @ inner + b3 + self.sk.bias)
         with torch.inference_mode(False):  # a normal tensor even when folding in inference mode
-            self._folded_from = [t.detach().clone() for t in self._branch_tensors()]
+            self._folded_from = [t.detach().clone() for t in self._watched_tensors()]
 
     def _fold_if_stale(self) -> None:
         if not self.deploy and self._is_stale():
