@@ -29,10 +29,10 @@ class Conv3XC(nn.Module):
     inference. In the trained form, training runs the branches and eval runs ``eval_conv``,
     refolded only when a branch tensor (or ``eval_conv`` itself) differs from the copy kept at
     the last fold (an optimizer step, an EMA update, a load, a move): the authors refold on
-    every eval forward, with the same result. The copy is compared by value because tensor version counters miss updates
-    (fused Adam and ``.data`` writes leave them unchanged); it costs one more copy of the
-    branch weights and an equality test per eval forward, about a fifth of a fold's time
-    (feature_channels 48, one CPU core: 2.6 ms against 14 ms for all 20 Conv3XC).
+    every eval forward, with the same result. The copy is compared by value because tensor
+    version counters miss updates (fused Adam and ``.data`` writes leave them unchanged); it
+    costs one more copy of those weights and an equality test per eval forward, about a fifth
+    of a fold's time (feature_channels 48, one CPU core: 2.6 ms against 14 ms for all 20).
     ``gain2`` is unused, as in the authors' code."""
 
     def __init__(self, c_in: int, c_out: int, gain1: int = 1, gain2: int = 0, s: int = 1,
