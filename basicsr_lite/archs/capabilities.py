@@ -134,6 +134,8 @@ CAPABILITIES: dict[str, Capability] = {
     'SAFMN_NTIRE25': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
     'SAFMN_VIS24': Capability(fp16=True, facts_from=SAFMN_FP16_FROM, **SAFMN_FAMILY),
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
+    'SPAN': Capability(fp16=True, scales=ANY_SCALE, tiles_exactly=True, deploy_form=True,
+                       facts_from=SPANDREL),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
                                   facts_from=SPANDREL + ' (Compact)'),
     'SwinIR': Capability(fp16=False, scales=_swinir_scales, facts_from=SPANDREL),

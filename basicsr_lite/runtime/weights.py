@@ -244,9 +244,15 @@ def describe_mismatch(net: nn.Module, state: dict) -> str:
 def load_weights_into(net: nn.Module, load_path: str, strict: bool = True,
                       param_key: str | None = 'params') -> None:
     """Load a weights file into ``net``; mismatches are reported key by key (an error when
-    ``strict``, else a warning and only the matching tensors are loaded)."""
+    ``strict``, else a warning and only the matching tensors are loaded). The file's layout is
+    adapted to the network's (``adapt_layout``), and a network with
+    ``match_state_dict_form(state)`` first switches to the form the file holds (trained or
+    deploy), so that either loads strictly."""
     bare = unwrap(net)
     state = adapt_layout(bare, extract_state_dict(load_weights(load_path), param_key, load_path))
+    match_form = getattr(bare, 'match_state_dict_form', None)
+    if match_form is not None:  # a re-parameterisable network takes the file's form (SPAN)
+        match_form(state)
     mismatch = describe_mismatch(bare, state)
     if mismatch and strict:
         raise CheckpointError(f'{load_path} does not match {bare.__class__.__name__} '
