@@ -30,20 +30,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import capability
+from basicsr_lite.archs.constraints import network_needs
 from basicsr_lite.registry import ARCH_REGISTRY
 
 HELPS, HURTS = 1.10, 0.91
 
 
 def reference_option_file(arch: str) -> Path | None:
-    """The shipped training option file that configures ``arch`` as network_g: an x4 file
-    when there is one, demos last."""
+    """The shipped option file that configures ``arch`` as network_g: a training file before a
+    test file (the released configuration), an x4 file when there is one, demos last."""
     found = []
-    for path in sorted((ROOT / 'options/train').rglob('*.yml')):
+    for path in sorted((ROOT / 'options').rglob('*.yml')):
         raw = yaml.safe_load(path.read_text()) or {}
         if (raw.get('network_g') or {}).get('type') == arch:
             found.append(path)
-    found.sort(key=lambda p: ('demo' in p.name, 'x4' not in p.name, p.name))
+    found.sort(key=lambda p: ('demo' in p.name, 'options/test' in str(p), 'x4' not in p.name,
+                              p.name))
     return found[0] if found else None
 
 
@@ -78,7 +80,8 @@ def measure(opt_path: Path, args) -> dict:
     net = build_network(opt['network_g']).to(device)
     cap = capability(opt['network_g'])
     side = -(-max(args.size, cap.min_size) // cap.size_multiple) * cap.size_multiple
-    x = torch.rand(1, 3, side, side, device=device)
+    channels = network_needs(opt['network_g']).in_ch or 3  # FSRCNN works on the Y channel
+    x = torch.rand(1, channels, side, side, device=device)
     rest = second_input(net, opt, 1, device)
     result = {'params': sum(p.numel() for p in net.parameters()), 'side': side}
     net.eval()
@@ -99,7 +102,7 @@ def measure(opt_path: Path, args) -> dict:
     net = build_network(opt['network_g']).to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-7)
     t_side = -(-max(args.train_size, cap.min_size) // cap.size_multiple) * cap.size_multiple
-    batch = torch.rand(args.batch, 3, t_side, t_side, device=device)
+    batch = torch.rand(args.batch, channels, t_side, t_side, device=device)
     rest = second_input(net, opt, args.batch, device)
 
     def step() -> None:
