@@ -40,6 +40,24 @@ ROUND_TRIPS = {
     'VGGStyleDiscriminator': dict(num_in_ch=3, num_feat=4, input_size=256),
     'SRVGGNetCompact': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=3, upscale=3,
                             act_type='prelu'),
+    'BSRN': dict(num_in_ch=3, num_feat=16, num_block=2, num_out_ch=3, upscale=3,
+                 conv='BSConvS', p=0.5),
+    'BSRN_S': dict(num_in_ch=3, num_feat=8, num_block=2, num_out_ch=3, upscale=3),
+    'LKDN': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_atten=6, num_block=2, upscale=3,
+                 num_in=2, conv='BSConvU_rep', upsampler='pixelshuffle_rep'),
+    'RLFN': dict(in_channels=3, out_channels=3, feature_channels=12, upscale=3),
+    'RLFN_S': dict(in_channels=3, out_channels=3, feature_channels=48, upscale=2),
+    'RLFN_Prune': dict(in_channels=3, out_channels=3, feature_channels=10, mid_channels=6,
+                       upscale=3),
+    'SAFMN': dict(dim=8, n_blocks=2, ffn_scale=1.5, upscaling_factor=3),
+    'SAFMN_NTIRE23': dict(dim=8, n_blocks=2, ffn_scale=1.5, upscaling_factor=2),
+    'SAFMNPP': dict(dim=9, n_blocks=2, ffn_scale=2.0, upscaling_factor=3),
+    'SAFMN_VIS24': dict(dim=8, n_blocks=2, ffn_scale=1.5, upscaling_factor=3),
+    'SAFMN_NTIRE25': dict(dim=16, num_blocks=2, ffn_scale=2.0, upscaling_factor=3),
+    'SPAN': dict(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=3, deploy=True,
+                 cat_channels=6),
+    'PatchGANDiscriminatorSN': dict(input_nc=1, ndf=4, n_layers=2),
+    'MultiscalePatchGANDiscriminatorSN': dict(input_nc=3, ndf=4, n_layers=1, num_d=2),
 }
 
 
@@ -62,6 +80,40 @@ def test_swinir_upsamplers_are_detected(upsampler, upscale):
     assert detect_network(build_network(options).state_dict()) == options  # ape: img_size too
 
 
+@pytest.mark.parametrize('conv', ['BSConvU', 'DepthWiseConv', 'Conv2d', 'BSConvS'])
+def test_bsrn_convs_are_told_apart(conv):
+    """BSConvU and DepthWiseConv share key names (told apart by c4's depthwise width);
+    BSConvS at the default p, which the weights cannot tell from nearby values."""
+    options = {'type': 'BSRN', **ROUND_TRIPS['BSRN'], 'conv': conv}
+    options.pop('p')
+    found = detect_network(build_network(options).state_dict())
+    assert found == ({**options, 'p': 0.25} if conv == 'BSConvS' else options)
+
+
+def test_span_trained_form_is_detected():
+    """The trained form (``sk`` / ``conv.*`` beside ``eval_conv``) with the official topology
+    (no cat_channels): deploy False."""
+    options = {'type': 'SPAN', 'num_in_ch': 3, 'num_out_ch': 3, 'feature_channels': 8,
+               'upscale': 4, 'deploy': False}
+    assert detect_network(build_network(options).state_dict()) == options
+
+
+def test_rlfn_and_rlfn_s_are_one_layout_read_by_width():
+    """RLFN and RLFN_S build the same keys and shapes: width 48 is RLFN_S, others RLFN."""
+    rlfn48 = build_network({'type': 'RLFN', 'feature_channels': 48, 'upscale': 2})
+    assert detect_network(rlfn48.state_dict())['type'] == 'RLFN_S'
+    s12 = build_network({'type': 'RLFN_S', 'feature_channels': 12, 'upscale': 2})
+    assert detect_network(s12.state_dict())['type'] == 'RLFN'
+
+
+def test_weights_of_two_networks_are_one_clear_error():
+    """A file holding the keys of two detected networks names both (no silent first pick)."""
+    rlfn = build_network({'type': 'RLFN', **ROUND_TRIPS['RLFN']}).state_dict()
+    safmn = build_network({'type': 'SAFMN', **ROUND_TRIPS['SAFMN']}).state_dict()
+    with pytest.raises(UserError, match=r'fit several architectures \(RLFN, SAFMN\)'):
+        detect_network({**rlfn, **safmn})
+
+
 def test_every_detector_has_a_round_trip_and_names_a_registered_arch():
     assert set(DETECTORS) == set(ROUND_TRIPS)
     assert set(DETECTORS) <= set(ARCH_REGISTRY.keys())
@@ -80,10 +132,13 @@ CASES = Path(__file__).resolve().parent / 'fixtures' / 'arch_cases'
 
 @pytest.mark.parametrize('case', sorted(p.stem for p in CASES.glob('*.yml')))
 def test_no_registered_arch_is_taken_for_another(case):
-    """Every contract-test case is detected as itself, or (no detector) as nothing."""
+    """Every contract-test case is detected as itself (or the name SAME_NETWORK gives), or
+    (no detector) as nothing."""
+    from basicsr_lite.archs.detection import SAME_NETWORK
     args = yaml.safe_load((CASES / f'{case}.yml').read_text())['args']
     found = [o['type'] for o in detect(build_network({'type': case, **args}).state_dict())]
-    assert found == ([case] if case in DETECTORS else []), found
+    expected = SAME_NETWORK.get(case, case)
+    assert found == ([expected] if expected in DETECTORS else []), found
 
 
 def test_rcan_in_the_authors_layout_is_detected_with_its_mean_shift():
@@ -189,3 +244,46 @@ def test_released_files_are_detected_and_load(name):
     options = options_from_weights(str(SHARED / name), None, scale)
     assert options == expected
     load_weights_into(build_network(options), str(SHARED / name), param_key=None)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DETECTED_DIRS = ('BSRN', 'LKDN', 'RLFN', 'SAFMN', 'SPAN')  # ../shared/weights/<dir>
+RELEASED_OPTION_FILES = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / 'options' / 'test').glob('*/*.yml')
+    if str(yaml.safe_load(p.read_text()).get('path', {}).get('pretrain_network_g') or '')
+    .startswith(tuple(f'../shared/weights/{d}/' for d in DETECTED_DIRS)))
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def test_every_released_file_has_a_test_option_file():
+    if not SHARED.is_dir():
+        pytest.skip(f'{SHARED} is absent (../shared holds the released weights)')
+    named = {yaml.safe_load((ROOT / f).read_text())['path']['pretrain_network_g']
+             for f in RELEASED_OPTION_FILES}
+    files = {f'../shared/weights/{p.relative_to(SHARED)}' for d in DETECTED_DIRS
+             for p in (SHARED / d).glob('*.pth')}
+    assert files and files <= named, sorted(files - named)
+
+
+@pytest.mark.parametrize('option_file', RELEASED_OPTION_FILES)
+def test_released_file_is_detected_as_its_option_file_says(option_file):
+    """The detected network is the option file's (argument for argument, defaults filled in;
+    an alias's name counts as its class) and the file loads into it strictly."""
+    from basicsr_lite.archs.constraints import constructor_args
+    from basicsr_lite.archs.detection import options_from_weights
+    opt = yaml.safe_load((ROOT / option_file).read_text())
+    path = ROOT / opt['path']['pretrain_network_g']
+    if not path.is_file():
+        pytest.skip(f'{path} is absent (../shared holds the released weights)')
+    key = opt['path'].get('param_key_g')
+    found = options_from_weights(str(path), key, opt.get('scale'))
+    stated = opt['network_g']
+    cls = ARCH_REGISTRY.get(stated['type'])
+    assert ARCH_REGISTRY.get(found['type']) is cls, (found['type'], stated['type'])
+    ours = {k: _plain(v) for k, v in constructor_args(cls, found).items()}
+    theirs = {k: _plain(v) for k, v in constructor_args(cls, stated).items()}
+    assert ours == theirs
+    load_weights_into(build_network(found), str(path), param_key=key)

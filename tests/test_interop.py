@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.archs.interop import SPANDREL_ARCHS, check_state_dict
+from basicsr_lite.archs.interop import SPANDREL_ARCHS, TOLERANCE, check_state_dict
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import load_weights_into, save_torch
 from tests.spandrel_support import spandrel  # noqa: F401  (fixture)
@@ -45,7 +45,9 @@ def test_every_arch_spandrel_knows_passes_the_check(spandrel, name):
     report = check_state_dict(options, net.state_dict(), spandrel)
     assert report.passed, '\n'.join(report.lines())
     assert report.spandrel_arch == SPANDREL_ARCHS[name].name
-    assert report.max_diff is not None and report.max_diff <= 1e-5
+    # relative to the output's size: SPAN's untrained outputs reach ~100 (img_range 255 inside)
+    assert report.max_diff is not None and \
+        report.max_diff <= TOLERANCE * max(1.0, report.max_output)
     assert report.spandrel_fp16 is not None
 
 

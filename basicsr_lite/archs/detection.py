@@ -1,25 +1,39 @@
 """Which of our networks a state dict is, with its constructor arguments, from the weights alone
 (``network_g: {type: auto}``, ``--pretrained``).
 
-:data:`DETECTORS` (archs/detectors.py) holds one ``detect(state) -> options | None`` per
-architecture, read from key names and tensor shapes; an architecture class may also
-define a ``detect_options`` classmethod (it is used first). Arguments that leave no trace in the
-weights (img_range, res_scale, ...) keep their defaults; :data:`UNDETECTABLE` lists them, and the
-scale where the weights cannot tell it.
+:data:`DETECTORS` (archs/detectors.py, detectors_distill.py, detectors_modulation.py) holds
+one ``detect(state) -> options | None`` per architecture, read from key names and tensor
+shapes; an architecture class may also define a ``detect_options`` classmethod (it is used
+first). Names that are one network are detected as one of them (:data:`SAME_NETWORK`).
+Arguments that leave no trace in the weights (img_range, res_scale, ...) keep their defaults;
+:data:`UNDETECTABLE` lists them, and the scale where the weights cannot tell it.
 """
 from __future__ import annotations
 
 import json
 
-from basicsr_lite.archs.detectors import DETECTORS, State
+from basicsr_lite.archs.detectors import DETECTORS as BASE_DETECTORS
+from basicsr_lite.archs.detectors import State
+from basicsr_lite.archs.detectors_distill import DISTILL_DETECTORS
+from basicsr_lite.archs.detectors_modulation import MODULATION_DETECTORS
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import extract_state_dict, load_weights, read_metadata
+
+DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS}
+
+# Registered names that are another one's network (the same class, or the same layout): their
+# weights are detected as the name on the right, deterministically.
+SAME_NETWORK = {
+    'RFDNFINALB5': 'BSRN_S',  # one class registered twice (the authors' option files' name)
+    'RLFN_S': 'RLFN',  # one layout: detected as RLFN_S only at RLFN-S's width, 48
+}
 
 # Registered networks without a detector, and why (a test keeps this list complete).
 NOT_DETECTED = {
     'ArbSR': 'its backbone variants and scale-aware adapters: not written yet',
     'NLayerDiscriminator': "pix2pix's norm variants: not written yet",
+    'RFDNFINALB5': 'an alias of BSRN_S (the same class): its weights are detected as BSRN_S',
     'ResNetGenerator': "pix2pix's norm / dropout variants: not written yet",
     'UNetGenerator': "pix2pix's nested blocks: not written yet",
 }
@@ -37,6 +51,16 @@ UNDETECTABLE: dict[str, tuple[str, ...]] = {
               'use_max_kernel'),
     'RealPLKSR': ('norm_groups', 'dropout'),
     'UNetDiscriminatorSN': ('skip_connection',),
+    'BSRN': ('upsampler (one is built)', 'p unless conv is BSConvS; there only within the '
+             'interval the mid channels allow (0.25 when it fits)'),
+    'BSRN_S': ('upsampler (one is built)', 'p (unused)'),
+    'LKDN': ('conv BSConvU vs BSConvU_idt (the same weights)',),
+    'RLFN': ('img_range', 'out_channels'), 'RLFN_S': ('img_range', 'out_channels'),
+    'RLFN_Prune': ('img_range', 'out_channels'),
+    'SAFMNPP': ('use_se (builds nothing)',),
+    'SPAN': ('img_range', 'rgb_mean', 'bias (unused)', 'num_out_ch'),
+    'PatchGANDiscriminatorSN': ('use_sigmoid',),
+    'MultiscalePatchGANDiscriminatorSN': ('use_sigmoid',),
     'SwinIR': ('img_size unless ape (no attention-mask buffers are saved)', 'img_range', 'drop rates'),
 }
 

@@ -112,6 +112,7 @@ class InteropReport:
     our_fp16: bool | None = None
     our_bf16: bool | None = None
     max_diff: float | None = None
+    max_output: float | None = None  # max |ours|: the tolerance is relative to max(1, it)
     input_shape: tuple[int, ...] = ()
     exported: bool = False
     problems: list[str] = field(default_factory=list)
@@ -198,7 +199,8 @@ def check_state_dict(options: dict, state: dict, spandrel: Any = None) -> Intero
                                f'{tuple(theirs.shape)}')
         return report
     report.max_diff = (mine - theirs).abs().max().item()
-    bound = TOLERANCE * max(1.0, mine.abs().max().item())
+    report.max_output = mine.abs().max().item()
+    bound = TOLERANCE * max(1.0, report.max_output)
     if not report.max_diff <= bound:
         report.problems.append(f'outputs differ: max |diff| {report.max_diff:.3e} > {bound:.1e}')
     if report.spandrel_fp16 is not None and report.spandrel_fp16 != report.our_fp16:
