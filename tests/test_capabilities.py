@@ -95,3 +95,17 @@ def test_validation_pads_the_input_to_the_table_multiple(tiny_opt, monkeypatch):
         expected = net.eval()(F.pad(lq, (0, 5, 0, 3), mode='reflect'))[..., :26, :22]
     assert torch.equal(model.output, expected)
 
+
+
+def test_measured_channels_last_verdicts_name_registered_archs():
+    from basicsr_lite.registry import ARCH_REGISTRY
+    assert set(caps.CHANNELS_LAST_ON_CUDA) <= set(ARCH_REGISTRY.keys())
+    assert set(caps.CHANNELS_LAST_ON_CUDA.values()) <= {'helps', 'hurts', 'neutral'}
+    assert caps.capability({'type': 'MSRResNet'}).channels_last == 'helps'
+
+
+def test_the_readme_capability_table_is_current():
+    from pathlib import Path
+    from tests.conftest import load_tool
+    readme = Path(__file__).resolve().parent.parent / 'README.md'
+    assert load_tool('capability_table').main(['--check', str(readme)]) == 0

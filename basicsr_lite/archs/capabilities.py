@@ -26,8 +26,9 @@ SCALES_2N_3 = (2, 3, 4, 8)  # BasicSR's Upsample: powers of two and 3
 @dataclass(frozen=True)
 class Capability:
     """``fp16`` / ``bf16``: autocast in that precision is safe (no overflow in trained weights);
-    ``channels_last``: 'helps' / 'hurts' / 'neutral' for speed on the CPU, as measured by
-    ``tools/benchmark_archs.py`` ('unmeasured' until it is); ``scales``: the upscaling factors
+    ``channels_last``: 'helps' / 'hurts' / 'neutral' for inference speed on CUDA, as measured
+    by ``tools/benchmark_archs.py`` (filled in from ``CHANNELS_LAST_ON_CUDA``; 'unmeasured'
+    for networks it does not time, e.g. discriminators); ``scales``: the upscaling factors
     it builds (``ANY_SCALE``: any integer; ``()``: not an upscaler, e.g. a discriminator);
     ``size_multiple``: input sides must be multiples of it (inference pads to it; an arch's
     ``needs()`` may raise it from its arguments);
@@ -98,6 +99,20 @@ SAFMN_FAMILY = dict(min_size=8, tiles_exactly=False)
 # of fp32 on Set5, and no activation exceeds 61 on 576x720 inputs (fp16 overflows at 65504).
 SAFMN_FP16_FROM = 'measured here (released weights, CPU fp16 vs fp32)'
 
+# tools/benchmark_archs.py --device cuda --size 128 (NVIDIA H200, torch 2.11, 2026-12-04): NCHW
+# time / NHWC time of one 128x128 inference, 'helps' >= 1.10, 'hurts' <= 0.91. BSRN-S measured
+# 1.02 and 1.16 in two configurations of the same network: differences under ~0.15 are noise.
+CHANNELS_LAST_ON_CUDA = {
+    'ArbSR': 'neutral', 'BSRN': 'hurts', 'BSRN_S': 'neutral', 'EDSR': 'helps', 'FSRCNN': 'neutral',
+    'IMDN': 'helps', 'LKDN': 'hurts', 'MSRResNet': 'helps', 'OmniSR': 'neutral', 'PAN': 'neutral',
+    'PLKSR': 'helps', 'RCAN': 'neutral', 'RFDN': 'neutral', 'RFDNFINALB5': 'neutral',
+    'RLFN': 'neutral', 'RLFN_Prune': 'hurts', 'RLFN_S': 'neutral', 'RRDBNet': 'neutral',
+    'RealPLKSR': 'neutral', 'ResNetGenerator': 'neutral', 'SAFMN': 'hurts', 'SAFMNPP': 'hurts',
+    'SAFMN_NTIRE23': 'hurts', 'SAFMN_NTIRE25': 'hurts', 'SAFMN_VIS24': 'neutral',
+    'SFTMD': 'neutral', 'SPAN': 'neutral', 'SRVGGNetCompact': 'helps', 'SwinIR': 'neutral',
+    'UNetGenerator': 'helps',
+}
+
 CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
     'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=MEASURED_HERE),
@@ -154,7 +169,9 @@ def capability(options: dict) -> Capability:
         raise KeyError(f"Architecture '{name}' has no entry in the capability table "
                        f'(basicsr_lite/archs/capabilities.py).')
     args = constructor_args(ARCH_REGISTRY.get(name), options)
-    resolved = {f.name: getattr(entry, f.name)(args) for f in fields(entry)
+    resolved = {} if entry.channels_last != 'unmeasured' or name not in CHANNELS_LAST_ON_CUDA \
+        else {'channels_last': CHANNELS_LAST_ON_CUDA[name]}
+    resolved |= {f.name: getattr(entry, f.name)(args) for f in fields(entry)
                 if callable(getattr(entry, f.name))}
     declared = getattr(ARCH_REGISTRY.get(name), 'needs', None)
     # An arch's own needs() may state a multiple too (U-Net depth); it reads required

@@ -108,6 +108,22 @@ def r1_penalty(real_pred: Pred, real_img: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
+def gradient_penalty(net_d: Callable[[torch.Tensor], Pred], real: torch.Tensor,
+                     fake: torch.Tensor, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017), as BasicSR's ``gradient_penalty_loss``: the mean over the
+    batch of ``(||d D(x) / d x||_2 - 1)^2`` at ``x = a * real + (1 - a) * fake``, one uniform
+    ``a`` per image; differentiable (create_graph). For a multiscale output, D(x) is the sum of
+    all scales' logits."""
+    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, generator=generator)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    pred = net_d(mixed)
+    total = sum(p.float().sum() for p in pred) if isinstance(pred, (list, tuple)) \
+        else pred.float().sum()
+    grad, = torch.autograd.grad(total, mixed, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
 def adversarial_weight(current_iter: int, warmup_iter: int, mode: str = 'linear') -> float:
     """Factor of the adversarial loss at ``current_iter``: rising from 0 to 1 over the first
     ``warmup_iter`` iterations ('linear', or 'cosine': 0.5 * (1 - cos(pi t))), then 1."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from basicsr_lite.errors import OptionError
-from basicsr_lite.losses.gan_loss import adversarial_weight, map_pred, pred_mean, r1_penalty
+from basicsr_lite.losses.gan_loss import (adversarial_weight, gradient_penalty, map_pred,
+                                          pred_mean, r1_penalty)
 from basicsr_lite.models import loss_terms
 from basicsr_lite.models.sr_model import SRModel
 from basicsr_lite.registry import MODEL_REGISTRY
@@ -26,17 +27,18 @@ class SRGANModel(SRModel):
     pretraining without a separate PSNR run), ``gan_warmup_iter`` / ``gan_warmup`` (the
     adversarial weight rises from 0 over that many G iterations, 'linear' or 'cosine'),
     ``r1_reg_weight`` / ``d_reg_every`` (R1 penalty on real images every that many iterations,
-    scaled by it, as lazy regularisation), ``d_skip_threshold`` (D not stepped while its loss is
+    scaled by it, as lazy regularisation), ``gp_weight`` (WGAN-GP's gradient penalty on
+    real / fake mixes, logged l_d_gp), ``d_skip_threshold`` (D not stepped while its loss is
     below it).
     Logged: G's losses by name (BasicSR's slots: l_g_pix, l_g_ldl, l_g_percep, l_g_style,
-    l_g_gan), l_d_real, l_d_fake, l_d_r1, out_d_real, out_d_fake, d_skipped, d_skips."""
+    l_g_gan), l_d_real, l_d_fake, l_d_r1, l_d_gp, out_d_real, out_d_fake, d_skipped, d_skips."""
 
     network_keys = ('network_g', 'network_d')
     loss_prefix = 'l_g_'
     # BasicSR's order of G's terms (Real-ESRGAN's with LDL)
     loss_slots = (('pixel_opt', 'pix'), ('fft_opt', 'fft'), ('ldl_opt', 'ldl'),
                   ('perceptual_opt', 'percep'), ('gan_opt', 'gan'))
-    reserved_log_names = ('l_d_real', 'l_d_fake', 'l_d_r1', 'out_d_real', 'out_d_fake',
+    reserved_log_names = ('l_d_real', 'l_d_fake', 'l_d_r1', 'l_d_gp', 'out_d_real', 'out_d_fake',
                           'd_skipped', 'd_skips')
 
     @classmethod
@@ -54,6 +56,7 @@ class SRGANModel(SRModel):
             'gan_warmup': kit.Value((str,), default='linear', choices=('linear', 'cosine')),
             'r1_reg_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
             'd_reg_every': kit.Value((int,), default=16, check=kit.positive),
+            'gp_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
             'd_skip_threshold': kit.Value((int, float, type(None)), default=None),
         }
 
@@ -165,7 +168,8 @@ class SRGANModel(SRModel):
         threshold = self.opt['train']['d_skip_threshold']
         if threshold is None:
             return False
-        d_loss = float(sum(v.detach() for k, v in d_losses.items() if k != 'l_d_r1'))
+        d_loss = float(sum(v.detach() for k, v in d_losses.items()
+                           if k not in ('l_d_r1', 'l_d_gp')))  # the adversarial terms only
         skip = reduce_mean({'d': d_loss}, self.device)['d'] < threshold
         self.d_skips += int(skip)
         logged['d_skipped'] = torch.tensor(float(skip))
@@ -215,6 +219,9 @@ class SRGANModel(SRModel):
         if r1:
             losses['l_d_r1'] = (train_opt['r1_reg_weight'] / 2 * train_opt['d_reg_every']
                                 * r1_penalty(real_pred, real))
+        if train_opt['gp_weight'] > 0:  # WGAN-GP, on D's inputs (with the condition, if any)
+            losses['l_d_gp'] = train_opt['gp_weight'] * gradient_penalty(
+                self.net_d, self.d_input(real), self.d_input(fake))
         outputs = {'out_d_real': pred_mean(map_pred(torch.Tensor.detach, real_pred)),
                    'out_d_fake': pred_mean(map_pred(torch.Tensor.detach, fake_pred))}
         return losses, outputs
