@@ -5,6 +5,7 @@ import math
 from typing import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
@@ -124,3 +125,42 @@ class MeanShiftSR(nn.Module):
         x = self.conv_first((x - mean) * self.img_range)
         res = self.conv_after_body(self.body(x)) + x
         return self.conv_last(self.upsample(res)) / self.img_range + mean
+
+
+class LayerNorm2d(nn.Module):
+    """Layer norm over the channels of each pixel of an NCHW map (ConvNeXt's channels-first
+    form; eps 1e-6), keys ``weight`` / ``bias``: the one SAFMN, OmniSR and RealPLKSR use."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class TrimmedESA(nn.Module):
+    """RFANet's enhanced spatial attention as RLFN and OmniSR use it (RFDN's ``ESA`` without
+    ``conv_max`` / ``conv3_`` and its ReLUs; not RFDN's: keys and operations differ): a strided,
+    max-pooled branch, upsampled back, gives a sigmoid mask. The stride-2 conv and the 7x7 /
+    stride-3 max pool need inputs of at least 15 x 15."""
+
+    def __init__(self, esa_channels: int, n_feats: int) -> None:
+        super().__init__()
+        f = esa_channels
+        self.conv1 = nn.Conv2d(n_feats, f, 1)
+        self.conv_f = nn.Conv2d(f, f, 1)
+        self.conv2 = nn.Conv2d(f, f, 3, stride=2, padding=0)
+        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
+        self.conv4 = nn.Conv2d(f, n_feats, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c1_ = self.conv1(x)
+        c3 = self.conv3(F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3))
+        c3 = F.interpolate(c3, size=x.shape[-2:], mode='bilinear', align_corners=False)
+        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))

@@ -12,21 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class LayerNorm2d(nn.Module):
-    """Layer norm over the channels of an NCHW map (eps 1e-6, as the authors')."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        y = (x - mu) / (var + self.eps).sqrt()
-        return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
+from basicsr_lite.archs.arch_util import LayerNorm2d, TrimmedESA
 
 
 class PreNormResidual(nn.Module):
@@ -234,26 +220,6 @@ class OSABlock(nn.Module):
         return self.layer(x)
 
 
-class ESA(nn.Module):
-    """OmniSR's enhanced spatial attention (RFANet's ESA without ``conv_max`` / ``conv3_``): a
-    strided, max-pooled branch, upsampled back, gives a sigmoid mask."""
-
-    def __init__(self, esa_channels: int, n_feats: int) -> None:
-        super().__init__()
-        f = esa_channels
-        self.conv1 = nn.Conv2d(n_feats, f, 1)
-        self.conv_f = nn.Conv2d(f, f, 1)
-        self.conv2 = nn.Conv2d(f, f, 3, stride=2, padding=0)
-        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
-        self.conv4 = nn.Conv2d(f, n_feats, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1_ = self.conv1(x)
-        c3 = self.conv3(F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3))
-        c3 = F.interpolate(c3, size=x.shape[-2:], mode='bilinear', align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
-
-
 class OSAG(nn.Module):
     """Omni self-attention group: ``block_num`` OSA blocks and a 1x1 conv with a residual add,
     then ESA."""
@@ -264,7 +230,7 @@ class OSAG(nn.Module):
         blocks = [OSABlock(channel_num, window_size, pe) for _ in range(block_num)]
         self.residual_layer = nn.Sequential(*blocks, nn.Conv2d(channel_num, channel_num, 1,
                                                                bias=bias))
-        self.esa = ESA(max(channel_num // 4, 16), channel_num)
+        self.esa = TrimmedESA(max(channel_num // 4, 16), channel_num)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.esa(self.residual_layer(x) + x)

@@ -13,26 +13,11 @@ import torch
 from torch import nn
 from torch.nn.init import trunc_normal_
 
+from basicsr_lite.archs.arch_util import LayerNorm2d
 from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.archs.dysample import DySample
 from basicsr_lite.archs.plk_blocks import EA, ChannelMixer, PLKConv2d, repeat_channels
 from basicsr_lite.registry import ARCH_REGISTRY
-
-
-class LayerNorm(nn.Module):
-    """Layer norm over the channels of each pixel of an NCHW tensor (eps 1e-6)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
 class RealPLKBlock(nn.Module):
@@ -42,7 +27,7 @@ class RealPLKBlock(nn.Module):
     def __init__(self, dim: int, kernel_size: int, split_ratio: float, use_ea: bool = True,
                  norm_groups: int = 4, use_layer_norm: bool = False) -> None:
         super().__init__()
-        self.layer_norm = LayerNorm(dim) if use_layer_norm else nn.Identity()
+        self.layer_norm = LayerNorm2d(dim) if use_layer_norm else nn.Identity()
         self.channel_mixer = ChannelMixer(dim, 'DCCM', nn.Mish)
         self.lk = PLKConv2d(int(dim * split_ratio), kernel_size)
         self.attn = EA(dim) if use_ea else nn.Identity()

@@ -9,38 +9,15 @@ Three registered variants, as the authors' classes: ``RLFN`` (6 blocks, 52 chann
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from basicsr_lite.archs.arch_util import pixelshuffle_block
+from basicsr_lite.archs.arch_util import TrimmedESA, pixelshuffle_block
 from basicsr_lite.registry import ARCH_REGISTRY
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
     """A 'same'-padded conv (the authors' ``conv_layer``)."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-
-
-class ESALite(nn.Module):
-    """RLFN's trimmed enhanced spatial attention: RFDN's ESA without ``conv_max`` / ``conv3_``
-    and without its ReLUs, with its own width ``esa_channels`` (RFDN uses channels // 4). Not
-    shared with ``rfdn_arch.ESA``: keys and operations differ. The stride-2 conv and the 7x7 /
-    stride-3 max pool need inputs of at least 15 x 15."""
-
-    def __init__(self, esa_channels: int, n_feats: int) -> None:
-        super().__init__()
-        f = esa_channels
-        self.conv1 = nn.Conv2d(n_feats, f, 1)
-        self.conv_f = nn.Conv2d(f, f, 1)
-        self.conv2 = nn.Conv2d(f, f, 3, stride=2, padding=0)
-        self.conv3 = nn.Conv2d(f, f, 3, padding=1)
-        self.conv4 = nn.Conv2d(f, n_feats, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c1_ = self.conv1(x)
-        c3 = self.conv3(F.max_pool2d(self.conv2(c1_), kernel_size=7, stride=3))
-        c3 = F.interpolate(c3, size=x.shape[-2:], mode='bilinear', align_corners=False)
-        return x * torch.sigmoid(self.conv4(c3 + self.conv_f(c1_)))
 
 
 class RLFB(nn.Module):
@@ -56,7 +33,7 @@ class RLFB(nn.Module):
         self.c2_r = _conv(mid_channels, mid_channels, 3)
         self.c3_r = _conv(mid_channels, in_channels, 3)
         self.c5 = _conv(in_channels, out_channels, 1)
-        self.esa = ESALite(esa_channels, out_channels)
+        self.esa = TrimmedESA(esa_channels, out_channels)
         self.act = nn.LeakyReLU(0.05, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from basicsr_lite.archs.safmn_blocks import (CCM, GRN, SAFM, LayerNorm2d, SAFMNFamily,
+from basicsr_lite.archs.arch_util import LayerNorm2d
+from basicsr_lite.archs.safmn_blocks import (CCM, GRN, SAFM, SAFMNFamily,
                                              bilinear_up, to_image)
 from basicsr_lite.registry import ARCH_REGISTRY
 

@@ -26,23 +26,6 @@ class SAFMNFamily(nn.Module):
                             scale_key='upscaling_factor')
 
 
-class LayerNorm2d(nn.Module):
-    """Layer norm over the channels of an NCHW tensor (ConvNeXt's channels-first form, eps
-    1e-6), keys ``weight`` / ``bias`` as in the authors' ``LayerNorm``."""
-
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
-
-
 class GRN(nn.Module):
     """Global response normalisation (ConvNeXt V2): each channel's spatial L2 norm relative to
     the mean over channels rescales it; used once after the first conv of the NTIRE2023 SAFMN."""
