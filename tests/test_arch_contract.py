@@ -75,7 +75,15 @@ def scales_of(name: str) -> list[int | None]:
     return [s for s in wanted if s <= MAX_SCALE]
 
 
-SCALED = [(name, scale) for name in NAMES for scale in scales_of(name)]
+def own_scale(name: str) -> int | None:
+    options = case_options(name)
+    return options.get(network_needs(options).scale_key)
+
+
+# The case's own scale in the default run, the other scales in the slow one.
+SCALED = [pytest.param(name, scale, id=f'{name}-x{scale}',
+                       marks=() if scale in (None, own_scale(name)) else pytest.mark.slow)
+          for name in NAMES for scale in scales_of(name)]
 
 
 def make_inputs(name: str, batch: int | None = None, side: int | None = None) -> list:
@@ -98,7 +106,7 @@ def output_scale(name: str, options: dict) -> float:
     return network_needs(options).scale or 1
 
 
-@pytest.mark.parametrize('name,scale', SCALED, ids=[f'{n}-x{s}' for n, s in SCALED])
+@pytest.mark.parametrize('name,scale', SCALED)
 def test_forward_and_backward_at_each_scale(name, scale):
     torch.manual_seed(0)
     options = case_options(name, scale)

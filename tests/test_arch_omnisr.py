@@ -135,7 +135,9 @@ def spandrel_omnisr():
     return spandrel, OmniSR
 
 
-@pytest.mark.parametrize('scale,size', [(2, (16, 16)), (3, (19, 26)), (4, (13, 15))])
+@pytest.mark.parametrize('scale,size', [pytest.param(2, (16, 16), marks=pytest.mark.slow),
+                                        (3, (19, 26)),  # padded to the window
+                                        pytest.param(4, (13, 15), marks=pytest.mark.slow)])
 def test_outputs_and_gradients_equal_spandrels(spandrel_omnisr, scale, size):
     """Same state dict, same input (sizes that need the internal padding too): the same output
     and input gradient as spandrel's OmniSR (its LayerNorm2d has the authors' hand-written

@@ -62,6 +62,7 @@ def test_output_shapes_and_minimum_sizes():
         net(torch.rand(1, 3, 92, 92))
 
 
+@pytest.mark.slow  # the default discriminators at their minimum input: 10-20 s on 2 cores
 @pytest.mark.parametrize('name', list(DS))
 def test_spectral_norm_on_every_conv(name):
     """Every conv carries the power-iteration state (u, v in the state dict), and after some

@@ -317,6 +317,7 @@ def test_realplksr_output_equals_spandrels(spandrel_plksr, kwargs):
         assert torch.equal(ours(x.clone()), theirs(x.clone()))
 
 
+@pytest.mark.slow  # builds the full-size networks twice
 def test_spandrel_counts_of_the_paper_models(spandrel_plksr):
     _, package = spandrel_plksr
     assert count(package.PLKSR(ccm_type='DCCM')) == PLKSR_X4
@@ -357,6 +358,7 @@ def tiled_vs_whole(net: torch.nn.Module, scale: int) -> float:
     return (tiled - whole).abs().max().item()
 
 
+@pytest.mark.slow
 def test_realplksr_tiles_exactly_only_with_layer_norm_and_pixel_shuffle():
     small = dict(dim=8, n_blocks=2, kernel_size=5, upscaling_factor=2)
     for extra, exact in [({'layer_norm': True}, True), ({}, False),

@@ -166,7 +166,7 @@ def test_eval_form_equals_trained_form_and_deploy_form_equals_eval_form():
     assert torch.equal(deployed, evaluated)  # the deploy form runs the very same eval_conv
 
 
-@pytest.mark.parametrize('impl', ['fused', 'foreach'])
+@pytest.mark.parametrize('impl', ['fused', pytest.param('foreach', marks=pytest.mark.slow)])
 def test_eval_refolds_after_every_optimizer_step_and_only_then(monkeypatch, impl):
     """Fused Adam updates the weights without bumping their version counters."""
     net, x = tiny(), torch.rand(2, 3, 12, 12)

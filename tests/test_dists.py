@@ -214,6 +214,7 @@ def test_loss_builds_from_options(dists_env, tmp_path):
     torch.testing.assert_close(loss(x, gt), 0.25 * DISTS()(x, gt).mean())
 
 
+@pytest.mark.slow  # a full VGG16 on 256 x 256 images, twice
 def test_numpy_form_equals_the_batched_form(dists_env):
     a, b = pair(size=40, n=1)
     img, img2 = ((t.permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
@@ -306,6 +307,7 @@ def test_option_schema_takes_the_loss_and_names_a_misspelt_key():
     assert len(errors) == 1 and "did you mean 'dists_weights'" in errors[0]
 
 
+@pytest.mark.slow  # a training run with a full VGG16
 def test_a_tiny_run_trains_on_dists_and_validates_with_it(dists_env, tiny_opt, tmp_path):
     """As a scalar loss DISTS fits any slot that takes one (here ``pixel_opt``) and the list
     form; not ``perceptual_opt``, whose loss returns (perceptual, style)."""

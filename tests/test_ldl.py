@@ -105,7 +105,7 @@ def test_ldl_without_ema_is_a_startup_error(ldl_opt):
         validate_options(ldl_opt, True)
 
 
-@pytest.mark.parametrize('form', ['list', 'slot'])
+@pytest.mark.parametrize('form', ['list', pytest.param('slot', marks=pytest.mark.slow)])
 def test_tiny_esrgan_run_with_ldl(tiny_opt, tmp_path, form):
     opt = copy.deepcopy(tiny_opt)
     opt['model_type'] = 'ESRGANModel'

@@ -108,7 +108,8 @@ def test_gan_list_in_any_order_gan_entry_found_by_type(gan_opt):
     assert_params(model.net_d, sgd(pd, sum(d_losses.values()), LR_D))
 
 
-@pytest.mark.parametrize('model_type', ['SRGANModel', 'ESRGANModel'])
+@pytest.mark.parametrize('model_type', [pytest.param('SRGANModel', marks=pytest.mark.slow),
+                                        'ESRGANModel'])
 def test_slots_and_the_equivalent_list_train_bitwise_alike(tiny_opt, random_vgg, model_type):
     """BasicSR's slots are translated into the list: the same list written out (with the slots'
     names) gives the same bits, iteration after iteration, with a real G and a SN-D."""

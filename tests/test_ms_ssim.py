@@ -47,7 +47,8 @@ def reference_window() -> torch.Tensor:
     return gaussian_taps().view(1, 1, 1, -1).repeat(3, 1, 1, 1)
 
 
-@pytest.mark.parametrize('name', IMAGES)
+@pytest.mark.parametrize('name', [pytest.param(n, marks=() if i == 0 else pytest.mark.slow)
+                                  for i, n in enumerate(IMAGES)])
 def test_ms_ssim_and_ssim_equal_pytorch_msssim(name):
     gt, bad = degraded_pair(name, crop=(288, 320))  # at most 288 x 320: fast
     x, y = as_tensor(bad), as_tensor(gt)

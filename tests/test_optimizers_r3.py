@@ -98,7 +98,9 @@ def run_opt(tiny_opt: dict, root, optim_g: dict, total: int, **train) -> dict:
     return opt
 
 
-@pytest.mark.parametrize('name', sorted(RESUMED))
+# schedule-free AdamW (the one with modes) in the default run, the others in the slow one
+@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n == 'AdamWScheduleFree'
+                                               else pytest.mark.slow) for n in sorted(RESUMED)])
 def test_resume_is_bitwise(tiny_opt, tmp_path, name):
     """8 iterations straight == 4, save, a fresh process state from the training state file
     (torch.load weights_only=True), 4 more: networks and EMA bitwise equal."""

@@ -257,6 +257,7 @@ def test_plateau_state_is_in_the_training_state(tmp_path):
     assert resumed.optimizers[0].param_groups[0]['lr'] == LR / 4
 
 
+@pytest.mark.slow
 def test_plateau_run_resumes_exactly(tmp_path):
     """A run whose lr the plateau halves at most validations (threshold 100 dB: only the
     first is a best): 6 iterations straight == 4 + resume + 2, bitwise."""
