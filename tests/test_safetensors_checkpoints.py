@@ -30,6 +30,7 @@ from basicsr_lite.train import main as train_main
 from tests.conftest import write_yaml
 from tests.runs import assert_identical, configure, final_weights
 from tests.spandrel_support import spandrel  # noqa: F401  (fixture)
+from tests.test_gan_models import gan_opt  # noqa: F401  (fixture)
 
 
 def metadata(path: Path) -> dict[str, str]:
@@ -223,3 +224,21 @@ def test_the_file_alone_is_enough_for_check_interop(spandrel, tiny_opt, tmp_path
     assert 'interop check passes for SRVGGNetCompact' in out and "'num_conv': 2" in out
     assert check_interop.main([str(tmp_path / 'exp')]) == 0  # the experiment folder
     assert 'net_g_latest.safetensors' in capsys.readouterr().out
+
+
+def test_gan_discriminator_file_describes_itself_and_resumes(gan_opt, tmp_path):
+    """An ESRGAN run: ``net_d`` files carry ``network_d`` (not ``network_g``), and a resume
+    loads both networks from safetensors."""
+    opt = configure(gan_opt, tmp_path / 'gan', 3, 3)
+    opt['logger']['save_format'] = 'safetensors'
+    run(opt, tmp_path / 'a.yml')
+    meta = metadata(tmp_path / 'gan' / 'models' / 'net_d_3.safetensors')
+    assert meta['label'] == 'net_d' and meta['arch'] == 'UNetDiscriminatorSN'
+    assert 'network_g' not in meta and meta['param_keys'] == 'params'
+    assert json.loads(meta['network_d']) == {'type': 'UNetDiscriminatorSN', 'num_feat': 4,
+                                             'num_in_ch': 3, 'skip_connection': True}
+    opt['train']['total_iter'] = 4
+    run(opt, tmp_path / 'b.yml', '--auto_resume')
+    log = sorted((tmp_path / 'gan').glob('train_*.log'))[-1].read_text()
+    assert 'Loaded UNetDiscriminatorSN from' in log and 'net_d_3.safetensors [params]' in log
+    assert (tmp_path / 'gan' / 'models' / 'net_d_latest.safetensors').is_file()
