@@ -22,7 +22,8 @@ from basicsr_lite.engine.checkpoint import find_resumable_state, network_file_fo
 from basicsr_lite.engine.checkpoint.files import prune_checkpoints
 from basicsr_lite.errors import OptionError
 from basicsr_lite.options.parse import validate_options
-from basicsr_lite.runtime.weights import load_torch, load_weights, load_weights_into, save_torch
+from basicsr_lite.runtime.weights import (load_torch, load_weights, load_weights_into,
+                                          save_safetensors, save_torch)
 from basicsr_lite.test import main as evaluate_main
 from basicsr_lite.tools import check_interop
 from basicsr_lite.tools import inference as inference_tool
@@ -159,7 +160,6 @@ def test_finding_and_pruning_know_both_suffixes(tmp_path):
     for it in (2, 4, 6):
         save_torch({'iter': it}, states / f'{it}.state')
     save_torch(weights, models / 'net_g_2.pth')
-    from basicsr_lite.runtime.weights import save_safetensors
     save_safetensors(weights, models / 'net_g_4.safetensors', {})
     path, state = find_resumable_state(states, models)  # 6 has no network file
     assert path == states / '4.state'
