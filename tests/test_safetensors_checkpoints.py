@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,8 @@ from safetensors import safe_open
 
 from basicsr_lite.archs import build_network
 from basicsr_lite.engine.checkpoint import find_resumable_state, network_file_for_state
-from basicsr_lite.engine.checkpoint.files import prune_checkpoints
+from basicsr_lite.engine.checkpoint.files import prune_checkpoints, write_networks
+from basicsr_lite.engine.checkpoint.metadata import network_metadata
 from basicsr_lite.errors import OptionError
 from basicsr_lite.options.parse import validate_options
 from basicsr_lite.runtime.weights import (load_torch, load_weights, load_weights_into,
@@ -108,6 +110,10 @@ def test_auto_resume_in_either_format_is_exact(tiny_opt, tmp_path, first, second
     run(opt, tmp_path / 'a.yml')
     opt['train']['total_iter'], opt['logger']['save_format'] = 10, second
     run(opt, tmp_path / 'b.yml', '--auto_resume')
+    # (a run that started over would end the same: check that it resumed)
+    log = sorted((tmp_path / 'run').glob('train_*.log'))[-1].read_text()
+    assert 'training_states/6.state: epoch' in log
+    assert re.search(r'Start training from epoch \d+, iter 6\.', log)
     models = tmp_path / 'run' / 'models'
     final = load_weights(models / f'net_g_latest.{second}')
     assert_identical(final_weights(tmp_path / 'straight'), final)
@@ -132,7 +138,7 @@ def test_resume_follows_the_newest_checkpoint_whatever_its_format(tiny_opt, tmp_
             assert sorted(p.name for p in (root / 'models').glob('net_g_*')) == [
                 'net_g_4.pth', 'net_g_6.safetensors', 'net_g_latest.safetensors']
     log = sorted(root.glob('train_*.log'))[-1].read_text()
-    assert 'Resumed from' in log and 'training_states/6.state: epoch' in log
+    assert 'training_states/6.state: epoch' in log and 'iter 6.' in log
     assert_identical(final_weights(tmp_path / 'straight'), final_weights(root))
     assert sorted(p.name for p in (root / 'models').glob('net_g_*')) == [
         'net_g_10.pth', 'net_g_8.pth', 'net_g_latest.pth']
@@ -150,6 +156,8 @@ def test_resume_state_naming_a_safetensors_checkpoint_of_another_folder(tiny_opt
     second = configure(first, tmp_path / 'second', 10, 4)
     second['path']['resume_state'] = str(tmp_path / 'first' / 'training_states' / '6.state')
     run(second, tmp_path / 'second.yml')
+    log = next((tmp_path / 'second').glob('train_*.log')).read_text()
+    assert re.search(r'Start training from epoch \d+, iter 6\.', log)
     final = load_weights(tmp_path / 'second' / 'models' / 'net_g_latest.safetensors')
     assert_identical(final_weights(tmp_path / 'straight'), final)
 
@@ -199,20 +207,31 @@ def test_the_file_alone_is_enough_for_test_py(tiny_opt, tiny_data, tmp_path):
     assert means['named']['psnr'] > 10
 
 
-def test_the_file_alone_is_enough_for_inference(tiny_opt, tmp_path):
-    weights = self_describing_run(tiny_opt, tmp_path)
+def test_the_file_alone_is_enough_for_inference(tmp_path):
+    """``--pretrained`` takes the metadata's options, also those the weights do not show
+    (EDSR's res_scale 0.5, rgb_mean: detection would build 1.0 and DIV2K's mean)."""
+    options = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+               'upscale': 2, 'res_scale': 0.5, 'rgb_mean': [0.5, 0.5, 0.5]}
+    torch.manual_seed(0)
+    net = build_network(options)
+    weights = tmp_path / 'edsr.safetensors'
+    opt = {'scale': 2, 'network_g': options}
+    write_networks({'params': net}, weights, network_metadata(opt, 'net_g', 0, ['params']))
     inputs = tmp_path / 'in'
     inputs.mkdir()
     img = np.random.default_rng(3).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     cv2.imwrite(str(inputs / 'a.png'), img)
+    arch_opt = [f'{k}={v}' for k, v in options.items() if k not in ('type', 'upscale')]
     for name, args in (('pretrained', ['--pretrained', str(weights)]),
-                       ('named', ['--arch', 'MSRResNet', '--scale', '2', '--arch-opt',
-                                  'num_feat=8', 'num_block=1', '--weights', str(weights)])):
+                       ('named', ['--arch', 'EDSR', '--scale', '2', '--arch-opt', *arch_opt,
+                                  '--weights', str(weights)]),
+                       ('defaults', ['--arch', 'EDSR', '--scale', '2', '--arch-opt',
+                                     *arch_opt[:4], '--weights', str(weights)])):
         assert inference_tool.main(['-i', str(inputs), '-o', str(tmp_path / name),
-                                    '--param-key', 'params_ema', '--device', 'cpu',
-                                    *args]) == 0
-    a, b = (cv2.imread(str(tmp_path / n / 'a.png')) for n in ('pretrained', 'named'))
-    assert a.shape == (24, 20, 3) and np.array_equal(a, b)
+                                    '--device', 'cpu', *args]) == 0
+    a, b, c = (cv2.imread(str(tmp_path / n / 'a.png')) for n in ('pretrained', 'named',
+                                                                   'defaults'))
+    assert a.shape == (24, 20, 3) and np.array_equal(a, b) and not np.array_equal(a, c)
 
 
 def test_the_file_alone_is_enough_for_check_interop(spandrel, tiny_opt, tmp_path, capsys):
