@@ -178,7 +178,7 @@ def train_and_report(run: Run, loader, sampler, hooks: Hooks) -> None:
             logger.info(f'End of training in {time.time() - start:.1f} s. Saving the latest '
                         f'model.')
             if opt['rank'] == 0:
-                save_latest(model, opt)
+                save_latest(model, opt, loop.current_iter)
             final_report(model, opt, run.val_loaders, run.tb_logger, loop.current_iter,
                          run.last_validation)
     finally:

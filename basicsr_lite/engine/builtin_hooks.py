@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from basicsr_lite.data.contract import dataset_codec
-from basicsr_lite.engine.checkpoint import save_weights
+from basicsr_lite.engine.checkpoint import find_network_file, save_weights
+from basicsr_lite.engine.checkpoint.files import remove_network_file
 from basicsr_lite.engine.hooks import HOOK_REGISTRY, Hook, Hooks, Run
 from basicsr_lite.engine.progress import ProgressBar
 from basicsr_lite.engine.tb_hooks import TrainingStats, ValidationImages
@@ -94,7 +95,8 @@ class EarlyStopping(Hook):
 class BestCheckpoints(Hook):
     """Keeps the generator of the ``k`` best validations by a metric: ``models/net_g_best_
     <metric>.pth`` is the best one, ``net_g_best_<metric>_<iter>.pth`` each of the ``k`` best
-    (when ``k`` > 1), and ``best_<metric>.json`` lists them, best first."""
+    (when ``k`` > 1; ``.safetensors`` with ``logger.save_format: safetensors``), and
+    ``best_<metric>.json`` lists them, best first."""
     state_key = 'best_checkpoints'
 
     def __init__(self, watch: MetricWatch, k: int = 1, label: str = 'net_g') -> None:
@@ -122,25 +124,30 @@ class BestCheckpoints(Hook):
     def _write(self, run: Run, it: int, is_best: bool, dropped: list[dict]) -> None:
         models = Path(run.opt['path']['models'])
         if self.k == 1:  # (only reached with a new best)
-            save_weights(run.model, models, self.label, self.tag)
+            path = save_weights(run.model, run.opt, self.label, self.tag, it)
         else:
-            path = save_weights(run.model, models, self.label, f'{self.tag}_{it}')
+            path = save_weights(run.model, run.opt, self.label, f'{self.tag}_{it}', it)
             if is_best:
-                replace_with_link(path, models / f'{self.label}_{self.tag}.pth')
+                best = models / f'{self.label}_{self.tag}{path.suffix}'
+                replace_with_link(path, best)
+                remove_network_file(models, self.label, self.tag, keep=best)
             for entry in dropped:
-                (models / self.file_of(entry['iter'])).unlink(missing_ok=True)
+                remove_network_file(models, self.label, f"{self.tag}_{entry['iter']}")
         if is_best:
             logger.info(f'New best {self.watch.describe()}: {self.entries[0]["value"]:.4f} at '
-                        f'iter {it}; saved {self.label}_{self.tag}.pth.')
+                        f'iter {it}; saved {self.label}_{self.tag}{path.suffix}.')
         summary = {'metric': self.watch.metric, 'dataset': self.watch.dataset,
                    'better': self.watch.better, 'k': self.k,
-                   'best': [{**e, 'file': self.file_of(e['iter'])} for e in self.entries]}
+                   'best': [{**e, 'file': self.file_of(models, e['iter'])} for e in self.entries]}
         atomic_write(models / f'{self.tag}.json',
                      lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
-    def file_of(self, it: int) -> str:
-        """The network file of the entry of iteration ``it``."""
-        return f'{self.label}_{self.tag}_{it}.pth' if self.k > 1 else f'{self.label}_{self.tag}.pth'
+    def file_of(self, models: Path, it: int) -> str:
+        """The network file of the entry of iteration ``it`` (in the format it was saved in:
+        ``logger.save_format`` may change between runs)."""
+        tag = f'{self.tag}_{it}' if self.k > 1 else self.tag
+        found = find_network_file(models, self.label, tag)
+        return found.name if found is not None else f'{self.label}_{tag}.pth'
 
     def state_dict(self) -> dict:
         return {'entries': self.entries}

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from basicsr_lite.archs.interop import SPANDREL_ARCHS, check_file
-from basicsr_lite.engine.checkpoint.files import network_file
+from basicsr_lite.engine.checkpoint.files import find_network_file
 from basicsr_lite.engine.hooks import Hook, Run
 from basicsr_lite.errors import UserError
 
@@ -15,7 +15,8 @@ logger = logging.getLogger('basicsr_lite')
 
 
 class InteropCheck(Hook):
-    """Checks ``models/net_g_<iter>.pth`` on rank 0; a missing spandrel is said once."""
+    """Checks ``models/net_g_<iter>.pth`` (or ``.safetensors``) on rank 0; a missing spandrel
+    is said once."""
 
     def __init__(self) -> None:
         self.unavailable = False
@@ -29,8 +30,8 @@ class InteropCheck(Hook):
             logger.warning(f'logger.check_interop: spandrel 0.4.2 has no {arch}; its files do '
                            f'not open in the upscaling tools (nothing to check).')
             return
-        path = network_file(run.opt['path']['models'], 'net_g', it)
-        if not Path(path).is_file():
+        path = find_network_file(run.opt['path']['models'], 'net_g', it)
+        if path is None:
             return
         try:
             report = check_file(str(path), run.opt['network_g'])

@@ -23,6 +23,7 @@ from basicsr_lite.options.spec import option_spec
 from basicsr_lite.options.yaml_loader import load_yaml
 from basicsr_lite.registry import MODEL_REGISTRY  # loads the models package on first use
 from basicsr_lite.runtime.dist import elastic_restart
+from basicsr_lite.runtime.weights import read_metadata
 
 FAST_DEV_RUN_ITERS = 4
 
@@ -180,12 +181,17 @@ def validate_options(raw: dict, is_train: bool, source: str = 'options',
 
 def resolve_auto_network(raw: dict) -> dict:
     """``network_g: {type: auto}``: the network and its constructor arguments detected from
-    ``path.pretrain_network_g`` (archs/detection.py); other keys given there win."""
+    ``path.pretrain_network_g`` (archs/detection.py; a self-describing file's metadata first);
+    other keys given there win. Without a ``network_g`` section, a self-describing
+    pretrain file (``logger.save_format: safetensors``) names the network itself."""
     net = raw.get('network_g')
-    if not (isinstance(net, dict) and net.get('type') == 'auto'):
-        return raw
     paths = raw.get('path') if isinstance(raw.get('path'), dict) else {}
     weights = paths.get('pretrain_network_g')
+    if net is None and 'network_g' not in raw and isinstance(weights, str) and \
+            read_metadata(weights).get('network_g'):
+        net = {'type': 'auto'}
+    if not (isinstance(net, dict) and net.get('type') == 'auto'):
+        return raw
     if not weights or not Path(weights).is_file():
         raise OptionError('network_g.type: auto detects the network from '
                           'path.pretrain_network_g, which must name a weights file that exists'

@@ -1,6 +1,7 @@
 """The schema of basicsr_lite option files (BasicSR's keys and meanings)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,13 @@ class ExistingPath(Value):
 class FilePath(ExistingPath):
     """An optional path to an existing file."""
     file_only: bool = True
+
+
+def safetensors_installed(value: str) -> str | None:
+    """``logger.save_format: safetensors`` needs the safetensors package (an optional extra)."""
+    if value == 'safetensors' and importlib.util.find_spec('safetensors') is None:
+        return "'safetensors' needs the safetensors package: pip install safetensors."
+    return None
 
 
 def fraction_or_count(value: Any) -> str | None:
@@ -279,6 +287,9 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
             'save_checkpoint_freq': Value((int,), default=5000, check=positive),
             'use_tb_logger': Value((bool,), default=True),
             'keep_last_checkpoints': Value((int, type(None)), default=None, check=positive),
+            # network files: BasicSR's .pth, or self-describing .safetensors (checkpoint/files.py)
+            'save_format': Value((str,), default='pth', choices=('pth', 'safetensors'),
+                                 check=safetensors_installed),
             'save_checkpoint_freq_epochs': Value((int, type(None)), default=None,
                                                  check=positive),
             'keep_best_checkpoints': watched_metric({

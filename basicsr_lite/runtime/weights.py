@@ -80,6 +80,19 @@ def load_weights(path: str | Path) -> dict:
 PARAM_GROUPS = ('params', 'params_ema')
 
 
+def save_safetensors(weights: dict, path: str | Path, metadata: dict[str, str]) -> None:
+    """Write ``weights`` (a bare state dict or BasicSR's ``{'params': ..., 'params_ema': ...}``,
+    stored flat as ``params.<key>`` / ``params_ema.<key>``) with string ``metadata``,
+    atomically. Tensors are copied contiguous (safetensors refuses shared storage)."""
+    try:
+        from safetensors.torch import save
+    except ImportError as err:
+        raise CheckpointError(f'Writing {path} needs: pip install safetensors') from err
+    flat = {k: v.detach().cpu().contiguous().clone()
+            for k, v in flatten_param_keys(weights).items()}
+    atomic_write(path, lambda f: f.write(save(flat, metadata=metadata)), CheckpointError)
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a ``.safetensors`` file (empty for other files or without the
     safetensors package)."""
@@ -111,7 +124,7 @@ def nest_param_keys(flat: dict) -> dict:
     groups = {key.split('.', 1)[0] for key in flat}
     if not groups <= set(PARAM_GROUPS):
         return flat
-    nested: dict = {group: {} for group in groups}
+    nested: dict = {group: {} for group in PARAM_GROUPS if group in groups}  # BasicSR's order
     for key, value in flat.items():
         group, name = key.split('.', 1)
         nested[group][name] = value

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from basicsr_lite.archs.detection import options_from_weights
 from basicsr_lite.archs.interop import check_file, load_generator, spandrel_layout
+from basicsr_lite.engine.checkpoint.files import find_network_file
 from basicsr_lite.engine.cli import tool_main
 from basicsr_lite.errors import UserError
 from basicsr_lite.options.parse import load_option_file
@@ -28,15 +29,15 @@ from basicsr_lite.runtime.weights import adapt_layout, save_torch
 
 
 def experiment_files(folder: Path) -> tuple[Path, Path | None]:
-    """(newest net_g file, option file copy) of an experiment folder."""
+    """(newest net_g file, .pth or .safetensors; option file copy) of an experiment folder."""
     models = folder / 'models'
-    latest = models / 'net_g_latest.pth'
-    numbered = sorted(models.glob('net_g_*.pth'),
-                      key=lambda p: int(m.group(1)) if (m := re.search(r'_(\d+)\.pth$', p.name))
-                      else -1)
-    weights = latest if latest.is_file() else (numbered[-1] if numbered else None)
+    weights = find_network_file(models, 'net_g', 'latest')
     if weights is None:
-        raise UserError(f'{folder} has no models/net_g_*.pth.')
+        numbered = [(int(m.group(1)), p) for p in models.glob('net_g_*')
+                    if (m := re.fullmatch(r'net_g_(\d+)\.(pth|safetensors)', p.name))]
+        weights = max(numbered)[1] if numbered else None
+    if weights is None:
+        raise UserError(f'{folder} has no models/net_g_*.pth (or .safetensors).')
     copies = sorted([*folder.glob('*.yml'), *folder.glob('*.toml')],
                     key=lambda p: p.stat().st_mtime)
     return weights, copies[-1] if copies else None

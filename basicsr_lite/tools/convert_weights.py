@@ -14,24 +14,17 @@ import sys
 from pathlib import Path
 
 from basicsr_lite.engine.cli import tool_main
-from basicsr_lite.errors import CheckpointError
-from basicsr_lite.runtime.weights import flatten_param_keys, load_weights, save_torch
-from basicsr_lite.utils.files import atomic_write
+from basicsr_lite.runtime.weights import (flatten_param_keys, load_weights, read_metadata,
+                                          save_safetensors, save_torch)
 
 
 def convert(src: Path, dest: Path) -> int:
     """Write ``src``'s weights to ``dest`` (format from the suffix); returns the tensor count."""
     weights = load_weights(src)
-    if dest.suffix == '.safetensors':
-        try:
-            from safetensors.torch import save
-        except ImportError as err:
-            raise CheckpointError('Writing .safetensors needs: pip install safetensors') from err
-        flat = {k: v.contiguous().clone() for k, v in flatten_param_keys(weights).items()}
-        atomic_write(dest, lambda f: f.write(save(flat, metadata={'format': 'pt'})),
-                     CheckpointError)
-        return len(flat)
-    save_torch(weights, dest)
+    if dest.suffix == '.safetensors':  # a self-describing source keeps its metadata
+        save_safetensors(weights, dest, {'format': 'pt', **read_metadata(src)})
+    else:
+        save_torch(weights, dest)
     return len(flatten_param_keys(weights))
 
 

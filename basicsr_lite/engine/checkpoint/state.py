@@ -58,12 +58,14 @@ def run_settings(opt: dict) -> dict:
 
 
 def training_state(model: TrainableModel, loop: LoopState, opt: dict, rank_states: dict,
-                   hooks_state: dict | None = None) -> dict:
-    """The ``<iter>.state`` content: every stateful part's ``state_dict()`` under its key."""
+                   hooks_state: dict | None = None,
+                   network_files: dict[str, str] | None = None) -> dict:
+    """The ``<iter>.state`` content: every stateful part's ``state_dict()`` under its key, and
+    the names of the network files saved with it (``.pth`` or ``.safetensors``)."""
     return {'epoch': loop.epoch, 'iter': loop.current_iter, **model.state_dict(),
             'loop': loop.state_dict(), 'seed': opt['manual_seed'], **rank_states,
             'hooks': hooks_state or {}, 'speed': opt['train'].get('speed_choice'),
-            'run_settings': run_settings(opt)}
+            'run_settings': run_settings(opt), 'network_files': network_files or {}}
 
 
 def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict,
@@ -80,8 +82,9 @@ def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict,
         logger.info(f'Saving models and training state at iter {loop.current_iter}'
                     f'{rank_agreement(fingerprints, loop.current_iter)}.')
         paths = opt['path']
-        save_networks(model, paths['models'], loop.current_iter)
-        save_torch(training_state(model, loop, opt, rank_states, hooks_state),
+        files = save_networks(model, opt, loop.current_iter, loop.current_iter)
+        save_torch(training_state(model, loop, opt, rank_states, hooks_state,
+                                  {label: path.name for label, path in files.items()}),
                    Path(paths['training_states']) / f'{loop.current_iter}.state')
         keep = opt['logger']['keep_last_checkpoints']
         if keep:
@@ -92,9 +95,9 @@ def save_checkpoint(model: TrainableModel, loop: LoopState, opt: dict,
     barrier()
 
 
-def save_latest(model: TrainableModel, opt: dict) -> None:
-    """The final networks as ``<label>_latest.pth`` (rank 0)."""
-    save_networks(model, opt['path']['models'], 'latest')
+def save_latest(model: TrainableModel, opt: dict, current_iter: int) -> None:
+    """The final networks as ``<label>_latest.pth`` (or ``.safetensors``; rank 0)."""
+    save_networks(model, opt, 'latest', current_iter)
 
 
 def rank_agreement(fingerprints: list[str], current_iter: int) -> str:
@@ -241,7 +244,7 @@ def restore(model: TrainableModel, opt: dict, state_path: Path, state: dict,
     that ``train.scheduler_change: adopt`` (``--new-schedule``) applies an edited scheduler from
     the saved position; a state saved with another scheduler type is refused without it."""
     check_optimizer_count(model, opt, state_path, state)
-    load_networks(model, {label: network_file_for_state(state_path, state['iter'],
+    load_networks(model, {label: network_file_for_state(state_path, state,
                                                         opt['path']['models'], label)
                           for label in model.networks_to_save()})
     new = current_settings(model.optimizers, model.optimizer_keys, model.schedulers)
