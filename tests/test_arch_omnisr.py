@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from basicsr_lite.archs.omnisr_blocks import (ChannelAttention, LayerNorm2d, Win
                                               WindowPartition)
 from basicsr_lite.runtime.weights import load_weights_into
 from tests.test_model_zoo import run_test_py
+from tests.spandrel_support import spandrel_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 OMNISR_WEIGHTS = ROOT.parent / 'shared' / 'weights' / 'OmniSR'
@@ -110,28 +109,12 @@ def test_parameter_counts_are_the_papers(scale):
 
 @pytest.fixture(scope='module')
 def spandrel_omnisr():
-    """spandrel's OmniSR class. Importing spandrel imports all its architectures, and two
-    unrelated ones (LaMa, RestoreFormer) import names from torchvision at module level, which is
-    not installed here: for the import only, a stand-in module with those names is put in
-    sys.modules in this test and taken out again."""
+    """spandrel's OmniSR class (tests/spandrel_support.py says why torchvision is stood in for
+    during the import)."""
     pytest.importorskip('einops')  # spandrel's OmniSR uses it
-    stand_in = {name: types.ModuleType(name) for name in
-                ('torchvision', 'torchvision.transforms', 'torchvision.transforms.functional')}
-    functional = stand_in['torchvision.transforms.functional']
-    functional.InterpolationMode, functional.rotate, functional.normalize = object, None, None
-    stand_in['torchvision'].transforms = stand_in['torchvision.transforms']
-    stand_in['torchvision.transforms'].functional = functional
-    saved = {name: sys.modules.get(name) for name in stand_in}
-    sys.modules.update(stand_in)
-    try:
-        spandrel = pytest.importorskip('spandrel')
+    with pytest.MonkeyPatch.context() as patch:
+        spandrel = spandrel_or_skip(patch)
         from spandrel.architectures.OmniSR import OmniSR
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
     return spandrel, OmniSR
 
 

@@ -10,9 +10,6 @@ initial sampling points reproducing bilinear upsampling exactly.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from basicsr_lite.archs.dysample import DySample, initial_positions
 from basicsr_lite.archs.plksr_arch import PLKSR
 from basicsr_lite.archs.realplksr_arch import RealPLKSR
 from basicsr_lite.runtime.tiling import tiled_inference
+from tests.spandrel_support import spandrel_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT.parent / 'shared' / 'weights'
@@ -238,26 +236,11 @@ def test_dysample_rejects_channels_that_do_not_split_into_groups():
 
 @pytest.fixture
 def spandrel_plksr(monkeypatch):
-    """spandrel's PLKSR package. Importing spandrel imports two unrelated architectures (LaMa,
-    RestoreFormer) that need torchvision, which this project does not install: a minimal
-    stand-in module with the three names they import is put in ``sys.modules`` for this test
-    only (monkeypatch removes it afterwards)."""
-    if importlib.util.find_spec('spandrel') is None:
-        pytest.skip('spandrel is not installed')
-    if importlib.util.find_spec('torchvision') is None:
-        tv = types.ModuleType('torchvision')
-        transforms = types.ModuleType('torchvision.transforms')
-        functional = types.ModuleType('torchvision.transforms.functional')
-        functional.InterpolationMode = object
-        functional.rotate = functional.normalize = None
-        tv.transforms, transforms.functional = transforms, functional
-        for name, module in [('torchvision', tv), ('torchvision.transforms', transforms),
-                             ('torchvision.transforms.functional', functional)]:
-            monkeypatch.setitem(sys.modules, name, module)
-    import spandrel
+    """spandrel's PLKSR package (tests/spandrel_support.py says why torchvision is stood in
+    for during the import)."""
+    spandrel = spandrel_or_skip(monkeypatch)
     from spandrel.architectures import PLKSR as package
     return spandrel, package
-
 
 def perturbed_state(net: torch.nn.Module, seed: int = 0) -> dict:
     """The net's state with every parameter moved off its init (buffers, i.e. init_pos, kept)."""

@@ -2,10 +2,6 @@
 released weights, agreement with spandrel's SAFMN, and Set5 through test.py."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import types
 
 import pytest
 import torch
@@ -15,6 +11,7 @@ from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.archs.constraints import network_needs
 from basicsr_lite.runtime.weights import extract_state_dict, load_torch
 from tests.test_model_zoo import ROOT, run_test_py
+from tests.spandrel_support import spandrel_or_skip
 
 WEIGHTS = ROOT.parent / 'shared' / 'weights' / 'SAFMN'
 needs_weights = pytest.mark.skipif(not WEIGHTS.is_dir(), reason='../shared/weights/SAFMN is absent')
@@ -168,21 +165,8 @@ def test_use_se_is_refused():
 
 
 def import_spandrel(monkeypatch):
-    """spandrel 0.4.2's package imports torchvision for two unrelated archs (LaMa,
-    RestoreFormer); without torchvision those imports get a stub."""
-    if importlib.util.find_spec('spandrel') is None:
-        pytest.skip('spandrel is not installed')
-
-    class Stub(types.ModuleType):
-        def __getattr__(self, attr: str):
-            if attr.startswith('__'):
-                raise AttributeError(attr)
-            return type(attr, (), {})
-
-    if importlib.util.find_spec('torchvision') is None:
-        for mod in ('torchvision', 'torchvision.transforms', 'torchvision.transforms.functional'):
-            monkeypatch.setitem(sys.modules, mod, Stub(mod))
-    return importlib.import_module('spandrel')
+    """spandrel (tests/spandrel_support.py says why torchvision is stood in for)."""
+    return spandrel_or_skip(monkeypatch)
 
 
 @pytest.mark.reproduction
