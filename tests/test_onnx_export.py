@@ -52,7 +52,7 @@ def test_fp16_export_runs_in_onnxruntime_close_to_torch_fp32_on_the_demo_images(
     out = capsys.readouterr().out
     assert code == 0, out
     assert input_type(tmp_path / 'm.onnx') == onnx.TensorProto.FLOAT16
-    assert 'onnxruntime CPU (fp16) vs PyTorch (fp32)' in out
+    assert 'ONNX fp16 (onnxruntime CPU) vs PyTorch (fp32)' in out
     assert out.count('coffeex4.png 64x64') == 1 and 'hubble_deep_fieldx4.png' in out
     assert 'batch of 2 (dynamic shapes)' in out
     found = diffs(out)

@@ -138,8 +138,8 @@ class OnnxRunner:
             onnx.checker.check_model(model, full_check=True)
             model = bf16_as_fp32(model)
             self.elem_type = onnx.TensorProto.FLOAT
-            self.engine = ('onnx.checker (full) + onnxruntime CPU on the bf16 weights in fp32 '
-                           '(no CPU bf16 kernels)')
+            self.engine = ('no CPU bf16 kernels: onnx.checker (full), then onnxruntime CPU '
+                           'on the bf16 weights in fp32')
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4  # its errors come back as exceptions (not logged twice)
         self._session = onnxruntime.InferenceSession(model.SerializeToString(), options,

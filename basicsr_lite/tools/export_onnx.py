@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs.append(('batch of 2 (dynamic shapes)',
                        pad_to_multiple(other, cap.size_multiple, cap.min_size)))
     tolerance = TOLERANCE[args.precision] if args.tolerance is None else args.tolerance
-    print(f'{runner.engine} ({args.precision}) vs PyTorch (fp32):')
+    print(f'ONNX {args.precision} ({runner.engine}) vs PyTorch (fp32):')
     failed = False
     for label, x in inputs:
         result = compare_on(net, runner, label, x)
