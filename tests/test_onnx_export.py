@@ -160,7 +160,10 @@ def test_table_bucket_and_stale_check_fail_when_they_should(tmp_path, capsys):
     assert 'regenerate it' in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.manual
 def test_the_readme_onnx_table_is_current_for_the_whole_registry():
-    """Exports every registered generator (a few minutes on 2 CPU cores)."""
+    """Exports every registered generator (about 10 minutes on 2 CPU cores: too long for CI's
+    slow run; run it by hand with ``-m manual`` after changing an architecture or the export).
+    The default run checks that the README's table lists every generator and holds the rows of
+    two of them (above)."""
     assert load_tool('onnx_table').main(['--check', str(ROOT / 'README.md')]) == 0
