@@ -236,6 +236,7 @@ def butterfly_psnr(name: str) -> float:
 
 @pytest.mark.regression
 @needs_shared
-@pytest.mark.parametrize('name', RELEASED)
+@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n.endswith('_x4.pth')
+                                               else pytest.mark.slow) for n in RELEASED])
 def test_released_weights_on_one_image(name):
     assert butterfly_psnr(name) == pytest.approx(BUTTERFLY[name], abs=1e-3)

@@ -398,6 +398,7 @@ def test_hook_state_keys_must_differ():
         Hooks([RecordingHook(), RecordingHook()])
 
 
+@pytest.mark.slow  # a run under a pseudo-terminal: about 4 s
 def test_progress_bar_auto_shows_on_a_terminal(tiny_opt, tmp_path):
     """'auto' in a real pseudo-terminal: the bar, with the log lines still printed."""
     import fcntl

@@ -23,6 +23,7 @@ def torchrun(tmp_path, script: str, opt_path: Path, *extra: str):
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # two processes with gloo: about 5 s
 def test_two_process_training_on_cpu(tiny_opt, tmp_path):
     tiny_opt['datasets']['train']['num_worker_per_gpu'] = 1
     proc = torchrun(tmp_path, 'train.py', write_yaml(tmp_path / 'opt.yml', tiny_opt))

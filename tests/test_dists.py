@@ -72,6 +72,7 @@ def test_keys_and_shapes_follow_the_authors_layout(dists_env):
     assert not any(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_backbone_comes_from_the_hub_cache_file(dists_env):
     model = DISTS()
     stored = load_torch(hub_weight_path('vgg16'))
@@ -174,6 +175,7 @@ def test_distance_equals_an_independent_computation(dists_env):
                         alpha.double().numpy(), beta.double().numpy()), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_distance_properties(dists_env):
     model = DISTS()
     x, y = pair()
@@ -205,6 +207,7 @@ def test_loss_value_gradients_and_precision(dists_env):
     torch.testing.assert_close(metric_form, per_image)
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_loss_builds_from_options(dists_env, tmp_path):
     opt = {'type': 'DISTSLoss', 'loss_weight': 0.25, 'dists_weights': str(WEIGHTS),
            'vgg_weights': str(hub_weight_path('vgg16'))}
@@ -239,6 +242,7 @@ def test_in_validation_with_its_direction(dists_env):
     assert image_metrics(a, None, {'dists': {'type': 'calculate_dists_pt'}}) == {}
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_missing_or_wrong_files_are_clear_errors(random_backbones, tmp_path, monkeypatch):
     monkeypatch.setenv('BASICSR_LITE_DISTS_WEIGHTS', str(tmp_path / 'nothing.pt'))
     with pytest.raises(UserError, match=r'DISTS needs its learned alpha / beta file weights.pt'):

@@ -329,6 +329,7 @@ def test_lq_interp_upsamples_16_bit_input(tiny_opt, multiband):
     assert np.array_equal(codec_image, imresize(lr, 2, output_shape=(32, 28)))
 
 
+@pytest.mark.slow  # builds two LMDBs: about 3 s
 def test_lmdb_gives_the_same_samples_as_the_folders(tiny_opt, multiband, tmp_path):
     lmdb_tool = load_tool('create_lmdb')
     out = [str(tmp_path / 'gt.lmdb'), str(tmp_path / 'lq.lmdb')]

@@ -98,8 +98,10 @@ def test_safetensors_run_equals_pth_run_and_describes_itself(tiny_opt, tmp_path)
                                                  'net_g_latest.pth')[key][name])
 
 
-@pytest.mark.parametrize('first,second', [('safetensors', 'safetensors'),
-                                          ('pth', 'safetensors'), ('safetensors', 'pth')])
+@pytest.mark.parametrize('first,second', [
+    ('safetensors', 'safetensors'),
+    pytest.param('pth', 'safetensors', marks=pytest.mark.slow),
+    pytest.param('safetensors', 'pth', marks=pytest.mark.slow)])
 def test_auto_resume_in_either_format_is_exact(tiny_opt, tmp_path, first, second):
     """10 iterations straight (.pth) == 6 in ``first``, then --auto_resume to 10 in ``second``."""
     straight = configure(tiny_opt, tmp_path / 'straight', 10, 4)
@@ -121,6 +123,7 @@ def test_auto_resume_in_either_format_is_exact(tiny_opt, tmp_path, first, second
     assert not (models / f'net_g_latest.{other}').exists()  # one file per tag
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_resume_follows_the_newest_checkpoint_whatever_its_format(tiny_opt, tmp_path):
     """pth to 4, safetensors to 6, pth to 10 (keep_last_checkpoints 2): the third run resumes
     from the safetensors state of 6, ends as the straight run, and pruning removed the old
@@ -144,6 +147,7 @@ def test_resume_follows_the_newest_checkpoint_whatever_its_format(tiny_opt, tmp_
         'net_g_10.pth', 'net_g_8.pth', 'net_g_latest.pth']
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_resume_state_naming_a_safetensors_checkpoint_of_another_folder(tiny_opt, tmp_path):
     """``path.resume_state`` of a safetensors run's state, in a new experiment folder: its
     network file is found beside the state, and the run ends as the straight one."""
@@ -207,6 +211,7 @@ def test_the_file_alone_is_enough_for_test_py(tiny_opt, tiny_data, tmp_path):
     assert means['named']['psnr'] > 10
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_the_file_alone_is_enough_for_inference(tmp_path):
     """``--pretrained`` takes the metadata's options, also those the weights do not show
     (EDSR's res_scale 0.5, rgb_mean: detection would build 1.0 and DIV2K's mean)."""
@@ -234,6 +239,7 @@ def test_the_file_alone_is_enough_for_inference(tmp_path):
     assert a.shape == (24, 20, 3) and np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_the_file_alone_is_enough_for_check_interop(spandrel, tiny_opt, tmp_path, capsys):
     compact = {'type': 'SRVGGNetCompact', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
                'num_conv': 2, 'upscale': 2}
@@ -245,6 +251,7 @@ def test_the_file_alone_is_enough_for_check_interop(spandrel, tiny_opt, tmp_path
     assert 'net_g_latest.safetensors' in capsys.readouterr().out
 
 
+@pytest.mark.slow  # default-suite time: kept for the slow run
 def test_gan_discriminator_file_describes_itself_and_resumes(gan_opt, tmp_path):
     """An ESRGAN run: ``net_d`` files carry ``network_d`` (not ``network_g``), and a resume
     loads both networks from safetensors."""

@@ -28,7 +28,8 @@ def test_set5_lr_bit_exact_numpy_and_torch(scale):
         np.testing.assert_array_equal(lr_pt.permute(1, 2, 0).numpy(), ref)
 
 
-@pytest.mark.parametrize('dataset', ['Set5', 'Set14', pytest.param('B100', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('dataset', ['Set5', pytest.param('Set14', marks=pytest.mark.slow),
+                                     pytest.param('B100', marks=pytest.mark.slow)])
 def test_bicubic_baseline_per_image(dataset):
     reference = json.loads((DATA / 'reference' / 'bicubic_baseline_per_image.json').read_text())
     for scale in (2, 3, 4):

@@ -40,7 +40,8 @@ def test_no_tool_edits_sys_path():
     assert edits == []
 
 
-@pytest.mark.parametrize('name', ['create_lmdb', 'calculate_metrics'])
+@pytest.mark.parametrize('name', ['create_lmdb',
+                                  pytest.param('calculate_metrics', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('how', ['script', 'module'])
 def test_tool_help_runs_both_ways(name, how):
     # PYTHONPATH stands for the installed package: this checkout's, whatever else is installed
