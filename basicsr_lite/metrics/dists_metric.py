@@ -14,8 +14,9 @@ import torch
 
 from basicsr_lite.archs.dists_arch import DISTS, dists_weights_file
 from basicsr_lite.archs.vgg_arch import hub_weight_path
+from basicsr_lite.metrics.lpips_metric import bgr_images_as_tensors
 from basicsr_lite.registry import METRIC_REGISTRY
-from basicsr_lite.utils.img_util import border_pair, img2tensor
+from basicsr_lite.utils.img_util import border_pair
 
 _HINT = 'give calculate_dists a vgg_weights path'
 
@@ -53,13 +54,7 @@ def calculate_dists(img: np.ndarray, img2: np.ndarray, crop_border: int | tuple 
                     input_order: str = 'HWC', vgg_weights: str | None = None,
                     dists_weights: str | None = None) -> float:
     """DISTS of two 8-bit BGR images (BasicSR's convention), on the CPU."""
-    if input_order not in ('HWC', 'CHW'):
-        raise ValueError(f"input_order must be 'HWC' or 'CHW'; got '{input_order}'.")
-    if img.shape != img2.shape:
-        raise ValueError(f'Image shapes differ: {img.shape} vs {img2.shape}.')
-    if input_order == 'CHW':
-        img, img2 = img.transpose(1, 2, 0), img2.transpose(1, 2, 0)
-    a, b = (img2tensor(x.astype(np.float32) / 255)[None] for x in (img, img2))
+    a, b = bgr_images_as_tensors(img, img2, input_order)
     return float(calculate_dists_pt(a, b, crop_border, vgg_weights, dists_weights)[0])
 
 

@@ -160,11 +160,10 @@ def calculate_lpips_pt(img: torch.Tensor, img2: torch.Tensor, crop_border: int |
         return model(_crop(img.float(), crop_border), _crop(img2.float(), crop_border))
 
 
-@METRIC_REGISTRY.register()
-def calculate_lpips(img: np.ndarray, img2: np.ndarray, crop_border: int | tuple = 0,
-                    input_order: str = 'HWC', net: str = 'alex', lin_weights: str | None = None,
-                    backbone_weights: str | None = None) -> float:
-    """LPIPS of two 8-bit BGR images (BasicSR's convention), on the CPU."""
+def bgr_images_as_tensors(img: np.ndarray, img2: np.ndarray, input_order: str
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two 8-bit BGR images (HWC or CHW) as 1CHW RGB tensors in [0, 1], for the metrics that
+    score with a network (LPIPS, DISTS)."""
     if input_order not in ('HWC', 'CHW'):
         raise ValueError(f"input_order must be 'HWC' or 'CHW'; got '{input_order}'.")
     if img.shape != img2.shape:
@@ -172,6 +171,15 @@ def calculate_lpips(img: np.ndarray, img2: np.ndarray, crop_border: int | tuple 
     if input_order == 'CHW':
         img, img2 = img.transpose(1, 2, 0), img2.transpose(1, 2, 0)
     a, b = (img2tensor(x.astype(np.float32) / 255)[None] for x in (img, img2))
+    return a, b
+
+
+@METRIC_REGISTRY.register()
+def calculate_lpips(img: np.ndarray, img2: np.ndarray, crop_border: int | tuple = 0,
+                    input_order: str = 'HWC', net: str = 'alex', lin_weights: str | None = None,
+                    backbone_weights: str | None = None) -> float:
+    """LPIPS of two 8-bit BGR images (BasicSR's convention), on the CPU."""
+    a, b = bgr_images_as_tensors(img, img2, input_order)
     return float(calculate_lpips_pt(a, b, crop_border, net, lin_weights, backbone_weights)[0])
 
 
