@@ -224,6 +224,8 @@ def test_fft_loss_of_a_constant_offset():
     value = loss(target + 0.25, target)
     expected = 0.05 * 0.25 * 8 * 6 / (8 * (6 // 2 + 1) * 2)
     assert float(value) == pytest.approx(expected, rel=1e-5)
+    # an L1: an offset down costs as much as one up
+    assert float(loss(target - 0.25, target)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_fft_opt_adds_a_logged_loss(tiny_opt):
