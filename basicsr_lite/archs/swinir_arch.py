@@ -13,96 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_lite.archs.arch_util import Upsample
+from basicsr_lite.archs.window_attention import (DropPath, Mlp, WindowAttention, image_to_tokens,
+                                                 pad_to_multiple, run_blocks,
+                                                 shifted_window_mask, tokens_to_image,
+                                                 window_partition, window_reverse)
 from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.registry import ARCH_REGISTRY
-
-
-def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B * num_windows, ws, ws, C)."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // ws, ws, w // ws, ws, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, c)
-
-
-def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
-    b = windows.shape[0] // ((h // ws) * (w // ws))
-    x = windows.view(b, h // ws, w // ws, ws, ws, -1)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, -1)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability p."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside each window, with a learned relative position bias."""
-
-    def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
-        super().__init__()
-        self.window_size, self.num_heads = window_size, num_heads
-        self.scale = (dim // num_heads)**-0.5
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size - 1)**2, num_heads))
-        coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size),
-                                            indexing='ij')).flatten(1)  # 2, N
-        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window_size - 1
-        self.register_buffer('relative_position_index',
-                             rel[..., 0] * (2 * window_size - 1) + rel[..., 1])
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        b_, n, c = x.shape
-        qkv = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        attn = attn + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(b_ // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b_, n, c)))
-
-
-def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
-    """-100 between positions that come from different regions after the cyclic shift."""
-    img_mask = torch.zeros((1, h, w, 1))
-    regions = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
-    count = 0
-    for hs in regions:
-        for wsl in regions:
-            img_mask[:, hs, wsl, :] = count
-            count += 1
-    windows = window_partition(img_mask, ws).view(-1, ws * ws)
-    mask = windows.unsqueeze(1) - windows.unsqueeze(2)
-    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 
 
 class SwinTransformerBlock(nn.Module):
@@ -147,17 +63,17 @@ class SwinTransformerBlock(nn.Module):
 
 class BasicLayer(nn.Module):
     def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
-                 qkv_bias, drop, attn_drop, drop_path: Sequence[float]) -> None:
+                 qkv_bias, drop, attn_drop, drop_path: Sequence[float],
+                 use_checkpoint: bool = False) -> None:
         super().__init__()
+        self.use_checkpoint = use_checkpoint
         self.blocks = nn.ModuleList([
             SwinTransformerBlock(dim, input_resolution, num_heads, window_size,
                                  0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias,
                                  drop, attn_drop, drop_path[i]) for i in range(depth)])
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, x_size)
-        return x
+        return run_blocks(self.blocks, x, x_size, use_checkpoint=self.use_checkpoint)
 
 
 def residual_conv(dim: int, resi_connection: str) -> nn.Module:
@@ -171,23 +87,21 @@ def residual_conv(dim: int, resi_connection: str) -> nn.Module:
     raise ValueError(f"resi_connection must be '1conv' or '3conv'; got '{resi_connection}'.")
 
 
-def to_image(x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
-    return x.transpose(1, 2).reshape(x.shape[0], -1, *x_size)
-
-
 class RSTB(nn.Module):
     """Residual Swin Transformer block: Swin blocks, then a conv, plus the input."""
 
     def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
-                 qkv_bias, drop, attn_drop, drop_path, resi_connection) -> None:
+                 qkv_bias, drop, attn_drop, drop_path, resi_connection,
+                 use_checkpoint: bool = False) -> None:
         super().__init__()
         self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size,
-                                         mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
+                                         mlp_ratio, qkv_bias, drop, attn_drop, drop_path,
+                                         use_checkpoint)
         self.conv = residual_conv(dim, resi_connection)
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
-        y = self.conv(to_image(self.residual_group(x, x_size), x_size))
-        return y.flatten(2).transpose(1, 2) + x
+        y = self.conv(tokens_to_image(self.residual_group(x, x_size), x_size))
+        return image_to_tokens(y) + x
 
 
 class PatchEmbed(nn.Module):
@@ -198,7 +112,7 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(dim) if norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(2).transpose(1, 2)
+        x = image_to_tokens(x)
         return self.norm(x) if self.norm is not None else x
 
 
@@ -212,7 +126,9 @@ class UpsampleOneStep(nn.Sequential):
 class SwinIR(nn.Module):
     """Inputs in [0, 1] (``img_range`` 1 for the released models). ``img_size`` is the training
     patch size: it fixes the size of the stored ``attn_mask`` buffers, so loading official
-    weights needs the value they were trained with (48 or 64, see the option files)."""
+    weights needs the value they were trained with (48 or 64, see the option files).
+    ``use_checkpoint`` (the authors' name): recompute each Swin block in backward instead of
+    keeping its activations (gradient checkpointing: less memory, about a third more time)."""
 
     @classmethod
     def needs(cls, args: dict) -> NetworkNeeds:
@@ -228,7 +144,8 @@ class SwinIR(nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, ape: bool = False,
                  patch_norm: bool = True, upscale: int = 2, img_range: float = 1.0,
-                 upsampler: str = '', resi_connection: str = '1conv') -> None:
+                 upsampler: str = '', resi_connection: str = '1conv',
+                 use_checkpoint: bool = False) -> None:
         super().__init__()
         if patch_size != 1:
             raise ValueError('Only patch_size 1 is used by SwinIR for restoration.')
@@ -251,7 +168,7 @@ class SwinIR(nn.Module):
         self.layers = nn.ModuleList([
             RSTB(embed_dim, (img_size, img_size), depth, heads, window_size, mlp_ratio,
                  qkv_bias, drop_rate, attn_drop_rate,
-                 dpr[sum(depths[:i]):sum(depths[:i + 1])], resi_connection)
+                 dpr[sum(depths[:i]):sum(depths[:i + 1])], resi_connection, use_checkpoint)
             for i, (depth, heads) in enumerate(zip(depths, num_heads))])
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = residual_conv(embed_dim, resi_connection)
@@ -291,13 +208,11 @@ class SwinIR(nn.Module):
         x = self.pos_drop(x)
         for layer in self.layers:
             x = layer(x, x_size)
-        return to_image(self.norm(x), x_size)
+        return tokens_to_image(self.norm(x), x_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % self.window_size, (-w) % self.window_size
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
+        x = pad_to_multiple(x, self.window_size)
         mean = self.mean.to(x)
         x = (x - mean) * self.img_range
         if self.upsampler == '':
