@@ -7,7 +7,9 @@ tiny constructor arguments of its case file ``tests/fixtures/arch_cases/<Name>.y
 - tiled inference equals untiled where the table says it tiles exactly;
 - a state-dict round trip through ``torch.save`` / ``torch.load(weights_only=True)`` gives the
   same outputs;
-- ONNX export and onnxruntime agree (slow; a case may say ``onnx: <why not>``).
+- ONNX export and onnxruntime agree (slow; a case may say ``onnx: <why not>``);
+- where the table says ``checkpointing``: ``use_checkpoint`` gives the plain network's gradients
+  (drop path on: the random masks are replayed) and keeps fewer bytes for backward.
 
 Parameter counts against papers and released files are in the per-architecture test files
 (tests/test_arch_*.py, tests/test_archs.py).
@@ -26,6 +28,7 @@ from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import ANY_SCALE, CAPABILITIES, capability
 from basicsr_lite.archs.constraints import network_needs
 from basicsr_lite.registry import ARCH_REGISTRY
+from basicsr_lite.runtime.activation_memory import saved_activation_bytes
 from basicsr_lite.runtime.speed import network_to_channels_last
 from basicsr_lite.runtime.tiling import tiled_inference
 
@@ -158,6 +161,46 @@ def test_state_dict_round_trip(name):
         got, expected = other(*inputs), net(*inputs)
     for g, e in zip(*(o if isinstance(o, list) else [o] for o in (got, expected))):
         assert torch.equal(g, e)
+
+
+CHECKPOINTING = [n for n in NAMES if capability(case_options(n)).checkpointing]
+
+
+def test_checkpointing_rows_are_the_networks_that_take_use_checkpoint():
+    import inspect
+    takes = [n for n in NAMES
+             if 'use_checkpoint' in inspect.signature(ARCH_REGISTRY.get(n)).parameters]
+    assert CHECKPOINTING == takes and 'SwinIR' in takes
+
+
+def drop_path_options(name: str) -> dict:
+    """The case with stochastic depth on, where the network has it (random masks that the
+    checkpointed recomputation must replay)."""
+    import inspect
+    params = inspect.signature(ARCH_REGISTRY.get(name)).parameters
+    return {'drop_path_rate': 0.5} if 'drop_path_rate' in params else {}
+
+
+@pytest.mark.parametrize('name', CHECKPOINTING)
+def test_checkpointing_gives_the_same_gradients_with_less_saved(name):
+    options = {**case_options(name), **drop_path_options(name)}
+    torch.manual_seed(0)
+    plain = build_network(options).train()
+    checkpointed = build_network({**options, 'use_checkpoint': True}).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    inputs = make_inputs(name, batch=8)  # 8 samples' masks: replayed, not equal by chance
+    grads = []
+    for net in (plain, checkpointed):
+        torch.manual_seed(1)
+        net(*inputs).square().mean().backward()
+        grads.append([p.grad for p in net.parameters()])
+    for g, e in zip(*grads):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+    torch.manual_seed(1)
+    kept_plain = saved_activation_bytes(plain, *inputs)
+    torch.manual_seed(1)
+    kept = saved_activation_bytes(checkpointed, *inputs)
+    assert kept < 0.8 * kept_plain, (kept, kept_plain)
 
 
 EXACT_TILING = [n for n in NAMES if capability(case_options(n)).tiles_exactly]

@@ -30,3 +30,17 @@ def test_benchmark_archs_prints_a_row_per_architecture(capsys):
     assert fsrcnn, out
     assert float(fsrcnn[1]) > 0 and float(fsrcnn[6]) > 0
     assert '| SPAN | options/train/SPAN/train_SPAN_x4.yml | 1,840,488 |' in out
+
+
+@pytest.mark.slow
+def test_checkpointing_table_shows_the_saving(capsys):
+    """SwinIR's shipped configuration at a small patch: checkpointing keeps a small fraction of
+    the activations (each Swin block's input only), and costs time (the forward is rerun)."""
+    load_tool('benchmark_archs').main(['--checkpointing', '--archs', 'SwinIR', 'EDSR',
+                                       '--train-size', '16', '--batch', '1', '--repeats', '1'])
+    out = capsys.readouterr().out
+    row = re.search(r'\| SwinIR \| options/train/SwinIR/\S+ \| (\d+) \| (\d+) \| ([\d.]+) \| '
+                    r'(\d+) \| (\d+) \| ([\d.]+) \|', out)
+    assert row, out
+    assert int(row[1]) > 4 * int(row[2]) and float(row[3]) < 0.25
+    assert '| EDSR |' not in out  # no use_checkpoint: not in the table

@@ -11,6 +11,12 @@ else neutral) is what the capability table's ``channels_last`` field records for
 
     python tools/benchmark_archs.py [--archs SPAN EDSR] [--size 64] [--train-size 32]
                                     [--batch 4] [--repeats 3] [--device cpu|cuda]
+
+``--checkpointing``: for the networks with gradient checkpointing (``use_checkpoint``), the bytes
+a training forward keeps for backward with and without it (counted with
+``torch.autograd.graph.saved_tensors_hooks``: device-independent), the peak memory of a training
+step on CUDA (``max_memory_allocated`` over the memory held before the step), and the step
+time with / without.
 """
 from __future__ import annotations
 
@@ -116,6 +122,92 @@ def measure(opt_path: Path, args) -> dict:
     return result
 
 
+def measure_checkpointing(opt_path: Path, args) -> dict:
+    """Saved bytes, CUDA peak and step time of a training step with and without checkpointing."""
+    from basicsr_lite.runtime.activation_memory import count_saved_tensors
+    opt = yaml.safe_load(opt_path.read_text())
+    device = args.device
+    cap = capability(opt['network_g'])
+    side = -(-max(args.train_size, cap.min_size) // cap.size_multiple) * cap.size_multiple
+    channels = network_needs(opt['network_g']).in_ch or 3
+    result = {'side': side}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        net = build_network({**opt['network_g'], 'use_checkpoint': flag}).to(device).train()
+        batch = torch.rand(args.batch, channels, side, side, device=device)
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-7)
+
+        def step() -> None:
+            out = net(batch)
+            loss = (out - out.detach().mean()).abs().mean()
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            optimizer.step()
+
+        step()  # gradients and optimizer state exist before the measured step
+        with count_saved_tensors(net) as counter:
+            out = net(batch)
+        del out
+        tag = 'ckpt' if flag else 'plain'
+        result[f'saved_mb_{tag}'] = counter.bytes / 2**20
+        if device == 'cuda':
+            torch.cuda.synchronize()
+            held = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            torch.cuda.synchronize()
+            result[f'peak_mb_{tag}'] = (torch.cuda.max_memory_allocated() - held) / 2**20
+        result[f'step_s_{tag}'] = best_time(step, args.repeats, device)
+        del net, optimizer
+        if device == 'cuda':
+            torch.cuda.empty_cache()
+    return result
+
+
+def print_checkpointing_table(names: list[str], args) -> None:
+    names = [n for n in names if capability({'type': n}).checkpointing]
+    cuda = args.device == 'cuda'
+    print(f'Gradient checkpointing (use_checkpoint): one training step of batch {args.batch} at '
+          f'{args.train_size}x{args.train_size} LQ, Adam; saved = activations kept for backward '
+          '(saved_tensors_hooks)' + ('; peak = CUDA max_memory_allocated above the memory held '
+                                     'before the step' if cuda else '') + '.\n')
+    head = '| arch | option file | saved MB | saved MB, checkpointed | ratio |'
+    rule = '|---|---|---:|---:|---:|'
+    if cuda:
+        head += ' peak MB | peak MB, checkpointed | ratio |'
+        rule += '---:|---:|---:|'
+    print(head + ' step ms | step ms, checkpointed | time ratio |')
+    print(rule + '---:|---:|---:|')
+    for name in names:
+        path = reference_option_file(name)
+        r = run_child(name, path, args, ['--checkpointing'])
+        if isinstance(r, str):
+            print(f'| {name} | {r} |', flush=True)
+            continue
+        row = (f"| {name} | {path.relative_to(ROOT)} | {r['saved_mb_plain']:.0f} | "
+               f"{r['saved_mb_ckpt']:.0f} | {r['saved_mb_ckpt'] / r['saved_mb_plain']:.2f} |")
+        if cuda:
+            row += (f" {r['peak_mb_plain']:.0f} | {r['peak_mb_ckpt']:.0f} | "
+                    f"{r['peak_mb_ckpt'] / r['peak_mb_plain']:.2f} |")
+        print(row + f" {r['step_s_plain'] * 1e3:.0f} | {r['step_s_ckpt'] * 1e3:.0f} | "
+              f"{r['step_s_ckpt'] / r['step_s_plain']:.2f} |", flush=True)
+
+
+def run_child(name: str, path: Path | None, args, extra: list[str]) -> dict | str:
+    """The measurement of one architecture in its own process (a message if it failed)."""
+    if path is None:
+        return '(no training option file)'
+    cmd = [sys.executable, __file__, '--child', str(path), '--size', str(args.size),
+           '--train-size', str(args.train_size), '--batch', str(args.batch),
+           '--repeats', str(args.repeats), '--device', args.device, *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+    if done.returncode != 0 or not lines:
+        error = (done.stderr.strip().splitlines() or ['no output'])[-1]
+        return f'{path.relative_to(ROOT)} | failed: {error}'
+    return json.loads(lines[-1])
+
+
 def verdict(ratio: float) -> str:
     return 'helps' if ratio >= HELPS else 'hurts' if ratio <= HURTS else 'neutral'
 
@@ -129,13 +221,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         choices=('cpu', 'cuda'))
+    parser.add_argument('--checkpointing', action='store_true',
+                        help='the gradient-checkpointing table instead (saved bytes, peak '
+                             'memory, step time with and without use_checkpoint)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(Path(args.child), args)))
+        run = measure_checkpointing if args.checkpointing else measure
+        print(json.dumps(run(Path(args.child), args)))
         return
     names = args.archs or [n for n in ARCH_REGISTRY.keys()
                            if capability({'type': n}).scales != ()]
+    if args.checkpointing:
+        print_checkpointing_table(names, args)
+        return
     machine = (f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
                f'{torch.get_num_threads()} threads')
     if args.device == 'cuda':
@@ -148,20 +247,10 @@ def main(argv: list[str] | None = None) -> None:
     print('|---|---|---:|---:|---:|---:|---|---:|---:|')
     for name in names:
         path = reference_option_file(name)
-        if path is None:
-            print(f'| {name} | (no training option file) | | | | | | | |', flush=True)
+        r = run_child(name, path, args, [])
+        if isinstance(r, str):
+            print(f'| {name} | {r} | | | | | | |', flush=True)
             continue
-        cmd = [sys.executable, __file__, '--child', str(path), '--size', str(args.size),
-               '--train-size', str(args.train_size), '--batch', str(args.batch),
-               '--repeats', str(args.repeats), '--device', args.device]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
-        if done.returncode != 0 or not lines:
-            error = (done.stderr.strip().splitlines() or ['no output'])[-1]
-            print(f'| {name} | {path.relative_to(ROOT)} | failed: {error} | | | | | | |',
-                  flush=True)
-            continue
-        r = json.loads(lines[-1])
         ratio = r['infer_s'] / r['infer_cl_s']
         print(f"| {name} | {path.relative_to(ROOT)} | {r['params']:,} | "
               f"{r['infer_s'] * 1e3:.1f} | {r['infer_cl_s'] * 1e3:.1f} | {ratio:.2f} | "
