@@ -78,7 +78,11 @@ def lost_peer_error(err: RuntimeError, opt: dict) -> TrainingError:
 
 def train_pipeline(argv: Sequence[str] | None = None, hooks: list[Hook] | None = None) -> None:
     """``train.py``: parse the options and train. ``hooks``: extra hooks given in code."""
-    opt, _ = parse_options(argv, is_train=True)
+    opt, args = parse_options(argv, is_train=True)
+    if args.plan is not None:
+        from basicsr_lite.plan.run import run_plan
+        run_plan(opt, args.plan, args.memory, args.effective_batch)
+        return
     try:
         train_run(opt, hooks)
         if opt['fast_dev_run']:

@@ -54,6 +54,21 @@ def build_arg_parser(description: str, is_train: bool = True) -> argparse.Argume
                             help='resuming: apply an edited train.scheduler at the saved '
                                  'position (train.scheduler_change: adopt); without it a '
                                  'resume keeps the saved schedule')
+        parser.add_argument('--plan', nargs='?', const='show', default=None,
+                            choices=('show', 'apply', 'verify'),
+                            help='measure the memory a training step needs and recommend the '
+                                 'batch, patch, accumulation and checkpointing that fit (no '
+                                 'training); apply: also write them into a copy of the option '
+                                 'file; verify: also check the prediction with a real step at '
+                                 'the chosen size')
+        parser.add_argument('--memory', default=None, metavar='SIZE',
+                            help='--plan: memory per process, e.g. 24GB (default: train.plan.'
+                                 'memory, else the GPU\'s memory / the available RAM)')
+        parser.add_argument('--effective-batch', '--effective_batch', dest='effective_batch',
+                            type=int, default=None, metavar='N',
+                            help='--plan: the batch per optimizer step over all processes and '
+                                 'accumulated micro-batches (default: train.plan.'
+                                 'effective_batch, else the option file\'s)')
         parser.add_argument('--fast_dev_run', nargs='?', type=int, const=FAST_DEV_RUN_ITERS,
                             default=None, metavar='N',
                             help=f'check the whole pipeline: N (default {FAST_DEV_RUN_ITERS}) '

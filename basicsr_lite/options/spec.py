@@ -192,6 +192,29 @@ class SpecKit:
         }), default=None, nullable=True)
 
 
+def memory_size_check(value: Any) -> str | None:
+    from basicsr_lite.plan.planner import parse_bytes
+    if value is None:
+        return None
+    try:
+        parse_bytes(value)
+    except Exception as err:  # the message names the expected form
+        return str(err).split(': ', 1)[-1]
+    return None
+
+
+def plan_spec() -> Section:
+    """``train.plan``: the memory planner's settings (``train.py --plan``; the command line's
+    ``--memory`` / ``--effective-batch`` take precedence)."""
+    return Section(nullable=True, default=None, fields={
+        'memory': Value((str, int, type(None)), default=None, check=memory_size_check),
+        'effective_batch': Value((int, type(None)), default=None,
+                                 check=lambda v: None if v is None else positive(v)),
+        'margin': Value(NUM, default=0.1, check=in_unit_interval),
+        'max_batch': Value((int,), default=64, check=positive),
+    })
+
+
 # ---- the whole file ------------------------------------------------------------------------------
 
 def train_spec(model_cls: type) -> Section:
@@ -221,6 +244,7 @@ def train_spec(model_cls: type) -> Section:
         'stop_check_freq': Value((int,), default=10, check=positive),
         'limit_train_batches': Value((int, float, type(None)), default=None,
                                      check=fraction_or_count),
+        'plan': plan_spec(),
     }
     fields.update(model_cls.train_keys(SpecKit))
     return Section(fields=fields, required=True)

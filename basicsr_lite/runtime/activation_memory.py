@@ -28,6 +28,10 @@ class SavedTensorCounter:
         self.bytes = 0
         self.tensors = 0
 
+    def exclude(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Leave ``tensors`` (weights) out of the count."""
+        self._excluded.update(_storage_key(t) for t in tensors)
+
     def add(self, tensor: torch.Tensor) -> None:
         if tensor.layout != torch.strided or tensor.device.type == 'meta':
             return

@@ -1,0 +1,168 @@
+"""Which batch, patch, accumulation and checkpointing fit a memory budget.
+
+Memory of a training step is, to a good approximation, a fixed part (weights, gradients,
+optimizer states, workspaces) plus a part proportional to the pixels of the batch (activations,
+saved and transient): ``peak = fixed + per_pixel * batch * gt_size^2``. Both are fitted from two
+real steps at small sizes (:func:`~basicsr_lite.plan.measure.measure_step`), then every candidate
+is predicted in closed form. The recommendation keeps the option file's patch if it fits, with
+the largest batch up to the one asked for, and reaches the effective batch by accumulation;
+smaller patches come next; gradient checkpointing only when nothing fits without it."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from basicsr_lite.errors import UserError
+from basicsr_lite.plan.measure import Setting, StepMemory, measure_step
+
+PATCH_SIDES = (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
+MIB, GIB = 2**20, 2**30
+
+
+def parse_bytes(text: str | int | float, where: str = '--memory') -> int:
+    """'24GB' / '24GiB' / '512MB' / '1.5 GB' / a number of bytes. GB means GiB (2^30): GPU
+    memory is sold in binary units (a '24 GB' card has 24 GiB)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return int(text)
+    match = re.fullmatch(r'\s*([\d.]+)\s*([KMGT]?)(i?B)?\s*', str(text), re.IGNORECASE)
+    if not match:
+        raise UserError(f"{where}: expected a size such as 24GB, 11.5GiB or 800MB; got {text!r}.")
+    unit = {'': 1, 'K': 2**10, 'M': MIB, 'G': GIB, 'T': 2**40}[match[2].upper()]
+    return int(float(match[1]) * unit)
+
+
+def format_bytes(n: float) -> str:
+    return f'{n / GIB:.2f} GiB' if n >= GIB else f'{n / MIB:.0f} MiB'
+
+
+def available_memory(device: torch.device) -> int:
+    """The whole memory of the GPU, or the memory the OS says is available on the CPU."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_properties(device).total_memory
+    with open('/proc/meminfo') as f:
+        info = dict(line.split(':', 1) for line in f)
+    return int(info['MemAvailable'].split()[0]) * 1024
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """``peak = fixed + per_pixel * batch * gt_size^2`` (bytes)."""
+    fixed: float
+    per_pixel: float
+
+    @classmethod
+    def through(cls, a: StepMemory, b: StepMemory) -> 'LinearFit':
+        per_pixel = (b.peak - a.peak) / (b.setting.pixels - a.setting.pixels)
+        return cls(a.peak - per_pixel * a.setting.pixels, max(per_pixel, 0.0))
+
+    def predict(self, setting: Setting) -> int:
+        return int(self.fixed + self.per_pixel * setting.pixels)
+
+    def largest_batch(self, gt_size: int, usable: float, cap: int) -> int:
+        """The largest batch (up to ``cap``) predicted within ``usable`` bytes; 0 if none."""
+        if self.per_pixel <= 0:
+            return cap if self.fixed <= usable else 0
+        return max(0, min(cap, int((usable - self.fixed) // (self.per_pixel * gt_size**2))))
+
+
+@dataclass
+class Request:
+    """What the user asks for: the budget per process (bytes), the safety margin (fraction),
+    the effective batch (None: the option file's batch x processes), processes, largest batch."""
+    budget: int
+    margin: float = 0.1
+    effective_batch: int | None = None
+    world_size: int = 1
+    max_batch: int = 64
+
+    @property
+    def usable(self) -> float:
+        return self.budget * (1.0 - self.margin)
+
+
+@dataclass
+class Plan:
+    request: Request
+    patches: list[int]
+    fits: dict[bool, LinearFit] = field(default_factory=dict)  # use_checkpoint -> fit
+    measured: list[StepMemory] = field(default_factory=list)
+    chosen: Setting | None = None
+    accumulate: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def candidate_patches(gt_size: int, unit: int, smallest: int, largest: int | None) -> list[int]:
+    """GT patch sides to offer: the usual ones and the option file's, as multiples of ``unit``
+    (scale x the network's input multiple), from ``smallest`` up to the smallest training image
+    (``largest``; None: unknown)."""
+    sides = {s // unit * unit for s in (*PATCH_SIDES, gt_size)}
+    return sorted(s for s in sides
+                  if s >= max(unit, smallest) and (largest is None or s <= largest))
+
+
+def measurement_settings(patches: list[int], use_checkpoint: bool) -> tuple[Setting, Setting]:
+    """Two small real steps to fit from: the smallest patch at batch 1, and about twice its
+    side at batch 2 (eight times the pixels); with one patch size, batch 1 and 2."""
+    small = patches[0]
+    if len(patches) == 1:  # one patch size (a discriminator's fixed input): batch 1 and 2
+        return Setting(small, 1, use_checkpoint), Setting(small, 2, use_checkpoint)
+    large = min((p for p in patches if p > small), key=lambda p: abs(p - 2 * small))
+    return Setting(small, 1, use_checkpoint), Setting(large, 2, use_checkpoint)
+
+
+def fit_for(opt: dict, device: torch.device, plan: Plan, use_checkpoint: bool) -> LinearFit:
+    a, b = (measure_step(opt, device, s)
+            for s in measurement_settings(plan.patches, use_checkpoint))
+    plan.measured += [a, b]
+    plan.fits[use_checkpoint] = LinearFit.through(a, b)
+    return plan.fits[use_checkpoint]
+
+
+def choose(fit: LinearFit, patches: list[int], wanted_patch: int, wanted_batch: int,
+           request: Request, use_checkpoint: bool) -> Setting | None:
+    """The option file's patch (or the largest smaller one) with the largest batch up to
+    ``wanted_batch`` that fits; then smaller patches; None if batch 1 fits at no patch."""
+    order = sorted((p for p in patches if p <= wanted_patch), reverse=True) or patches[:1]
+    for patch in order:
+        batch = fit.largest_batch(patch, request.usable, min(wanted_batch, request.max_batch))
+        if batch >= 1:
+            return Setting(patch, batch, use_checkpoint)
+    return None
+
+
+def make_plan(opt: dict, device: torch.device, request: Request, patches: list[int],
+              can_checkpoint: bool) -> Plan:
+    """Measure, fit and choose (see the module docstring)."""
+    if not patches:
+        raise UserError('--plan: no patch size to offer (the training images are smaller than '
+                        'the smallest patch the network accepts).')
+    train_set = opt['datasets']['train']
+    wanted_patch = train_set['gt_size']
+    per_step = request.effective_batch or train_set['batch_size_per_gpu'] * request.world_size
+    wanted_batch = max(1, math.ceil(per_step / request.world_size))
+    plan = Plan(request, patches)
+    chosen = choose(fit_for(opt, device, plan, False), patches, wanted_patch, wanted_batch,
+                    request, False)
+    if chosen is None and can_checkpoint:
+        plan.notes.append('nothing fits without gradient checkpointing: measured with '
+                          'network_g.use_checkpoint: true')
+        chosen = choose(fit_for(opt, device, plan, True), patches, wanted_patch, wanted_batch,
+                        request, True)
+    if chosen is None:
+        smallest = Setting(patches[0], 1, can_checkpoint)
+        need = plan.fits[can_checkpoint].predict(smallest)
+        raise UserError(
+            f'--plan: nothing fits {format_bytes(request.budget)} with a {request.margin:.0%} '
+            f'margin ({format_bytes(request.usable)} usable): the smallest setting, gt_size '
+            f'{smallest.gt_size} at batch 1' + (' with checkpointing' if can_checkpoint else '')
+            + f', needs {format_bytes(need)}. Use a machine with more memory, a smaller network, '
+              'or a lower margin (train.plan.margin).')
+    plan.chosen = chosen
+    plan.accumulate = max(1, math.ceil(per_step / (chosen.batch * request.world_size)))
+    if chosen.gt_size < wanted_patch:
+        plan.notes.append(f'gt_size {wanted_patch} does not fit even at batch 1: '
+                          f'{chosen.gt_size} is the largest patch that does')
+    return plan

@@ -1,0 +1,236 @@
+"""The memory planner (train.py --plan, basicsr_lite/plan): the measured step, the fit and its
+predictions against real steps, the choice, the messages, the written copy."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from basicsr_lite.errors import UserError
+from basicsr_lite.options import parse_options, validate_options
+from basicsr_lite.plan import planner
+from basicsr_lite.plan.apply import write_planned_copy
+from basicsr_lite.plan.measure import Setting, measure_step
+from basicsr_lite.plan.planner import LinearFit, Request, make_plan, parse_bytes
+from basicsr_lite.plan.run import offered_patches, run_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = torch.device('cpu')
+TINY_SWINIR = {'type': 'SwinIR', 'upscale': 4, 'img_size': 16, 'window_size': 4,
+               'embed_dim': 24, 'depths': [2, 2], 'num_heads': [2, 2], 'mlp_ratio': 2,
+               'upsampler': 'pixelshuffledirect'}
+
+
+@pytest.fixture
+def demo_opt(monkeypatch) -> dict:
+    """options/train/demo.yml (MSRResNet x4 on datasets/demo), parsed from the repository."""
+    monkeypatch.chdir(ROOT)
+    return parse_options(['-opt', 'options/train/demo.yml'], is_train=True)[0]
+
+
+def with_network(opt: dict, network: dict) -> dict:
+    return {**copy.deepcopy(opt), 'network_g': network}
+
+
+def test_sizes_are_read_as_binary_units_and_bad_ones_are_named():
+    assert parse_bytes('24GB') == parse_bytes('24 GiB') == 24 * 2**30
+    assert parse_bytes('512MB') == 512 * 2**20 and parse_bytes(1000) == 1000
+    with pytest.raises(UserError, match=r"--memory: expected a size such as 24GB.*'24 gigs'"):
+        parse_bytes('24 gigs')
+
+
+def test_bad_plan_section_is_an_option_error(demo_opt):
+    raw = yaml.safe_load((ROOT / 'options/train/demo.yml').read_text())
+    raw['train']['plan'] = {'memory': 'lots', 'margin': 1.5}
+    with pytest.raises(UserError) as err:
+        validate_options(raw, is_train=True, source='demo.yml')
+    assert 'train.plan.memory' in str(err.value) and 'train.plan.margin' in str(err.value)
+
+
+def test_patches_respect_the_network_multiple_and_the_smallest_image(demo_opt):
+    patches, largest = offered_patches(demo_opt)
+    assert largest == 300  # the smallest image in datasets/demo/train_HR
+    assert patches[0] == 32 and patches[-1] == 256 and 96 in patches
+    assert all(p % 4 == 0 and p <= 300 for p in patches)
+    # a network that needs multiples of 8 LQ pixels at x4: GT multiples of 32
+    assert planner.candidate_patches(100, 32, 32, 300) == [32, 64, 96, 128, 160, 192, 256]
+
+
+@pytest.mark.slow
+def test_prediction_matches_a_real_step_at_a_larger_size(demo_opt):
+    """Fitted from two small steps, the peak of a step with 9x the pixels of the larger one is
+    predicted within 10% (device-independent measure: the allocator's events)."""
+    a = measure_step(demo_opt, CPU, Setting(32, 1))
+    b = measure_step(demo_opt, CPU, Setting(64, 2))
+    fit = LinearFit.through(a, b)
+    big = measure_step(demo_opt, CPU, Setting(96, 8))
+    assert big.peak > 5 * b.peak  # the sizes differ enough to test the extrapolation
+    assert abs(fit.predict(big.setting) / big.peak - 1) < 0.10, (fit, big)
+    # its parts: two copies of the weights (G and its EMA), Adam's two moments per weight
+    n_weights = sum(p.numel() for p in with_network_params(demo_opt)) * 4
+    assert big.weights == 2 * n_weights and big.optimizer_states >= 2 * n_weights
+    assert 0 < big.saved_activations < big.peak
+
+
+def with_network_params(opt: dict):
+    from basicsr_lite.archs import build_network
+    return build_network(opt['network_g']).parameters()
+
+
+def fixed_fits(monkeypatch, fits: dict[bool, LinearFit]) -> list[bool]:
+    """make_plan with given fits instead of measured ones; returns which were asked for."""
+    asked = []
+
+    def fake_fit_for(opt, device, plan, use_checkpoint):
+        asked.append(use_checkpoint)
+        plan.fits[use_checkpoint] = fits[use_checkpoint]
+        return fits[use_checkpoint]
+
+    monkeypatch.setattr(planner, 'fit_for', fake_fit_for)
+    return asked
+
+
+def test_choice_keeps_the_patch_and_accumulates_to_the_effective_batch(demo_opt, monkeypatch):
+    fit = LinearFit(fixed=100 * 2**20, per_pixel=1000.0)  # 9.2 MB per 96x96 image
+    asked = fixed_fits(monkeypatch, {False: fit})
+    request = Request(budget=2**30, margin=0.1, effective_batch=256, world_size=2)
+    plan = make_plan(demo_opt, CPU, request, [32, 64, 96, 128], can_checkpoint=True)
+    # (0.9 GiB - 100 MiB) / (1000 * 96^2) = 93 -> capped at 64 per process
+    assert plan.chosen == Setting(96, 64) and plan.accumulate == 2 and asked == [False]
+    request = Request(budget=2**30, margin=0.1, effective_batch=None, world_size=2)
+    plan = make_plan(demo_opt, CPU, request, [32, 64, 96, 128], can_checkpoint=True)
+    assert plan.chosen == Setting(96, 8) and plan.accumulate == 1  # the file's batch 8 x 2 = 16
+    request = Request(budget=150 * 2**20, margin=0.0, effective_batch=64)
+    plan = make_plan(demo_opt, CPU, request, [32, 64, 96, 128], can_checkpoint=True)
+    assert plan.chosen == Setting(96, 5) and plan.accumulate == 13  # ceil(64 / 5)
+
+
+def test_smaller_patch_then_checkpointing_only_when_nothing_fits(demo_opt, monkeypatch):
+    plain = LinearFit(fixed=100 * 2**20, per_pixel=10_000.0)
+    checkpointed = LinearFit(fixed=100 * 2**20, per_pixel=1_000.0)
+    asked = fixed_fits(monkeypatch, {False: plain, True: checkpointed})
+    # 96 x 96 needs 88 MiB at batch 1: 150 MiB fits only 64 x 64 without checkpointing
+    plan = make_plan(demo_opt, CPU, Request(budget=150 * 2**20, margin=0.0), [32, 64, 96],
+                     can_checkpoint=True)
+    assert plan.chosen == Setting(64, 1) and asked == [False]
+    assert 'gt_size 96 does not fit even at batch 1' in ' '.join(plan.notes)
+    asked.clear()
+    plan = make_plan(demo_opt, CPU, Request(budget=105 * 2**20, margin=0.0), [32, 64, 96],
+                     can_checkpoint=True)
+    assert asked == [False, True] and plan.chosen.use_checkpoint
+    assert plan.chosen == Setting(64, 1, True)
+
+
+def test_a_budget_that_fits_nothing_is_one_clear_message(demo_opt, monkeypatch):
+    fixed_fits(monkeypatch, {False: LinearFit(fixed=500 * 2**20, per_pixel=10.0)})
+    with pytest.raises(UserError) as err:
+        make_plan(demo_opt, CPU, Request(budget=2**29, margin=0.1), [32, 64], False)
+    message = str(err.value)
+    assert 'nothing fits 512 MiB with a 10% margin (461 MiB usable)' in message
+    assert 'gt_size 32 at batch 1, needs 500 MiB' in message
+
+
+def test_apply_writes_a_valid_copy_and_leaves_the_original(demo_opt, tmp_path, monkeypatch):
+    source = tmp_path / 'demo.yml'
+    original = (ROOT / 'options/train/demo.yml').read_text()
+    source.write_text(original)
+    fixed_fits(monkeypatch, {False: LinearFit(1e6, 1e4), True: LinearFit(1e6, 1e3)})
+    plan = make_plan(demo_opt, CPU, Request(budget=10**8, effective_batch=32), [32, 64, 96],
+                     can_checkpoint=True)
+    plan.chosen = Setting(64, 4, use_checkpoint=False)
+    out = write_planned_copy(source, plan)
+    assert out == tmp_path / 'demo_planned.yml' and source.read_text() == original
+    written = yaml.safe_load(out.read_text())
+    opt = validate_options(written, is_train=True, source=str(out))
+    assert opt['datasets']['train']['gt_size'] == 64
+    assert opt['datasets']['train']['batch_size_per_gpu'] == 4
+    assert opt['train']['accumulate_grad_batches'] == plan.accumulate
+    assert 'use_checkpoint' not in opt['network_g']
+
+
+@pytest.mark.slow
+def test_checkpointing_is_measured_and_written_when_only_it_fits(demo_opt, tmp_path, monkeypatch):
+    """A tiny SwinIR: a budget between the checkpointed and the plain step at the smallest
+    patch makes the planner measure with use_checkpoint and write it into the copy."""
+    opt = with_network(demo_opt, TINY_SWINIR)
+    plain = measure_step(opt, CPU, Setting(32, 1))
+    checkpointed = measure_step(opt, CPU, Setting(32, 1, use_checkpoint=True))
+    assert checkpointed.saved_activations < 0.5 * plain.saved_activations
+    assert checkpointed.peak < plain.peak
+    budget = (plain.peak + checkpointed.peak) // 2
+    plan = make_plan(opt, CPU, Request(budget=budget, margin=0.0), [32, 64, 96], True)
+    assert plan.chosen.use_checkpoint and plan.chosen.gt_size == 32
+    source = tmp_path / 'swinir.yml'
+    raw = yaml.safe_load((ROOT / 'options/train/demo.yml').read_text())
+    source.write_text(yaml.safe_dump({**raw, 'network_g': TINY_SWINIR}))
+    written = yaml.safe_load(write_planned_copy(source, plan).read_text())
+    assert written['network_g']['use_checkpoint'] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('network', ['demo', 'swinir', 'esrgan'])
+def test_prediction_against_measured_peaks(network, demo_opt, random_vgg, tmp_path):
+    """Several networks and models (an SR model, a transformer, a GAN with G, D, VGG and two
+    optimizers) at three patch sizes each: every prediction within 10% of the measured peak."""
+    opt = demo_opt if network == 'demo' else with_network(demo_opt, TINY_SWINIR)
+    if network == 'esrgan':
+        random_vgg('conv2_2')
+        esrgan = yaml.safe_load((ROOT / 'options/train/ESRGAN/train_ESRGAN_x4.yml').read_text())
+        raw = yaml.safe_load((ROOT / 'options/train/demo.yml').read_text())
+        raw.update(model_type='ESRGANModel', network_d={**esrgan['network_d'], 'num_feat': 16},
+                   train={**esrgan['train'], 'total_iter': 10, 'scheduler': None})
+        raw['train']['perceptual_opt']['layer_weights'] = {'conv2_2': 1.0}  # a short VGG
+        raw['network_g'] = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16,
+                            'num_block': 2, 'num_grow_ch': 8}
+        raw['network_d']['num_in_ch'] = 3
+        raw['path'] = {'experiments_root': str(tmp_path / 'experiments')}
+        path = tmp_path / 'esrgan.yml'
+        path.write_text(yaml.safe_dump(raw))
+        opt = parse_options(['-opt', str(path)], is_train=True)[0]
+    if network == 'esrgan':  # the VGG-style D takes 128 x 128 only: the patch is fixed
+        assert offered_patches(opt)[0] == [128]
+        sizes = [Setting(128, 1), Setting(128, 2), Setting(128, 4)]
+    else:
+        sizes = [Setting(32, 1), Setting(64, 2), Setting(96, 2), Setting(128, 4)]
+    fit = LinearFit.through(measure_step(opt, CPU, sizes[0]), measure_step(opt, CPU, sizes[1]))
+    for setting in sizes[2:]:
+        measured = measure_step(opt, CPU, setting).peak
+        assert abs(fit.predict(setting) / measured - 1) < 0.10, (setting, fit, measured)
+
+
+@pytest.mark.slow
+def test_cli_plan_verify_and_apply(tmp_path):
+    """train.py --plan verify on the demo: a table, a recommendation, the real-step check on the
+    process's peak within 10%, and no experiment folder; --plan apply writes the copy."""
+    source = tmp_path / 'demo.yml'
+    source.write_text((ROOT / 'options/train/demo.yml').read_text()
+                      .replace('datasets/demo', str(ROOT / 'datasets/demo')))
+    run = subprocess.run([sys.executable, str(ROOT / 'train.py'), '-opt', str(source), '--plan',
+                          'verify', '--memory', '1GB', '--effective-batch', '32'],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    assert '| gt_size | batch 1 | largest batch that fits | its peak |' in out
+    assert 'Recommendation: datasets.train.gt_size: 96, batch_size_per_gpu: 32' in out
+    ratio = float(out.split('predicted / measured = ')[1].split('.\n')[0].rstrip('.'))
+    assert 0.9 <= ratio <= 1.1, out
+    assert not (tmp_path / 'experiments').exists()
+    run = subprocess.run([sys.executable, str(ROOT / 'train.py'), '-opt', str(source), '--plan',
+                          'apply', '--memory', '1GB'], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=600)
+    assert run.returncode == 0 and (tmp_path / 'demo_planned.yml').is_file(), run.stderr
+
+
+@pytest.mark.slow
+def test_run_plan_prints_the_table_and_the_recommendation(demo_opt, capsys):
+    plan = run_plan(demo_opt, 'show', memory='256MB', effective_batch=16)
+    out = capsys.readouterr().out
+    assert plan.chosen.gt_size == 96 and plan.chosen.batch == 16 and plan.accumulate == 1
+    assert 'Memory plan for demo_MSRResNet_x4 (MSRResNet, SRModel, amp off) on cpu' in out
+    assert 'Recommendation: datasets.train.gt_size: 96, batch_size_per_gpu: 16' in out
+    assert '(patches up to the smallest training image, 300 pixels)' in out
