@@ -66,7 +66,7 @@ def shifted_window_mask(h: int, w: int, size: int | Sequence[int],
         for wsl in (slice(0, -ww), slice(-ww, -sw), slice(-sw, None)):
             img_mask[:, hs, wsl, :] = count
             count += 1
-    windows = window_partition(img_mask, (wh, ww)).view(-1, wh * ww)
+    windows = window_partition(img_mask, (wh, ww)).reshape(-1, wh * ww)
     mask = windows.unsqueeze(1) - windows.unsqueeze(2)
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 

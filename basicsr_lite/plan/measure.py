@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -33,14 +35,22 @@ class Setting:
 
 @dataclass(frozen=True)
 class StepMemory:
-    """Bytes of one measured setting. ``peak``: the most allocated at once during the first two
-    training steps, everything included (weights, states, batch, activations, transients)."""
+    """Bytes of one measured setting: the most allocated at once during two training steps,
+    everything included (weights, states, batch, activations, transients), in the forward and
+    backward passes (``passes_peak``) and in the updates (``updates_peak``: optimizer steps,
+    EMA), whose transients do not grow with the batch."""
     setting: Setting
-    peak: int
+    passes_peak: int
+    updates_peak: int
     weights: int
     gradients: int
     optimizer_states: int
     saved_activations: int
+    trainable: int = 0  # bytes of the trained parameters (the size of their gradients)
+
+    @property
+    def peak(self) -> int:
+        return max(self.passes_peak, self.updates_peak)
 
     @property
     def transient(self) -> int:
@@ -106,6 +116,36 @@ def g_step_iteration(opt: dict) -> int:
     return -(-first // every) * every
 
 
+@contextmanager
+def updates_as_phases(model, meter: MemoryMeter) -> Iterator[None]:
+    """The model's optimizer steps and EMA updates measured as update phases of ``meter``."""
+    handles, entered = [], []
+
+    def pre(*_) -> None:
+        entered.append(meter.phase())
+        entered[-1].__enter__()
+
+    def post(*_) -> None:
+        entered.pop().__exit__(None, None, None)
+
+    for stepper in model.steppers.values():
+        handles += [stepper.optimizer.register_step_pre_hook(pre),
+                    stepper.optimizer.register_step_post_hook(post)]
+    update_ema = model.update_ema
+
+    def ema_in_phase(*args, **kwargs):
+        with meter.phase():
+            return update_ema(*args, **kwargs)
+
+    model.update_ema = ema_in_phase
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        del model.update_ema
+
+
 def measure_step(opt: dict, device: torch.device, setting: Setting) -> StepMemory:
     """Build the model of ``opt`` at ``setting`` and measure two training steps."""
     from basicsr_lite.data.loading.loaders import build_train_loader
@@ -123,7 +163,7 @@ def measure_step(opt: dict, device: torch.device, setting: Setting) -> StepMemor
             modules = model_modules(model)
             batches = iter(loader)
             start = g_step_iteration(planned)
-            with meter.mark('steps'):
+            with meter.mark('steps'), updates_as_phases(model, meter):
                 for iteration in (start, start + planned['train'].get('net_d_iters', 1)):
                     model.feed_data(next(batches))
                     with count_saved_tensors() as saved:
@@ -134,9 +174,11 @@ def measure_step(opt: dict, device: torch.device, setting: Setting) -> StepMemor
     finally:
         quiet.setLevel(level)
     params = [t for m in modules for t in m.parameters()]
+    passes_peak, updates_peak = meter.peaks('steps')
     return StepMemory(
-        setting, peak=meter.peak('steps'),
+        setting, passes_peak=passes_peak, updates_peak=updates_peak,
         weights=unique_bytes([*params, *(b for m in modules for b in m.buffers())]),
         gradients=unique_bytes(p.grad for p in params if p.grad is not None),
         optimizer_states=optimizer_state_bytes(model),
-        saved_activations=saved.bytes)
+        saved_activations=saved.bytes,
+        trainable=unique_bytes(p for p in params if p.requires_grad))

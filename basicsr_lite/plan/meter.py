@@ -1,10 +1,15 @@
-"""Bytes of tensor memory allocated on a device over a stretch of code, with its peak.
+"""Bytes of tensor memory allocated on a device over a stretch of code, with its peaks.
 
 On CUDA, the caching allocator's own counters (``memory_allocated`` / ``max_memory_allocated``).
 On the CPU, where torch keeps no such counters, the allocation and free events that
 ``torch.profiler`` records with ``profile_memory=True``, summed in time order: every tensor
 allocation of torch's CPU allocator is one event, so the running sum is the allocated bytes and
-its maximum the peak. Marks (:meth:`MemoryMeter.mark`) are profiler ranges in the same clock.
+its maximum the peak.
+
+A measured stretch (:meth:`MemoryMeter.mark`) may contain *update phases* (:meth:`phase`: the
+optimizer steps and EMA updates), whose memory does not grow with the batch's pixels; the peak
+inside them and the peak outside them (forward and backward) are kept apart, so that each can be
+fitted on its own.
 """
 from __future__ import annotations
 
@@ -16,23 +21,29 @@ from torch._C._autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 MARK_PREFIX = 'memory_plan::'
+PHASE = 'memory_plan_phase'
 
 
 class MemoryMeter:
-    """``with meter.recording(): ... with meter.mark('x'): ...``; then ``meter.at_start('x')``
-    (bytes allocated when the mark began) and ``meter.peak('x')`` (the most allocated during it),
-    both counted from the start of the recording."""
+    """``with meter.recording(): with meter.mark('x'): ... with meter.phase(): ...``; then
+    ``meter.peaks('x')``: (peak outside phases, peak inside phases), bytes counted from the start
+    of the recording (0 inside when there was no phase)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._cuda: dict[str, tuple[int, int]] = {}
         self._cuda_base = 0
+        self._cuda_peaks: dict[str, list[int]] = {}
+        self._current: str | None = None
         self._events: list[tuple[int, int]] = []  # (time ns, +/- bytes)
-        self._marks: dict[str, tuple[int, int]] = {}
+        self._ranges: list[tuple[str, int, int]] = []  # (name, begin ns, end ns)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == 'cuda'
 
     @contextmanager
     def recording(self) -> Iterator['MemoryMeter']:
-        if self.device.type == 'cuda':
+        if self.cuda:
             torch.cuda.synchronize(self.device)
             self._cuda_base = torch.cuda.memory_allocated(self.device)
             yield self
@@ -42,42 +53,56 @@ class MemoryMeter:
         events = prof.profiler.kineto_results.events()
         self._events = sorted((e.start_ns(), e.nbytes()) for e in events
                               if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)
-        self._marks = {e.name()[len(MARK_PREFIX):]: (e.start_ns(), e.end_ns())
-                       for e in events if e.name().startswith(MARK_PREFIX)}
+        self._ranges = sorted((e.name(), e.start_ns(), e.end_ns()) for e in events
+                              if e.name().startswith(MARK_PREFIX) or e.name() == PHASE)
+
+    def _cuda_max(self) -> int:
+        torch.cuda.synchronize(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device) - self._cuda_base
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return peak
 
     @contextmanager
     def mark(self, name: str) -> Iterator[None]:
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            start = torch.cuda.memory_allocated(self.device) - self._cuda_base
-            torch.cuda.reset_peak_memory_stats(self.device)
-            yield
-            torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device) - self._cuda_base
-            self._cuda[name] = (start, peak)
+        if not self.cuda:
+            with record_function(MARK_PREFIX + name):
+                yield
             return
-        with record_function(MARK_PREFIX + name):
+        self._cuda_max()
+        self._cuda_peaks[name], self._current = [0, 0], name
+        try:
             yield
+        finally:
+            self._cuda_peaks[name][0] = max(self._cuda_peaks[name][0], self._cuda_max())
+            self._current = None
 
-    def at_start(self, name: str) -> int:
-        return self._window(name)[0]
+    @contextmanager
+    def phase(self) -> Iterator[None]:
+        if not self.cuda:
+            with record_function(PHASE):
+                yield
+            return
+        peaks = self._cuda_peaks[self._current]
+        peaks[0] = max(peaks[0], self._cuda_max())
+        try:
+            yield
+        finally:
+            peaks[1] = max(peaks[1], self._cuda_max())
 
-    def peak(self, name: str) -> int:
-        return self._window(name)[1]
-
-    def _window(self, name: str) -> tuple[int, int]:
-        if self.device.type == 'cuda':
-            return self._cuda[name]
-        begin, end = self._marks[name]
-        total, start, peak = 0, None, None
+    def peaks(self, name: str) -> tuple[int, int]:
+        if self.cuda:
+            outside, inside = self._cuda_peaks[name]
+            return outside, inside
+        (begin, end), = [(b, e) for n, b, e in self._ranges if n == MARK_PREFIX + name]
+        phases = [(b, e) for n, b, e in self._ranges if n == PHASE and begin <= b <= end]
+        total, outside, inside = 0, 0, 0
         for time_ns, nbytes in self._events:
             if time_ns > end:
                 break
-            if time_ns >= begin and start is None:
-                start = peak = total
             total += nbytes
-            if start is not None:
-                peak = max(peak, total)
-        if start is None:
-            start = peak = total
-        return start, peak
+            if time_ns >= begin:
+                if any(b <= time_ns <= e for b, e in phases):
+                    inside = max(inside, total)
+                else:
+                    outside = max(outside, total)
+        return outside, inside

@@ -1,10 +1,12 @@
 """Which batch, patch, accumulation and checkpointing fit a memory budget.
 
-Memory of a training step is, to a good approximation, a fixed part (weights, gradients,
-optimizer states, workspaces) plus a part proportional to the pixels of the batch (activations,
-saved and transient): ``peak = fixed + per_pixel * batch * gt_size^2``. Both are fitted from two
-real steps at small sizes (:func:`~basicsr_lite.plan.measure.measure_step`), then every candidate
-is predicted in closed form. The recommendation keeps the option file's patch if it fits, with
+The peak of a training step is the larger of two peaks, each a fixed part plus a part
+proportional to the pixels of the batch (``fixed + per_pixel * batch * gt_size^2``): the forward
+and backward passes' (weights, states, the batch, activations saved and transient) and the
+updates' (optimizer steps, EMA: transients the size of the weights, which are the peak of small
+batches). Both lines are fitted from two real steps at small sizes
+(:func:`~basicsr_lite.plan.measure.measure_step`), then every candidate is predicted in closed
+form. The recommendation keeps the option file's patch if it fits, with
 the largest batch up to the one asked for, and reaches the effective batch by accumulation;
 smaller patches come next; gradient checkpointing only when nothing fits without it."""
 from __future__ import annotations
@@ -20,6 +22,7 @@ from basicsr_lite.plan.measure import Setting, StepMemory, measure_step
 
 PATCH_SIDES = (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
 MIB, GIB = 2**20, 2**30
+MAX_FIT_BATCH = 64
 
 
 def parse_bytes(text: str | int | float, where: str = '--memory') -> int:
@@ -48,24 +51,47 @@ def available_memory(device: torch.device) -> int:
 
 
 @dataclass(frozen=True)
-class LinearFit:
-    """``peak = fixed + per_pixel * batch * gt_size^2`` (bytes)."""
+class Line:
+    """``fixed + per_pixel * batch * gt_size^2`` (bytes)."""
     fixed: float
     per_pixel: float
 
     @classmethod
+    def through(cls, a: tuple[int, int], b: tuple[int, int]) -> 'Line':
+        """Through (pixels, bytes) points ``a`` and ``b``; never decreasing."""
+        per_pixel = max((b[1] - a[1]) / (b[0] - a[0]), 0.0) if b[0] != a[0] else 0.0
+        return cls(max(a[1], b[1]) - per_pixel * max(a[0], b[0]), per_pixel)
+
+    def at(self, pixels: int) -> float:
+        return self.fixed + self.per_pixel * pixels
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """A step's peak: the larger of the forward/backward peak (``passes``, which grows with the
+    batch's pixels) and the updates' peak (``updates``: optimizer steps and EMA, whose transients
+    are a fixed size; at small batches they are the peak)."""
+    passes: Line
+    updates: Line
+
+    @classmethod
     def through(cls, a: StepMemory, b: StepMemory) -> 'LinearFit':
-        per_pixel = (b.peak - a.peak) / (b.setting.pixels - a.setting.pixels)
-        return cls(a.peak - per_pixel * a.setting.pixels, max(per_pixel, 0.0))
+        pa, pb = a.setting.pixels, b.setting.pixels
+        return cls(Line.through((pa, a.passes_peak), (pb, b.passes_peak)),
+                   Line.through((pa, a.updates_peak), (pb, b.updates_peak)))
 
     def predict(self, setting: Setting) -> int:
-        return int(self.fixed + self.per_pixel * setting.pixels)
+        return int(max(self.passes.at(setting.pixels), self.updates.at(setting.pixels)))
 
     def largest_batch(self, gt_size: int, usable: float, cap: int) -> int:
         """The largest batch (up to ``cap``) predicted within ``usable`` bytes; 0 if none."""
-        if self.per_pixel <= 0:
-            return cap if self.fixed <= usable else 0
-        return max(0, min(cap, int((usable - self.fixed) // (self.per_pixel * gt_size**2))))
+        batch = cap
+        for line in (self.passes, self.updates):
+            if line.per_pixel > 0:
+                batch = min(batch, int((usable - line.fixed) // (line.per_pixel * gt_size**2)))
+            elif line.fixed > usable:
+                batch = 0
+        return max(batch, 0)
 
 
 @dataclass
@@ -103,19 +129,30 @@ def candidate_patches(gt_size: int, unit: int, smallest: int, largest: int | Non
                   if s >= max(unit, smallest) and (largest is None or s <= largest))
 
 
-def measurement_settings(patches: list[int], use_checkpoint: bool) -> tuple[Setting, Setting]:
-    """Two small real steps to fit from: the smallest patch at batch 1, and about twice its
-    side at batch 2 (eight times the pixels); with one patch size, batch 1 and 2."""
+def measurement_settings(patches: list[int], use_checkpoint: bool,
+                         batch: int = 1) -> tuple[Setting, Setting]:
+    """Two real steps to fit from: the smallest patch at ``batch``, and about twice its side at
+    twice the batch (eight times the pixels); with one patch size, ``batch`` and twice it."""
     small = patches[0]
-    if len(patches) == 1:  # one patch size (a discriminator's fixed input): batch 1 and 2
-        return Setting(small, 1, use_checkpoint), Setting(small, 2, use_checkpoint)
+    if len(patches) == 1:  # one patch size (a discriminator's fixed input)
+        return Setting(small, batch, use_checkpoint), Setting(small, 2 * batch, use_checkpoint)
     large = min((p for p in patches if p > small), key=lambda p: abs(p - 2 * small))
-    return Setting(small, 1, use_checkpoint), Setting(large, 2, use_checkpoint)
+    return Setting(small, batch, use_checkpoint), Setting(large, 2 * batch, use_checkpoint)
 
 
 def fit_for(opt: dict, device: torch.device, plan: Plan, use_checkpoint: bool) -> LinearFit:
-    a, b = (measure_step(opt, device, s)
-            for s in measurement_settings(plan.patches, use_checkpoint))
+    """Fit from two measured steps where activations outweigh the gradients: below that, the
+    end of backward (every gradient allocated, few activations left) is the peak and the
+    memory does not grow in proportion to the pixels yet. The batch of the first step grows
+    until its saved activations reach twice the gradients' size."""
+    batch = 1
+    while True:
+        first, second = measurement_settings(plan.patches, use_checkpoint, batch)
+        a = measure_step(opt, device, first)
+        if a.saved_activations >= 2 * a.trainable or batch >= MAX_FIT_BATCH:
+            break
+        batch *= 4
+    b = measure_step(opt, device, second)
     plan.measured += [a, b]
     plan.fits[use_checkpoint] = LinearFit.through(a, b)
     return plan.fits[use_checkpoint]

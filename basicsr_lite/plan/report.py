@@ -24,8 +24,10 @@ def plan_table(plan: Plan, opt: dict, device: torch.device, largest: int | None)
                      f'{format_bytes(m.saved_activations)} + transients '
                      f'{format_bytes(m.transient)}')
     for flag, fit in plan.fits.items():
-        lines.append(f"  fit{' (checkpointed)' if flag else ''}: {format_bytes(fit.fixed)} + "
-                     f'{fit.per_pixel:.1f} bytes per GT pixel of the batch')
+        lines.append(f"  fit{' (checkpointed)' if flag else ''}: the larger of forward/backward "
+                     f'{format_bytes(fit.passes.fixed)} + {fit.passes.per_pixel:.1f} bytes per GT '
+                     f'pixel of the batch, and updates {format_bytes(fit.updates.fixed)} + '
+                     f'{fit.updates.per_pixel:.1f} bytes per pixel')
     head = '| gt_size | batch 1 | largest batch that fits | its peak |'
     rule = '|---:|---:|---:|---:|'
     if True in plan.fits and False in plan.fits:
