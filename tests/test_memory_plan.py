@@ -16,7 +16,7 @@ from basicsr_lite.options import parse_options, validate_options
 from basicsr_lite.plan import planner
 from basicsr_lite.plan.apply import write_planned_copy
 from basicsr_lite.plan.measure import Setting, measure_step
-from basicsr_lite.plan.planner import LinearFit, Request, make_plan, parse_bytes
+from basicsr_lite.plan.planner import Line, LinearFit, Request, make_plan, parse_bytes
 from basicsr_lite.plan.run import offered_patches, run_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +82,20 @@ def with_network_params(opt: dict):
     return build_network(opt['network_g']).parameters()
 
 
+def fit_of(fixed: float, per_pixel: float, updates: float = 0.0) -> LinearFit:
+    """A fit whose passes line is given and whose updates peak is a constant."""
+    return LinearFit(Line(fixed, per_pixel), Line(updates, 0.0))
+
+
+def test_the_peak_is_the_larger_of_the_passes_and_the_updates():
+    fit = fit_of(100.0, 1.0, updates=1000.0)
+    assert fit.predict(Setting(10, 2)) == 1000  # small batch: the optimizer step's transients
+    assert fit.predict(Setting(40, 1)) == 1700  # larger: the activations
+    assert fit.largest_batch(10, usable=999, cap=64) == 0
+    assert fit.largest_batch(10, usable=1300, cap=64) == 12
+    assert Line.through((100, 50), (300, 40)).per_pixel == 0  # never decreasing
+
+
 def fixed_fits(monkeypatch, fits: dict[bool, LinearFit]) -> list[bool]:
     """make_plan with given fits instead of measured ones; returns which were asked for."""
     asked = []
@@ -96,7 +110,7 @@ def fixed_fits(monkeypatch, fits: dict[bool, LinearFit]) -> list[bool]:
 
 
 def test_choice_keeps_the_patch_and_accumulates_to_the_effective_batch(demo_opt, monkeypatch):
-    fit = LinearFit(fixed=100 * 2**20, per_pixel=1000.0)  # 9.2 MB per 96x96 image
+    fit = fit_of(100 * 2**20, 1000.0)  # 9.2 MB per 96x96 image
     asked = fixed_fits(monkeypatch, {False: fit})
     request = Request(budget=2**30, margin=0.1, effective_batch=256, world_size=2)
     plan = make_plan(demo_opt, CPU, request, [32, 64, 96, 128], can_checkpoint=True)
@@ -111,8 +125,8 @@ def test_choice_keeps_the_patch_and_accumulates_to_the_effective_batch(demo_opt,
 
 
 def test_smaller_patch_then_checkpointing_only_when_nothing_fits(demo_opt, monkeypatch):
-    plain = LinearFit(fixed=100 * 2**20, per_pixel=10_000.0)
-    checkpointed = LinearFit(fixed=100 * 2**20, per_pixel=1_000.0)
+    plain = fit_of(100 * 2**20, 10_000.0)
+    checkpointed = fit_of(100 * 2**20, 1_000.0)
     asked = fixed_fits(monkeypatch, {False: plain, True: checkpointed})
     # 96 x 96 needs 88 MiB at batch 1: 150 MiB fits only 64 x 64 without checkpointing
     plan = make_plan(demo_opt, CPU, Request(budget=150 * 2**20, margin=0.0), [32, 64, 96],
@@ -127,7 +141,7 @@ def test_smaller_patch_then_checkpointing_only_when_nothing_fits(demo_opt, monke
 
 
 def test_a_budget_that_fits_nothing_is_one_clear_message(demo_opt, monkeypatch):
-    fixed_fits(monkeypatch, {False: LinearFit(fixed=500 * 2**20, per_pixel=10.0)})
+    fixed_fits(monkeypatch, {False: fit_of(500 * 2**20, 10.0)})
     with pytest.raises(UserError) as err:
         make_plan(demo_opt, CPU, Request(budget=2**29, margin=0.1), [32, 64], False)
     message = str(err.value)
@@ -139,7 +153,7 @@ def test_apply_writes_a_valid_copy_and_leaves_the_original(demo_opt, tmp_path, m
     source = tmp_path / 'demo.yml'
     original = (ROOT / 'options/train/demo.yml').read_text()
     source.write_text(original)
-    fixed_fits(monkeypatch, {False: LinearFit(1e6, 1e4), True: LinearFit(1e6, 1e3)})
+    fixed_fits(monkeypatch, {False: fit_of(1e6, 1e4), True: fit_of(1e6, 1e3)})
     plan = make_plan(demo_opt, CPU, Request(budget=10**8, effective_batch=32), [32, 64, 96],
                      can_checkpoint=True)
     plan.chosen = Setting(64, 4, use_checkpoint=False)
