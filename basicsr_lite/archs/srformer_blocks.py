@@ -55,9 +55,9 @@ def permuted_window_mask(h: int, w: int, window_size: int, shift: int) -> torch.
     (Swin's three bands per axis after the cyclic shift) differs from the compressed key's.
 
     The compressed keys' bands are cut on the half-size grid at ``-ws/2`` and ``(-shift) // 2``
-    (Python's floor, as the authors write ``-self.shift_size // 2``; their first release cut
-    at ``-shift`` instead, which the current code and spandrel replaced). Cached: callers must
-    not modify it in place."""
+    (Python's floor, as the authors' current file writes ``-self.shift_size // 2``, and
+    spandrel_extra_arches with it; an earlier version of their file cut at ``-shift`` in height
+    and at ``-ws/2`` in width). Cached: callers must not modify it in place."""
     p, half_shift = window_size // 2, -shift // 2
     bands = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
     half_bands = (slice(0, -p), slice(-p, half_shift), slice(half_shift, None))
