@@ -63,6 +63,11 @@ def _swinir_scales(args: dict) -> tuple[int, ...] | None:
             'nearest+conv': (4,), '': (1,)}[args['upsampler']]
 
 
+def _srformer_min_size(args: dict) -> int:
+    """SRFormer reflect-pads to ``window_size``: the padding must be shorter than the side."""
+    return args['window_size'] // 2 + 1
+
+
 def _omnisr_min_size(args: dict) -> int:
     """OmniSR pads to ``window_size``; its ESA (stride-2 3x3 conv, 7x7 max pool) needs 15."""
     ws = args['window_size']
@@ -86,6 +91,8 @@ SPANDREL = 'spandrel 0.4.2'
 # BSRN / BSRN-S within 0.001 dB of fp32 in fp16 (peak activations < 100) and 0.03-0.08 dB in
 # bf16; LKDN's pre-LayerNorm activations reach 3e10, so fp16 gives NaN (bf16: -0.04 dB).
 MEASURED_HERE = 'measured here (CPU autocast, released weights, Set5)'
+SRFORMER_FACTS = ('spandrel_extra_arches 0.2.0 (SRFormer: supports_half False, supports_bfloat16 '
+                  'True; spandrel 0.4.2 itself lacks it)')
 # spandrel 0.4.2 has no RLFN. Convs, LeakyReLU and a sigmoid gate on 0..255 values (as RFDN).
 RLFN_FACTS = ('measured here: released RLFN x4 / x2 on Set5, peak activation 1.8e3, fp16 '
               'output within 1/255 of fp32; RLFN_S / RLFN_Prune judged from the same ops')
@@ -151,6 +158,8 @@ CAPABILITIES: dict[str, Capability] = {
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
     'SPAN': Capability(fp16=True, scales=ANY_SCALE, tiles_exactly=True, deploy_form=True,
                        facts_from=SPANDREL),
+    'SRFormer': Capability(fp16=False, scales=_swinir_scales, min_size=_srformer_min_size,
+                           checkpointing=True, facts_from=SRFORMER_FACTS),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
                                   facts_from=SPANDREL + ' (Compact)'),
     'SwinIR': Capability(fp16=False, scales=_swinir_scales, checkpointing=True,
