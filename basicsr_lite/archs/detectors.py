@@ -186,7 +186,8 @@ def _realplksr(state: State) -> dict | None:
 
 def _swinir(state: State) -> dict | None:
     key = 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
-    if key not in state or 'conv_first.weight' not in state:
+    if key not in state or 'conv_first.weight' not in state \
+            or 'relative_position_index_SA' in state:  # HAT's keys include SwinIR's
         return None
     embed_dim, in_chans = state['conv_first.weight'].shape[:2]
     layers = seq_len(state, 'layers')
