@@ -59,6 +59,13 @@ ROUND_TRIPS = {
     'SAFMN_NTIRE25': dict(dim=16, num_blocks=2, ffn_scale=2.0, upscaling_factor=3),
     'SPAN': dict(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=3, deploy=True,
                  cat_channels=6),
+    'HAT': dict(in_chans=3, embed_dim=12, depths=[2, 1], num_heads=[2, 3], window_size=4,
+                overlap_ratio=0.5, compress_ratio=4, squeeze_factor=6, mlp_ratio=1.5,
+                qkv_bias=False, ape=False, patch_norm=True, resi_connection='identity',
+                upsampler='pixelshuffle', upscale=3),
+    'DRCT': dict(in_chans=3, embed_dim=12, depths=[6, 6], num_heads=[3, 2], window_size=4,
+                 img_size=16, mlp_ratio=1.5, qkv_bias=False, ape=False, patch_norm=False,
+                 resi_connection='1conv', upsampler='pixelshuffle', upscale=4, gc=4),
     'PatchGANDiscriminatorSN': dict(input_nc=1, ndf=4, n_layers=2),
     'MultiscalePatchGANDiscriminatorSN': dict(input_nc=3, ndf=4, n_layers=1, num_d=2),
 }

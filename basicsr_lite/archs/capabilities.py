@@ -80,6 +80,11 @@ def _bsrn_min_size(args: dict) -> int:
     return 51 if args['conv'] == 'Conv2d' else 15
 
 
+def _window_pad_min_size(args: dict) -> int:
+    """HAT / DRCT pad (reflect) to ``window_size``: the padding must be shorter than the side."""
+    return args['window_size'] // 2 + 1
+
+
 def _patchgan_min_size(args: dict) -> int:
     """``n_layers`` halvings and two 4x4 stride-1 convs (each -1) leave >= 1 logit, so the
     coarsest scale needs 3 * 2^n_layers; each further scale (multiscale D) halves, rounding up."""
@@ -124,8 +129,12 @@ CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
     'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=MEASURED_HERE),
     'BSRN_S': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),
+    'DRCT': Capability(fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
+                       checkpointing=True, facts_from=SPANDREL),
     'EDSR': Capability(fp16=True, scales=SCALES_2N_3, tiles_exactly=True),
     'FSRCNN': Capability(fp16=True, tiles_exactly=True),
+    'HAT': Capability(fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
+                      checkpointing=True, facts_from=SPANDREL),
     'IMDN': Capability(fp16=True),
     'LKDN': Capability(fp16=False, tiles_exactly=True, facts_from=MEASURED_HERE),
     'MSRResNet': Capability(fp16=True, scales=(2, 3, 4), tiles_exactly=True),

@@ -15,14 +15,14 @@ import json
 from basicsr_lite.archs.detectors import DETECTORS as BASE_DETECTORS
 from basicsr_lite.archs.detectors import State
 from basicsr_lite.archs.detectors_distill import DISTILL_DETECTORS
+from basicsr_lite.archs.detectors_hat import HAT_DETECTORS
 from basicsr_lite.archs.detectors_modulation import MODULATION_DETECTORS
 from basicsr_lite.archs.detectors_srformer import SRFORMER_DETECTORS
 from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import extract_state_dict, load_weights, read_metadata
 
-DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS,
-             **SRFORMER_DETECTORS}
+DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS, **SRFORMER_DETECTORS, **HAT_DETECTORS}
 
 # Registered names that are another one's network (the same class, or the same layout): their
 # weights are detected as the name on the right, deterministically.
@@ -66,6 +66,10 @@ UNDETECTABLE: dict[str, tuple[str, ...]] = {
     'SwinIR': ('img_size unless ape (no attention-mask buffers are saved)', 'img_range', 'drop rates'),
     'SRFormer': ('img_size beyond its round-up to window_size (64 / 48 preferred)', 'img_range',
                  'qk_scale', 'drop rates'),
+    'HAT': ('img_size unless ape', 'conv_scale', 'qk_scale', 'img_range', 'drop rates'),
+    'DRCT': ('depths (only their number: every group has five blocks; 6 each is returned)',
+             'qk_scale', 'img_range', 'drop rates',
+             'compress_ratio, squeeze_factor, conv_scale, overlap_ratio (build nothing)'),
 }
 
 

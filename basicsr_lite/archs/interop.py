@@ -53,6 +53,8 @@ SPANDREL_ARCHS: dict[str, SpandrelArch] = {
     'SRVGGNetCompact': SpandrelArch('Compact'),
     'SwinIR': SpandrelArch('SwinIR'),
     # architectures being added in parallel (checked by the tests once registered)
+    'DRCT': SpandrelArch('DRCT', assumes={'img_range': 1.0, 'qk_scale': None}),
+    'HAT': SpandrelArch('HAT', assumes={'conv_scale': 0.01, 'img_range': 1.0, 'qk_scale': None}),
     'SAFMN': SpandrelArch('SAFMN'),
     'SPAN': SpandrelArch('SPAN', assumes={'img_range': 255.0,
                                           'rgb_mean': (0.4488, 0.4371, 0.4040)}),

@@ -210,3 +210,7 @@ def _loss_class(entry: dict):
 # BasicSR's SwinIRModel is SRModel plus padding of the input to a multiple of the window size at
 # test time; the SwinIR arch here pads inside forward, so BasicSR's SwinIR files run unchanged.
 MODEL_REGISTRY.register(SRModel, name='SwinIRModel')
+# HAT's HATModel and DRCT's DRCTModel (the authors' option files) are the same: their archs here
+# pad inside forward too.
+MODEL_REGISTRY.register(SRModel, name='HATModel')
+MODEL_REGISTRY.register(SRModel, name='DRCTModel')
