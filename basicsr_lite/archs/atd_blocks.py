@@ -150,7 +150,8 @@ class AC_MSA(nn.Module):  # noqa: N801 (the authors' name)
         c = c3 // 3
         gs = min(n, self.category_size)
         ng = -(-n // gs)
-        order = torch.sort(sim.argmax(dim=-1), dim=-1, stable=False)[1]
+        # unstable (the authors' stable=False; written without it, the form ONNX exports)
+        order = torch.sort(sim.argmax(dim=-1), dim=-1)[1]
         shuffled = gather_tokens(qkv, order)
         pad_n = ng * gs - n
         padded = torch.cat((shuffled, shuffled[:, n - pad_n:n].flip(1)), dim=1)
