@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from basicsr_lite.archs import build_network
-from basicsr_lite.archs.atd_blocks import inverse_permutation, symmetric_pad
+from basicsr_lite.archs.atd_blocks import category_order, inverse_permutation, symmetric_pad
 from basicsr_lite.archs.capabilities import ANY_SCALE, SCALES_2N_3, capability
 from basicsr_lite.archs.constraints import network_needs
 from basicsr_lite.archs.detection import detect_network
@@ -154,10 +154,24 @@ SPANDREL_CASES = [
 ]
 
 
+@pytest.fixture
+def cuda_sort_order(monkeypatch):
+    """torch.sort keeping equal keys in order, as it does on CUDA (spandrel and the authors call
+    it with stable=False, which the CPU takes literally; ours sorts unique keys: see
+    atd_blocks.category_order)."""
+    real = torch.sort
+
+    def stable_sort(*args, **kwargs):
+        kwargs['stable'] = True
+        return real(*args, **kwargs)
+    monkeypatch.setattr(torch, 'sort', stable_sort)
+
+
 @pytest.mark.parametrize('args,size', SPANDREL_CASES)
-def test_outputs_equal_spandrels_bit_for_bit(spandrel_atd, args, size):
+def test_outputs_equal_spandrels_bit_for_bit(spandrel_atd, cuda_sort_order, args, size):
     """The same random state dict in our ATD and spandrel's: the same keys in the same order
-    (strict load), the same output to the bit in eval mode, and the same input gradient."""
+    (strict load), the same output to the bit in eval mode, and the same input gradient, with
+    spandrel's category sort in CUDA's order (on an H200 the two are bit-equal as they are)."""
     _, Reference = spandrel_atd
     torch.manual_seed(0)
     config = {**TINY, **args}
@@ -226,6 +240,20 @@ def test_padding_is_the_authors_mirror_and_any_size_runs():
         assert net(torch.rand(1, 3, 3, 5)).shape == (1, 3, 6, 10)
     cap = capability({'type': 'ATD'})
     assert (cap.size_multiple, cap.min_size) == (1, 1)
+
+
+def test_category_order_is_a_stable_sort():
+    """Equal categories keep their token order (torch's CUDA sort; the CPU's unstable sort does
+    not), wherever they are in the sequence."""
+    torch.manual_seed(0)
+    category = torch.randint(0, 5, (2, 300))
+    order = category_order(category)
+    assert torch.equal(order, torch.sort(category, dim=-1, stable=True)[1])
+    for row, perm in zip(category, order):
+        assert torch.equal(row[perm], row.sort()[0])
+        for c in range(5):
+            positions = perm[row[perm] == c]
+            assert torch.equal(positions, positions.sort()[0])
 
 
 def test_inverse_permutation_undoes_the_category_sort():

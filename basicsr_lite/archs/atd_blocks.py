@@ -46,6 +46,18 @@ def inverse_permutation(index: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(index).scatter_(-1, index, positions)
 
 
+def category_order(category: torch.Tensor) -> torch.Tensor:
+    """The permutation sorting (B, N) category ids, equal ids in token order (a stable sort).
+
+    The authors call ``torch.sort(stable=False)``: on CUDA, where the released models were
+    trained and measured, that sort keeps equal ids in token order (seen on an H200, torch 2.11),
+    on the CPU it does not, and which tokens share an attention group changes the output. Unique
+    keys (id * N + position) give the CUDA order on every device, and export to ONNX (TopK)."""
+    n = category.shape[-1]
+    keys = category * n + torch.arange(n, device=category.device)
+    return torch.sort(keys, dim=-1)[1]
+
+
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(B, N, C) tokens reordered by (B, N) ``index`` along N."""
     return torch.gather(x, 1, index.unsqueeze(-1).expand_as(x))
@@ -150,8 +162,7 @@ class AC_MSA(nn.Module):  # noqa: N801 (the authors' name)
         c = c3 // 3
         gs = min(n, self.category_size)
         ng = -(-n // gs)
-        # unstable (the authors' stable=False; written without it, the form ONNX exports)
-        order = torch.sort(sim.argmax(dim=-1), dim=-1)[1]
+        order = category_order(sim.argmax(dim=-1))
         shuffled = gather_tokens(qkv, order)
         pad_n = ng * gs - n
         padded = torch.cat((shuffled, shuffled[:, n - pad_n:n].flip(1)), dim=1)
