@@ -16,6 +16,10 @@ from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import extract_state_dict, load_weights_into, save_torch
 
 ROUND_TRIPS = {
+    'ATD': dict(in_chans=3, embed_dim=12, depths=[2, 1], num_heads=[2, 3], window_size=4,
+                category_size=256, num_tokens=6, reducted_dim=3, convffn_kernel_size=3,
+                mlp_ratio=1.5, qkv_bias=False, ape=False, patch_norm=True,
+                resi_connection='3conv', upsampler='pixelshuffle', upscale=3),
     'EDSR': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=3, upscale=3),
     'FSRCNN': dict(num_in_ch=3, d=8, s=4, m=2, upscale=3),
     'IMDN': dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_block=3, upscale=3),

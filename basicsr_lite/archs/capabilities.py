@@ -126,6 +126,10 @@ CHANNELS_LAST_ON_CUDA = {
 }
 
 CAPABILITIES: dict[str, Capability] = {
+    # ATD pads to its window inside (any size runs); its dictionary refinement and category
+    # attention span the whole image. Same upsamplers as SwinIR.
+    'ATD': Capability(fp16=False, scales=_swinir_scales, tiles_exactly=False,
+                      checkpointing=True, facts_from=SPANDREL),
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
     'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=MEASURED_HERE),
     'BSRN_S': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),

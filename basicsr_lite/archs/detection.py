@@ -14,6 +14,7 @@ import json
 
 from basicsr_lite.archs.detectors import DETECTORS as BASE_DETECTORS
 from basicsr_lite.archs.detectors import State
+from basicsr_lite.archs.detectors_atd import ATD_DETECTORS
 from basicsr_lite.archs.detectors_distill import DISTILL_DETECTORS
 from basicsr_lite.archs.detectors_hat import HAT_DETECTORS
 from basicsr_lite.archs.detectors_modulation import MODULATION_DETECTORS
@@ -22,7 +23,7 @@ from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import extract_state_dict, load_weights, read_metadata
 
-DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS, **SRFORMER_DETECTORS, **HAT_DETECTORS}
+DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS, **SRFORMER_DETECTORS, **HAT_DETECTORS, **ATD_DETECTORS}
 
 # Registered names that are another one's network (the same class, or the same layout): their
 # weights are detected as the name on the right, deterministically.
@@ -42,6 +43,8 @@ NOT_DETECTED = {
 
 # Arguments the weights do not show: detection leaves them at their defaults.
 UNDETECTABLE: dict[str, tuple[str, ...]] = {
+    'ATD': ('category_size (taken as the variant\'s published value: 128 light, 256 else)',
+            'img_size unless ape', 'img_range'),
     'EDSR': ('res_scale', 'img_range', 'rgb_mean'),
     'FSRCNN': ('upscale',),  # the transposed conv's stride (SCALE_NOT_IN_WEIGHTS)
     'OmniSR': ('signed_range', 'ffn_bias'),
