@@ -56,6 +56,11 @@ ROUND_TRIPS = {
     'SAFMN_NTIRE25': dict(dim=16, num_blocks=2, ffn_scale=2.0, upscaling_factor=3),
     'SPAN': dict(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=3, deploy=True,
                  cat_channels=6),
+    'DAT': dict(in_chans=3, embed_dim=32, depth=[3, 1], num_heads=[4, 2], split_size=[2, 4],
+                expansion_factor=1.5, qkv_bias=False, resi_connection='3conv', img_size=16,
+                upsampler='pixelshuffle', upscale=3),
+    'RGT': dict(in_chans=1, embed_dim=32, depth=[1, 2], num_heads=[2, 4], split_size=[4, 4],
+                mlp_ratio=1.5, qkv_bias=True, resi_connection='1conv', c_ratio=0.25, upscale=4),
     'PatchGANDiscriminatorSN': dict(input_nc=1, ndf=4, n_layers=2),
     'MultiscalePatchGANDiscriminatorSN': dict(input_nc=3, ndf=4, n_layers=1, num_d=2),
 }
