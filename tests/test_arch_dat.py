@@ -344,8 +344,11 @@ def check_reproduction(arch: str, variant: str, published, tmp_path, monkeypatch
     from tests.test_model_zoo import run_test_py
     name = f'{variant}_x4.pth'
     if not (WEIGHTS / arch / name).is_file():
+        wanted = 'no published value known offline' if published is None else \
+            f'PSNR / SSIM {published[0]} / {published[1]}, as recalled from the paper: not ' \
+            f'verified offline'
         pytest.skip(f'{WEIGHTS / arch / name} is absent (Google Drive only); it would be checked '
-                    f'against Set5 x4 {published or "(no published value known offline)"}')
+                    f'against Set5 x4 ({wanted})')
     monkeypatch.chdir(ROOT)
     results = run_test_py(ROOT / f'options/test/{arch}/test_{variant}_x4.yml', tmp_path,
                           {'Set5'})['Set5']['mean']
