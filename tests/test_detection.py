@@ -70,6 +70,11 @@ ROUND_TRIPS = {
     'DRCT': dict(in_chans=3, embed_dim=12, depths=[6, 6], num_heads=[3, 2], window_size=4,
                  img_size=16, mlp_ratio=1.5, qkv_bias=False, ape=False, patch_norm=False,
                  resi_connection='1conv', upsampler='pixelshuffle', upscale=4, gc=4),
+    'DAT': dict(in_chans=3, embed_dim=32, depth=[3, 1], num_heads=[4, 2], split_size=[2, 4],
+                expansion_factor=1.5, qkv_bias=False, resi_connection='3conv', img_size=16,
+                upsampler='pixelshuffle', upscale=3),
+    'RGT': dict(in_chans=1, embed_dim=32, depth=[1, 2], num_heads=[2, 4], split_size=[4, 4],
+                mlp_ratio=1.5, qkv_bias=True, resi_connection='1conv', c_ratio=0.25, upscale=4),
     'PatchGANDiscriminatorSN': dict(input_nc=1, ndf=4, n_layers=2),
     'MultiscalePatchGANDiscriminatorSN': dict(input_nc=3, ndf=4, n_layers=1, num_d=2),
 }

@@ -66,6 +66,9 @@ def _swinir_scales(args: dict) -> tuple[int, ...] | None:
 def _srformer_min_size(args: dict) -> int:
     """SRFormer reflect-pads to ``window_size``: the padding must be shorter than the side."""
     return args['window_size'] // 2 + 1
+def _dat_scales(args: dict) -> tuple[int, ...] | None:
+    # BasicSR's Upsample, or none at x1 (the authors' Upsample builds nothing there)
+    return ANY_SCALE if args['upsampler'] == 'pixelshuffledirect' else (1, *SCALES_2N_3)
 
 
 def _omnisr_min_size(args: dict) -> int:
@@ -133,6 +136,10 @@ CAPABILITIES: dict[str, Capability] = {
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
     'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=MEASURED_HERE),
     'BSRN_S': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),
+    # DAT / RGT: channel attention (DAT) and RG-SA (RGT) span the whole image; both pad to their
+    # windows internally (with zeros, inside attention). RGT's RG-SA needs 16 pixels in eval.
+    'DAT': Capability(fp16=False, scales=_dat_scales, checkpointing=True,
+                      facts_from=SPANDREL + " (supports_half False: 'too much weirdness')"),
     'DRCT': Capability(fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
                        checkpointing=True, facts_from=SPANDREL),
     'EDSR': Capability(fp16=True, scales=SCALES_2N_3, tiles_exactly=True),
@@ -154,6 +161,8 @@ CAPABILITIES: dict[str, Capability] = {
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
     'RFDNFINALB5': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),  # = BSRN_S
+    'RGT': Capability(fp16=False, scales=(1, *SCALES_2N_3), min_size=16, checkpointing=True,
+                      facts_from=SPANDREL + " (supports_half False, 'TODO: verify')"),
     'RLFN': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
     'RLFN_Prune': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
     'RLFN_S': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),

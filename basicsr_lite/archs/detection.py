@@ -15,6 +15,7 @@ import json
 from basicsr_lite.archs.detectors import DETECTORS as BASE_DETECTORS
 from basicsr_lite.archs.detectors import State
 from basicsr_lite.archs.detectors_atd import ATD_DETECTORS
+from basicsr_lite.archs.detectors_dat import DAT_DETECTORS
 from basicsr_lite.archs.detectors_distill import DISTILL_DETECTORS
 from basicsr_lite.archs.detectors_hat import HAT_DETECTORS
 from basicsr_lite.archs.detectors_modulation import MODULATION_DETECTORS
@@ -23,7 +24,8 @@ from basicsr_lite.errors import UserError
 from basicsr_lite.registry import ARCH_REGISTRY
 from basicsr_lite.runtime.weights import extract_state_dict, load_weights, read_metadata
 
-DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS, **SRFORMER_DETECTORS, **HAT_DETECTORS, **ATD_DETECTORS}
+DETECTORS = {**BASE_DETECTORS, **DISTILL_DETECTORS, **MODULATION_DETECTORS,
+             **SRFORMER_DETECTORS, **HAT_DETECTORS, **ATD_DETECTORS, **DAT_DETECTORS}
 
 # Registered names that are another one's network (the same class, or the same layout): their
 # weights are detected as the name on the right, deterministically.
@@ -73,6 +75,13 @@ UNDETECTABLE: dict[str, tuple[str, ...]] = {
     'DRCT': ('depths (only their number: every group has five blocks; 6 each is returned)',
              'qk_scale', 'img_range', 'drop rates',
              'compress_ratio, squeeze_factor, conv_scale, overlap_ratio (build nothing)'),
+    'DAT': ('img_size when no block shifts its windows (no attn_mask buffers)',
+            'num_heads of a one-block group: twice its window branch heads (odd counts read as '
+            'even)', 'img_range', 'qk_scale', 'drop rates'),
+    'RGT': ('img_size (unused: the masks are 64 x 64 whatever it says)',
+            'num_heads: twice the window branch heads, plus one where that does not divide '
+            'embed_dim', 'c_ratio when no group has a second block', 'img_range', 'qk_scale',
+            'drop rates'),
 }
 
 

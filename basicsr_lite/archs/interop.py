@@ -58,6 +58,8 @@ SPANDREL_ARCHS: dict[str, SpandrelArch] = {
     'SAFMN': SpandrelArch('SAFMN'),
     'SPAN': SpandrelArch('SPAN', assumes={'img_range': 255.0,
                                           'rgb_mean': (0.4488, 0.4371, 0.4040)}),
+    'DAT': SpandrelArch('DAT'),
+    'RGT': SpandrelArch('RGT'),
 }
 
 
