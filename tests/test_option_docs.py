@@ -225,3 +225,127 @@ def test_float_arguments_with_an_integer_default_take_floats():
     opt['train']['optim_g'] = {'type': 'Adam', 'lr': 2e-4, 'weight_decay': 1e-4}
     assert not schema_errors(copy.deepcopy(opt))
     validate_options(opt, True, check_paths=False)
+
+
+# ---- as an editor sees it: yaml-language-server on option files with the modeline ------------------
+
+class LanguageServer:
+    """A minimal LSP client of yaml-language-server (stdio): open a file, read its diagnostics,
+    ask for completions."""
+
+    def __init__(self, command: str, root: Path) -> None:
+        import queue
+        import subprocess
+        import threading
+        self.proc = subprocess.Popen([command, '--stdio'], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.inbox: queue.Queue = queue.Queue()
+        self.next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        self.request('initialize', {'processId': None, 'rootUri': root.as_uri(),
+                                    'capabilities': {'workspace': {'configuration': True}}})
+        self.notify('initialized', {})
+
+    def _read(self) -> None:
+        while True:
+            header = b''
+            while not header.endswith(b'\r\n\r\n'):
+                byte = self.proc.stdout.read(1)
+                if not byte:
+                    return
+                header += byte
+            length = int(re.search(rb'Content-Length: *(\d+)', header, re.I).group(1))
+            self.inbox.put(json.loads(self.proc.stdout.read(length)))
+
+    def _send(self, message: dict) -> None:
+        body = json.dumps({'jsonrpc': '2.0', **message}).encode()
+        self.proc.stdin.write(b'Content-Length: %d\r\n\r\n' % len(body) + body)
+        self.proc.stdin.flush()
+
+    def notify(self, method: str, params: dict) -> None:
+        self._send({'method': method, 'params': params})
+
+    def request(self, method: str, params: dict):
+        self.next_id += 1
+        self._send({'id': self.next_id, 'method': method, 'params': params})
+        return self.wait(lambda m: m.get('id') == self.next_id and 'method' not in m)['result']
+
+    def wait(self, wanted, timeout: float = 60.0) -> dict:
+        import queue
+        import time
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                message = self.inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if 'method' in message and 'id' in message:  # a request of the server: settings
+                items = message['params'].get('items', []) \
+                    if message['method'] == 'workspace/configuration' else None
+                self._send({'id': message['id'], 'result': None if items is None else
+                            [{'validate': True, 'completion': True, 'hover': True}
+                             for _ in items]})
+            elif wanted(message):
+                return message
+        raise TimeoutError('yaml-language-server did not answer')
+
+    def diagnostics(self, path: Path, text: str) -> list[tuple[int, str]]:
+        """(line, message) of the problems the server reports once it has read the schema."""
+        self.notify('textDocument/didOpen', {'textDocument': {
+            'uri': path.as_uri(), 'languageId': 'yaml', 'version': 1, 'text': text}})
+        found: list | None = None
+        try:
+            while True:  # (published more than once: syntax first, then the schema's)
+                found = self.wait(lambda m: m.get('method') == 'textDocument/publishDiagnostics'
+                                  and m['params']['uri'] == path.as_uri(),
+                                  timeout=60 if found is None else 3)['params']['diagnostics']
+        except TimeoutError:
+            if found is None:
+                raise
+        return [(d['range']['start']['line'] + 1, d['message']) for d in found]
+
+    def completions(self, path: Path, line: int, column: int) -> list[str]:
+        result = self.request('textDocument/completion', {
+            'textDocument': {'uri': path.as_uri()},
+            'position': {'line': line - 1, 'character': column}})
+        items = result.get('items', []) if isinstance(result, dict) else result or []
+        return [item['label'] for item in items]
+
+    def close(self) -> None:
+        self.proc.kill()
+
+
+@pytest.mark.slow
+def test_yaml_language_server_checks_and_completes_with_the_modeline(tmp_path):
+    """What the page promises editors: with the modeline, yaml-language-server marks typos and
+    wrong types, and completes the arguments of the chosen architecture."""
+    import os
+    import shutil
+    server = os.environ.get('YAML_LANGUAGE_SERVER') or shutil.which('yaml-language-server')
+    if server is None:
+        pytest.skip('yaml-language-server is not installed (npm install -g '
+                    'yaml-language-server, or set YAML_LANGUAGE_SERVER to its path)')
+    folder = tmp_path / 'options' / 'train' / 'X'
+    folder.mkdir(parents=True)
+    (tmp_path / 'schemas').mkdir()
+    shutil.copy(SCHEMA, tmp_path / 'schemas' / SCHEMA.name)
+    modeline = re.search(r'^# yaml-language-server: \$schema=\S+$', PAGE.read_text(), re.M)[0]
+    good = modeline + '\n' + TRAIN_FILE.read_text()
+    bad = (good.replace('batch_size_per_gpu:', 'batch_size_per_gpuu:', 1)
+           .replace('  num_feat:', '  num_feats:', 1).replace('total_iter:', 'total_iter: x #', 1))
+    lines = good.split('\n')
+    net = lines.index('network_g:')
+    partial = [line for line in lines if not line.startswith(('  num_feat:', '  num_block:'))]
+    partial.insert(net + 2, '  ')
+    lsp = LanguageServer(server, tmp_path)
+    try:
+        assert lsp.diagnostics(folder / 'good.yml', good) == []
+        problems = ' | '.join(message for _, message in lsp.diagnostics(folder / 'bad.yml', bad))
+        for expected in ('batch_size_per_gpuu is not allowed', 'num_feats is not allowed',
+                         'Incorrect type'):
+            assert expected in problems, problems
+        lsp.diagnostics(folder / 'partial.yml', '\n'.join(partial))
+        assert set(lsp.completions(folder / 'partial.yml', net + 3, 2)) >= {'num_feat',
+                                                                              'num_block'}
+    finally:
+        lsp.close()

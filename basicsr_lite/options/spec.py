@@ -126,8 +126,8 @@ def val_spec() -> Section:
         'save_img': Value((bool,), default=False,
                           doc='Save the output images under visualization/<dataset>/.'),
         'suffix': Value(OPT_STR, default=None,
-                        doc="test.py: the suffix of saved image names; null: the option file's "
-                            "name (training uses the iteration)."),
+                        doc="test.py: the suffix of saved image names; null: the run's name "
+                            "(training uses the iteration)."),
         'pbar': Value((bool,), default=False, doc='A progress bar over the validation images.'),
         'tensor_metrics': Value((bool,), default=True,
                                 doc="PSNR and SSIM computed in torch on the model's device "
@@ -259,8 +259,9 @@ def option_spec(model_cls: type, is_train: bool) -> Section:
                             doc='The model: what a training step does with the networks and '
                                 'losses (a registered model).'),
         'scale': Value((int,), default=1, check=positive,
-                       doc='GT size / LQ size (1: restoration at the same size); the datasets, '
-                           'tiling and metrics use it.'),
+                       doc='GT size / LQ size (1: restoration at the same size): the datasets, '
+                           'the validation padding and tiling, the bicubic baseline and the saved '
+                           'files use it.'),
         'num_gpu': Value((int, str), default='auto', check=num_gpu_check,
                          doc="GPUs of this process: 0 (the CPU), 1, or 'auto' (1 when CUDA is "
                              "available); more need a distributed launch."),
