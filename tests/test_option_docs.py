@@ -349,3 +349,16 @@ def test_yaml_language_server_checks_and_completes_with_the_modeline(tmp_path):
                                                                               'num_block'}
     finally:
         lsp.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('tool, name', [('options_reference', 'options.md'),
+                                        ('option_schema', 'options.schema.json')])
+def test_generator_command_lines_write_and_check(tool, name, tmp_path, capsys):
+    """``python tools/<tool>.py --out F`` writes F; ``--check`` says whether F is current."""
+    module, out = load_tool(tool), tmp_path / name
+    assert module.main(['--out', str(out)]) == 0
+    assert module.main(['--out', str(out), '--check']) == 0
+    out.write_text(out.read_text().replace('a', 'b', 1))
+    assert module.main(['--out', str(out), '--check']) == 1
+    assert 'is stale; regenerate it with python tools/' in capsys.readouterr().out
