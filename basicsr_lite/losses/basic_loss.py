@@ -36,12 +36,18 @@ class _PixelLoss(nn.Module):
 
 @LOSS_REGISTRY.register()
 class L1Loss(_PixelLoss):
+    """``|pred - target|`` per element, reduced by ``reduction`` (the mean by default), times
+    ``loss_weight`` (BasicSR's L1Loss)."""
+
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target).abs()
 
 
 @LOSS_REGISTRY.register()
 class MSELoss(_PixelLoss):
+    """``(pred - target)^2`` per element, reduced by ``reduction`` (the mean by default), times
+    ``loss_weight`` (BasicSR's MSELoss)."""
+
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target)**2
 

@@ -29,6 +29,31 @@ def _value_types(default) -> tuple[type, ...]:
     return (int, float) if isinstance(default, (int, float)) else (type(default),)
 
 
+# the top-level keys of the synthesis (data/degrade/realesrgan_pipeline.py), what each does
+PIPELINE_DOCS = {
+    'resize_prob': 'First stage: the probabilities of resizing up, down or not at all.',
+    'resize_range': 'First stage: the range of the resize factor (up: from 1 to max, down: '
+                    'from min to 1).',
+    'gaussian_noise_prob': 'First stage: the probability of Gaussian noise (else Poisson '
+                           'noise), per batch.',
+    'noise_range': 'First stage: the range of the Gaussian noise sigma (0..255 scale).',
+    'poisson_scale_range': 'First stage: the range of the Poisson noise scale.',
+    'gray_noise_prob': 'First stage: the probability that an image gets the same noise in '
+                       'every channel.',
+    'jpeg_range': 'First stage: the range of the JPEG quality.',
+    'second_blur_prob': 'Second stage: the probability of blurring with the second kernel.',
+    'resize_prob2': 'Second stage: the probabilities of resizing up, down or not at all.',
+    'resize_range2': 'Second stage: the range of the resize factor, relative to the LQ size.',
+    'gaussian_noise_prob2': 'Second stage: the probability of Gaussian noise (else Poisson '
+                            'noise), per batch.',
+    'noise_range2': 'Second stage: the range of the Gaussian noise sigma (0..255 scale).',
+    'poisson_scale_range2': 'Second stage: the range of the Poisson noise scale.',
+    'gray_noise_prob2': 'Second stage: the probability that an image gets the same noise in '
+                        'every channel.',
+    'jpeg_range2': 'The final JPEG compression: the range of its quality.',
+}
+
+
 class SyntheticPairs:
     """What both models share: the option keys, the synthesis in ``feed_data``, its state."""
 
@@ -38,12 +63,20 @@ class SyntheticPairs:
 
     @classmethod
     def option_keys(cls, kit) -> dict:
-        keys = {key: kit.Value(_value_types(default), default=default, check=check)
+        keys = {key: kit.Value(_value_types(default), default=default, check=check,
+                               doc=PIPELINE_DOCS[key])
                 for key, (default, check) in PIPELINE_OPTIONS.items()}
         keys.update(
-            gt_size=kit.Value((int,), default=256, check=kit.positive),
-            queue_size=kit.Value((int,), default=180, check=kit.non_negative),
-            high_order_degradation=kit.Value((bool,), default=True))
+            gt_size=kit.Value((int,), default=256, check=kit.positive,
+                              doc='The GT patch the model crops after degrading (the LQ patch '
+                                  'is gt_size / scale).'),
+            queue_size=kit.Value((int,), default=180, check=kit.non_negative,
+                                 doc='Training pairs in the pool that mixes degradations '
+                                     'across batches (0: no pool).'),
+            high_order_degradation=kit.Value((bool,), default=True,
+                                             doc='Synthesise the LQ images from GT images and '
+                                                 'kernels; false: train on the pairs of a '
+                                                 'paired dataset.'))
         return keys
 
     def init_synthesis(self) -> None:
@@ -147,7 +180,10 @@ class RealESRNetModel(SyntheticPairs, SRModel):
 
     @classmethod
     def option_keys(cls, kit) -> dict:
-        return {**super().option_keys(kit), 'gt_usm': kit.Value((bool,), default=True)}
+        return {**super().option_keys(kit),
+                'gt_usm': kit.Value((bool,), default=True,
+                                    doc='Sharpen the GT (unsharp mask) before degrading it, '
+                                        'and train towards the sharpened GT.')}
 
     def __init__(self, opt: dict, device: torch.device) -> None:
         super().__init__(opt, device)
@@ -157,6 +193,14 @@ class RealESRNetModel(SyntheticPairs, SRModel):
         if self.opt['gt_usm']:
             gt = self.usm_sharpener(gt)
         return gt, gt
+
+
+USM_FLAG_DOCS = {
+    'l1_gt_usm': "pixel_opt compares with the sharpened GT (true) or the GT; null: true.",
+    'percep_gt_usm': "perceptual_opt compares with the sharpened GT (true) or the GT; null: "
+                     "true.",
+    'gan_gt_usm': "D's real images are the sharpened GT (true) or the GT; null: false.",
+}
 
 
 @MODEL_REGISTRY.register()
@@ -175,7 +219,7 @@ class RealESRGANModel(SyntheticPairs, SRGANModel):
     @classmethod
     def option_keys(cls, kit) -> dict:
         return {**super().option_keys(kit),
-                **{flag: kit.Value((bool, type(None)), default=None)
+                **{flag: kit.Value((bool, type(None)), default=None, doc=USM_FLAG_DOCS[flag])
                    for flag, _ in cls.USM_FLAGS.values()}}
 
     @classmethod

@@ -30,8 +30,14 @@ class SRModel(BaseModel):
 
     @classmethod
     def train_keys(cls, kit) -> dict:
-        return {'optim_g': kit.optimizer(), 'pixel_opt': kit.loss(), 'fft_opt': kit.loss(),
-                'losses': kit.losses()}
+        return {
+            'optim_g': kit.optimizer(doc="The generator's optimizer: its type and arguments "
+                                         "(lr, betas, ...)."),
+            'pixel_opt': kit.loss(doc="BasicSR's pixel loss between output and GT (logged "
+                                      "l_pix, l_g_pix in GAN models); null: none."),
+            'fft_opt': kit.loss(doc="A frequency loss between output and GT, as the SAFMN "
+                                    "recipes' FFTLoss (logged l_fft); null: none."),
+            'losses': kit.losses()}
 
     # ---- the list of losses ----------------------------------------------------------------------
     @classmethod

@@ -45,19 +45,40 @@ class SRGANModel(SRModel):
     def train_keys(cls, kit) -> dict:
         return {
             **super().train_keys(kit),
-            'optim_d': kit.optimizer(),
-            'ldl_opt': kit.loss(),
-            'perceptual_opt': kit.loss(),
-            'gan_opt': kit.loss(),  # required unless train.losses has a GANLoss
-            'net_d_iters': kit.Value((int,), default=1, check=kit.positive),
-            'net_d_init_iters': kit.Value((int,), default=0, check=kit.non_negative),
-            'net_g_pretrain_iters': kit.Value((int,), default=0, check=kit.non_negative),
-            'gan_warmup_iter': kit.Value((int,), default=0, check=kit.non_negative),
-            'gan_warmup': kit.Value((str,), default='linear', choices=('linear', 'cosine')),
-            'r1_reg_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
-            'd_reg_every': kit.Value((int,), default=16, check=kit.positive),
-            'gp_weight': kit.Value((int, float), default=0.0, check=kit.non_negative),
-            'd_skip_threshold': kit.Value((int, float, type(None)), default=None),
+            'optim_d': kit.optimizer(doc="The discriminator's optimizer: its type and "
+                                         "arguments."),
+            'ldl_opt': kit.loss(doc='LDL: a pixel loss (L1Loss, MSELoss, CharbonnierLoss) '
+                                    'between artefact-map-weighted output and GT (logged '
+                                    'l_g_ldl; needs ema_decay > 0); null: none.'),
+            'perceptual_opt': kit.loss(doc='The perceptual (VGG feature) and style loss of G '
+                                           '(logged l_g_percep, l_g_style); null: none.'),
+            'gan_opt': kit.loss(doc='The adversarial loss (a GANLoss), which also trains D; '
+                                    'required unless train.losses has a GANLoss entry.'),
+            'net_d_iters': kit.Value((int,), default=1, check=kit.positive,
+                                     doc='G is trained on every this-many-th iteration (D on '
+                                         'every one).'),
+            'net_d_init_iters': kit.Value((int,), default=0, check=kit.non_negative,
+                                          doc='The first this many iterations train D only.'),
+            'net_g_pretrain_iters': kit.Value((int,), default=0, check=kit.non_negative,
+                                              doc='The first this many iterations train G '
+                                                  'alone with its non-GAN losses.'),
+            'gan_warmup_iter': kit.Value((int,), default=0, check=kit.non_negative,
+                                         doc='The adversarial weight rises from 0 over this '
+                                             'many G iterations (0: at once).'),
+            'gan_warmup': kit.Value((str,), default='linear', choices=('linear', 'cosine'),
+                                    doc='The shape of that rise.'),
+            'r1_reg_weight': kit.Value((int, float), default=0.0, check=kit.non_negative,
+                                       doc="Weight of the R1 penalty on D's gradients at real "
+                                           "images (logged l_d_r1; 0: off)."),
+            'd_reg_every': kit.Value((int,), default=16, check=kit.positive,
+                                     doc='Apply the R1 penalty every this many iterations, '
+                                         'scaled by it (lazy regularisation).'),
+            'gp_weight': kit.Value((int, float), default=0.0, check=kit.non_negative,
+                                   doc="Weight of WGAN-GP's gradient penalty on real / fake "
+                                       "mixes (logged l_d_gp; 0: off)."),
+            'd_skip_threshold': kit.Value((int, float, type(None)), default=None,
+                                          doc="D is not stepped while its loss is below this "
+                                              "value; null: always stepped."),
         }
 
     @classmethod

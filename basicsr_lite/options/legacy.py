@@ -10,6 +10,15 @@ from typing import Any
 from basicsr_lite.registry import METRIC_REGISTRY
 
 LEGACY_KEYS = ('suffix', 'save_img', 'crop_border')
+# what each one meant (the option reference and the JSON Schema list them as deprecated)
+LEGACY_DOCS = {
+    'suffix': 'Deprecated: write val.suffix (a top-level suffix is moved there, with a warning).',
+    'save_img': 'Deprecated: write val.save_img (a top-level save_img is moved there, with a '
+                'warning).',
+    'crop_border': "Deprecated: each metric's own crop_border (val.metrics.<name>.crop_border); "
+                   "a top-level one is given to the metrics that lack one (null: scale), with "
+                   "a warning.",
+}
 
 
 def move_legacy_keys(raw: dict, is_train: bool) -> tuple[dict, list[str]]:

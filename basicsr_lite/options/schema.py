@@ -6,6 +6,10 @@ Three kinds of node:
 - :class:`Typed`: a dict with ``type: <name>``; the other keys are the keyword arguments of the
   named class/function, checked against its signature (unknown, missing, wrongly typed).
 - :class:`MapOf`: a dict of user-named entries (e.g. ``val.metrics.psnr``) sharing one spec.
+- :class:`ListOf`: a list whose entries share one spec (e.g. ``train.losses``).
+
+Every node has a ``doc``: one sentence saying what the key does, which the generated option
+reference (``tools/options_reference.py``) and the JSON Schema (``tools/option_schema.py``) show.
 
 Validation never mutates its input: it returns a new dict with defaults filled in, and collects
 every problem as ``'<key.path>: <what is wrong>'``.
@@ -15,7 +19,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from basicsr_lite.basicsr_names import foreign_key_message
 from basicsr_lite.errors import did_you_mean
@@ -49,6 +53,7 @@ def coerce(value: Any, types: tuple[type, ...]) -> tuple[bool, Any]:
 class Spec:
     required: bool = False
     default: Any = MISSING
+    doc: str = ''  # what the key means, one sentence (the option reference, editors' hovers)
 
     def validate(self, value: Any, path: str, errors: list[str], ctx: dict) -> Any:
         raise NotImplementedError
@@ -61,6 +66,7 @@ class Value(Spec):
     required: bool = False
     choices: tuple | None = None
     check: Check | None = None
+    doc: str = ''
 
     def validate(self, value, path, errors, ctx):
         ok, value = coerce(value, self.types)
@@ -119,6 +125,7 @@ class Section(Spec):
     required: bool = False
     default: Any = MISSING
     nullable: bool = False
+    doc: str = ''
 
     def validate(self, value, path, errors, ctx):
         if value is None and self.nullable:
@@ -136,6 +143,7 @@ class MapOf(Spec):
     key_hint: str = ''
     required: bool = False
     default: Any = MISSING
+    doc: str = ''
 
     def validate(self, value, path, errors, ctx):
         if value is None:
@@ -159,6 +167,7 @@ class ListOf(Spec):
     required: bool = False
     default: Any = MISSING
     nullable: bool = False
+    doc: str = ''
 
     def validate(self, value, path, errors, ctx):
         if value is None:
@@ -170,21 +179,30 @@ class ListOf(Spec):
                 for i, entry in enumerate(value)]
 
 
-def _value_matches_default(value: Any, default: Any) -> tuple[bool, Any, str]:
-    """Type check of a keyword argument, inferred from its default value."""
-    if default is None or default is inspect.Parameter.empty or value is None:
-        return True, value, ''
+def argument_types(param: inspect.Parameter) -> tuple[type, ...] | None:
+    """The types a keyword argument accepts in an option file, inferred from its default value
+    (None: any value). An int default whose annotation names float (torch's ``weight_decay=0``,
+    ``momentum=0``) takes floats too."""
+    default = param.default
+    if default is None or default is inspect.Parameter.empty:
+        return None
     if isinstance(default, bool):
-        types = (bool,)
-    elif isinstance(default, int):
-        types = (int,)
-    elif isinstance(default, float):
-        types = (float,)
-    elif isinstance(default, str):
-        types = (str,)
-    elif isinstance(default, (list, tuple)):
-        types = (list, tuple)
-    else:
+        return (bool,)
+    if isinstance(default, int):
+        return (int, float) if 'float' in str(param.annotation) else (int,)
+    if isinstance(default, float):
+        return (float,)
+    if isinstance(default, str):
+        return (str,)
+    if isinstance(default, (list, tuple)):
+        return (list, tuple)
+    return None
+
+
+def _value_matches_default(value: Any, param: inspect.Parameter) -> tuple[bool, Any, str]:
+    """Type check of a keyword argument (:func:`argument_types`); null is always accepted."""
+    types = argument_types(param)
+    if types is None or value is None:
         return True, value, ''
     ok, value = coerce(value, types)
     return ok, value, _type_name(types)
@@ -197,7 +215,11 @@ class Typed(Spec):
 
     ``fields``: extra keys handled by the framework (e.g. a loader's batch size);
     ``hidden``: parameters the framework passes itself (never from the user);
-    ``checks``: functions ``(kwargs, path, errors, ctx)`` for cross-key rules.
+    ``checks``: functions ``(kwargs, path, errors, ctx)`` for cross-key rules;
+    ``names``: the registered names (for the generated reference and JSON Schema);
+    ``extensible``: names registered by the user's own code are valid too (hooks);
+    ``open_types``: names the framework replaces before this check (``network_g: {type:
+    auto}``), with what they do; their entries take any keys.
     """
     resolve: Callable[[str], Callable]
     kind: str = 'type'
@@ -207,6 +229,16 @@ class Typed(Spec):
     default: Any = MISSING
     nullable: bool = False
     checks: tuple[Callable, ...] = ()
+    names: Callable[[], Iterable[str]] | None = None
+    extensible: bool = False
+    open_types: dict[str, str] = field(default_factory=dict)
+    doc: str = ''
+
+    def parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """The keyword arguments an option entry of type ``name`` may give (the constructor's,
+        less the hidden ones and ``*args`` / ``**kwargs``)."""
+        return {n: p for n, p in inspect.signature(self.resolve(name)).parameters.items()
+                if n not in self.hidden and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
     def validate(self, value, path, errors, ctx):
         if value is None and self.nullable:
@@ -217,12 +249,11 @@ class Typed(Spec):
             errors.append(f'{path}.type: required key is missing (the {self.kind} to use).')
             return value
         try:
-            target = self.resolve(value['type'])
+            self.resolve(value['type'])
         except KeyError as err:
             errors.append(f'{path}.type: {err.args[0] if err.args else err}')
             return value
-        params = {n: p for n, p in inspect.signature(target).parameters.items()
-                  if n not in self.hidden and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        params = self.parameters(value['type'])
         user = {k: v for k, v in value.items() if k != 'type' and k not in self.fields}
         out = validate_fields(self.fields, {k: v for k, v in value.items() if k in self.fields},
                               path, errors, ctx)
@@ -233,7 +264,7 @@ class Typed(Spec):
                 errors.append(f'{path}.{key}: unknown argument of {self.kind} {value["type"]}'
                               f'{did_you_mean(str(key), valid)} (valid: {", ".join(valid)}).')
                 continue
-            ok, item, expected = _value_matches_default(item, params[key].default)
+            ok, item, expected = _value_matches_default(item, params[key])
             if not ok:
                 errors.append(f'{path}.{key}: expected {expected} (like the default '
                               f'{params[key].default!r}), got {type(item).__name__} {item!r}.')

@@ -1,350 +1,317 @@
-"""The schema of basicsr_lite option files (BasicSR's keys and meanings)."""
+"""The schema of basicsr_lite option files (BasicSR's keys and meanings), each key with its
+doc string (the generated reference docs/reference/options.md and schemas/options.schema.json
+show them)."""
 from __future__ import annotations
 
-import importlib.util
-import os
-from dataclasses import dataclass
-from typing import Any
-
-from basicsr_lite.data import dataset_phase
-from basicsr_lite.data.contract import constructor_keys, option_problems, traits_of
-from basicsr_lite.data.loading.selection import split_problems
-from basicsr_lite.errors import did_you_mean
 from basicsr_lite.options.schema import ListOf, MapOf, Section, Spec, Typed, Value
-from basicsr_lite.registry import (ARCH_REGISTRY, DATASET_REGISTRY, HOOK_REGISTRY, LOSS_REGISTRY,
-                                   METRIC_REGISTRY)
-from basicsr_lite.runtime import lr_scheduler, optim, speed, speed_probe
+from basicsr_lite.options.spec_parts import (NUM, OPT_STR, DATASETS_DOC, ExistingPath, FilePath,
+                                             SpecKit, from_table, clip_check, dataset_spec,
+                                             fraction_or_count, num_gpu_check,
+                                             safetensors_installed, watched_metric, plan_spec)
+from basicsr_lite.registry import ARCH_REGISTRY, HOOK_REGISTRY, METRIC_REGISTRY
+from basicsr_lite.runtime import lr_scheduler, speed, speed_probe
 from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
-NUM = (int, float)
-OPT_STR = (str, type(None))
-
-
-def num_gpu_check(value: Any) -> str | None:
-    if value == 'auto' or (isinstance(value, int) and value >= 0):
-        return None
-    return f"must be 'auto' or an integer >= 0; got {value!r}."
-
-
-@dataclass
-class ExistingPath(Value):
-    """An optional path that must exist, a file when ``file_only`` (checked unless
-    ``ctx['check_paths']`` is False)."""
-    types: tuple[type, ...] = OPT_STR
-    default: Any = None
-    file_only: bool = False
-
-    def validate(self, value, path, errors, ctx):
-        value = super().validate(value, path, errors, ctx)
-        if isinstance(value, str) and ctx.get('check_paths', True):
-            if self.file_only and not os.path.isfile(value):
-                errors.append(f'{path}: file {value} does not exist.')
-            elif not self.file_only and not os.path.exists(value):
-                errors.append(f'{path}: {value} does not exist.')
-        return value
-
-
-@dataclass
-class FilePath(ExistingPath):
-    """An optional path to an existing file."""
-    file_only: bool = True
-
-
-def safetensors_installed(value: str) -> str | None:
-    """``logger.save_format: safetensors`` needs the safetensors package (an optional extra)."""
-    if value == 'safetensors' and importlib.util.find_spec('safetensors') is None:
-        return "'safetensors' needs the safetensors package: pip install safetensors."
-    return None
-
-
-def fraction_or_count(value: Any) -> str | None:
-    """``limit_train_batches``: a number of batches >= 1, or a fraction of an epoch in (0, 1]."""
-    if isinstance(value, int):
-        return positive(value)
-    if not 0 < value <= 1:
-        return f'expected a number of batches >= 1 or a fraction in (0, 1]; got {value!r}.'
-    return None
-
-
-def watched_metric(required_fields: dict[str, Spec]) -> Section:
-    """A section naming a validation metric to act on (early stopping, best checkpoints)."""
-    return Section(nullable=True, default=None, fields={
-        'metric': Value((str,), required=True),  # a key of val.metrics
-        'dataset': Value(OPT_STR, default=None),  # a validation set's name; default: the first
-        'better': Value(OPT_STR, default=None, choices=(None, 'higher', 'lower')),
-        **required_fields,
-    })
-
-
-def clip_check(model_cls: type):
-    """``train.clip_grad_norm``: a max norm > 0 for every network, or ``{net_g: 0.5, ...}``."""
-    labels = model_cls.network_labels()
-
-    def check(value: Any) -> str | None:
-        if not isinstance(value, dict):
-            return positive(value)
-        for label, limit in value.items():
-            if label not in labels:
-                return (f"'{label}' is not a network of {model_cls.__name__} (its networks: "
-                        f"{', '.join(labels)}){did_you_mean(str(label), labels)}")
-            if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0:
-                return f'{label}: expected a max norm > 0; got {limit!r}.'
-        return None
-    return check
-
-
-# ---- resolvers: type name -> the callable whose signature defines the allowed keys ------------
-
-def _from_table(table: dict, kind: str):
-    def resolve(name: str):
-        if name not in table:
-            raise KeyError(f"No {kind} named '{name}'{did_you_mean(name, table)} "
-                           f'Available: {", ".join(sorted(table))}.')
-        return table[name]
-    return resolve
-
-
-# ---- datasets ------------------------------------------------------------------------------------
-
-def _check_dataset(kwargs: dict, path: str, errors: list[str], ctx: dict) -> None:
-    phase = dataset_phase(path.rsplit('.', 1)[-1])
-    # meta_info: BasicSR's RealESRGANDataset; metadata_file: values for conditioned networks
-    meta_keys = ('meta_info_file', 'meta_info', 'metadata_file')
-    if not ctx.get('check_paths', True):
-        kwargs = {k: v for k, v in kwargs.items() if k not in meta_keys
-                  and not k.startswith('dataroot')}
-    for key, value in kwargs.items():
-        if key.startswith('dataroot') and isinstance(value, str) and not os.path.exists(value):
-            errors.append(f'{path}.{key}: folder {value} does not exist.')
-    for key in meta_keys:
-        meta = kwargs.get(key)
-        if isinstance(meta, str) and not os.path.isfile(meta):
-            errors.append(f'{path}.{key}: file {meta} does not exist.')
-    cls = DATASET_REGISTRY.get(kwargs['type'])
-    params = constructor_keys(cls)
-    gt_size, scale = kwargs.get('gt_size'), ctx['scale']
-    if phase == 'train':
-        if 'batch_size_per_gpu' not in kwargs:
-            errors.append(f'{path}.batch_size_per_gpu: required for the train dataset.')
-        if 'gt_size' in params and gt_size is None and not traits_of(cls).model_crops:
-            errors.append(f'{path}.gt_size: required for the train dataset (the GT patch size).')
-    if isinstance(gt_size, int) and isinstance(scale, int) and scale > 0 and gt_size % scale:
-        errors.append(f'{path}.gt_size: {gt_size} is not divisible by scale {scale}.')
-    if isinstance(kwargs.get('split'), dict):
-        errors.extend(f'{path}.{key}: {message}'
-                      for key, message in split_problems(kwargs['split']))
-    # the dataset's own checks of its values
-    problems = option_problems(cls, kwargs, check_files=ctx.get('check_paths', True))
-    errors.extend(f'{path}.{key}: {message}' for key, message in problems)
-
-
-def dataset_spec(key: str) -> Spec:
-    return Typed(
-        resolve=DATASET_REGISTRY.get, kind='dataset', hidden=('scale', 'phase'),
-        checks=(_check_dataset,),
-        fields={
-            'name': Value((str,), default=key),
-            'use_shuffle': Value((bool,), default=True),
-            'num_worker_per_gpu': Value((int,), default=0, check=non_negative),
-            'batch_size_per_gpu': Value((int,), check=positive),
-            'dataset_enlarge_ratio': Value((int,), default=1, check=positive),
-            'prefetch_mode': Value(OPT_STR, default=None, choices=(None, 'cpu', 'cuda')),
-            'pin_memory': Value((bool, type(None)), default=None),
-            'persistent_workers': Value((bool,), default=True),
-            'prefetch_factor': Value((int,), default=2, check=positive),
-            'skip_corrupt': Value((bool,), default=False),
-            'max_images': Value((int, type(None)), default=None, check=positive),
-            # one folder divided by image name: this entry's part (data/loading/selection.py)
-            'split': Section(nullable=True, default=None, fields={
-                'part': Value((str,), required=True, choices=('train', 'val')),
-                'val_fraction': Value((float, type(None)), default=None),
-                'val_pattern': Value(OPT_STR, default=None),
-            }),
-        })
-
-
-class SpecKit:
-    """What a model declares its own ``train.*`` keys with (``BaseModel.train_keys``), so that
-    models need not know the schema's classes."""
-    Value = Value
-    positive = staticmethod(positive)
-    non_negative = staticmethod(non_negative)
-
-    @staticmethod
-    def optimizer(required: bool = True) -> Typed:
-        return Typed(resolve=_from_table(optim.OPTIMIZERS, 'optimizer'), kind='optimizer',
-                     hidden=('params',), required=required)
-
-    @staticmethod
-    def loss(required: bool = False) -> Typed:
-        """A loss (``{type: L1Loss, loss_weight: ...}``); optional ones may be null."""
-        return Typed(resolve=LOSS_REGISTRY.get, kind='loss', required=required,
-                     nullable=not required, default=None)
-
-    @staticmethod
-    def losses() -> ListOf:
-        """``train.losses``: a list of losses, each checked against its constructor, with the
-        framework's ``name`` (logged name) and ``target`` (``models/loss_terms.py``); null: not
-        given (BasicSR's slots are used)."""
-        return ListOf(item=Typed(resolve=LOSS_REGISTRY.get, kind='loss', fields={
-            'name': Value(OPT_STR, default=None),
-            'target': Value(OPT_STR, default=None, choices=(None, 'gt', 'gt_usm', 'lq_up')),
-        }), default=None, nullable=True)
-
-
-def memory_size_check(value: Any) -> str | None:
-    from basicsr_lite.plan.planner import parse_bytes
-    if value is None:
-        return None
-    try:
-        parse_bytes(value)
-    except Exception as err:  # the message names the expected form
-        return str(err).split(': ', 1)[-1]
-    return None
-
-
-def plan_spec() -> Section:
-    """``train.plan``: the memory planner's settings (``train.py --plan``; the command line's
-    ``--memory`` / ``--effective-batch`` take precedence)."""
-    return Section(nullable=True, default=None, fields={
-        'memory': Value((str, int, type(None)), default=None, check=memory_size_check),
-        'effective_batch': Value((int, type(None)), default=None,
-                                 check=lambda v: None if v is None else positive(v)),
-        'margin': Value(NUM, default=0.1, check=in_unit_interval),
-        'max_batch': Value((int,), default=64, check=positive),
-    })
+__all__ = ['SpecKit', 'option_spec', 'train_spec']
 
 
 # ---- the whole file ------------------------------------------------------------------------------
 
 def train_spec(model_cls: type) -> Section:
     fields: dict[str, Spec] = {
-        'total_iter': Value((int,), required=True, check=positive),
-        'warmup_iter': Value((int,), default=-1),
-        'nan_policy': Value((str,), default='stop', choices=('stop', 'skip')),
-        'ema_decay': Value(NUM, default=0.0, check=in_unit_interval),
-        'amp': Value(OPT_STR, default=None, choices=speed_probe.AMP_CHOICES),
-        'accumulate_grad_batches': Value((int,), default=1, check=positive),
+        'total_iter': Value((int,), required=True, check=positive,
+                            doc='Iterations (optimizer steps) of the whole run.'),
+        'warmup_iter': Value((int,), default=-1,
+                             doc="BasicSR's linear warm-up: the learning rate rises from 0 over "
+                                 "this many iterations (-1: none)."),
+        'nan_policy': Value((str,), default='stop', choices=('stop', 'skip'),
+                            doc="A step whose loss or gradients are not finite: 'stop' the run "
+                                "with the weights from before it, or 'skip' the step and go "
+                                "on."),
+        'ema_decay': Value(NUM, default=0.0, check=in_unit_interval,
+                           doc='Decay of the exponential moving average of net_g, validated and '
+                               "saved as 'params_ema' (0: no EMA; e.g. 0.999)."),
+        'amp': Value(OPT_STR, default=None, choices=speed_probe.AMP_CHOICES,
+                     doc="Mixed precision: 'bf16' or 'fp16' autocast (fp16 with a gradient "
+                         "scaler), 'auto' (bf16 where this machine runs it natively), null: "
+                         "fp32."),
+        'accumulate_grad_batches': Value((int,), default=1, check=positive,
+                                         doc='Batches whose gradients are summed into one '
+                                             'optimizer step (one iteration).'),
         'clip_grad_norm': Value((int, float, dict, type(None)), default=None,
-                                check=clip_check(model_cls)),
-        'scheduler': Typed(resolve=_from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
-                           kind='scheduler',
+                                check=clip_check(model_cls),
+                                doc='Clip the global gradient norm to this maximum, or per '
+                                    'network ({net_g: 0.5, ...}); null: no clipping.'),
+        'scheduler': Typed(resolve=from_table(lr_scheduler.SCHEDULERS, 'scheduler'),
+                           names=lambda: sorted(lr_scheduler.SCHEDULERS), kind='scheduler',
                            hidden=('optimizer', 'last_epoch', 'verbose', 'mode'),
-                           nullable=True, default=None),
-        # a resumed run whose train.scheduler was edited: keep the saved schedule (and warn), or
-        # adopt the edited one at the saved position (also: train.py --new-schedule)
-        'scheduler_change': Value((str,), default='keep', choices=('keep', 'adopt')),
+                           nullable=True, default=None,
+                           doc="The learning-rate schedule of every optimizer: its type and "
+                               "arguments; null: the optimizer's lr throughout."),
+        'scheduler_change': Value((str,), default='keep', choices=('keep', 'adopt'),
+                                  doc="A resumed run whose train.scheduler was edited: 'keep' the "
+                                      "saved schedule (with a warning) or 'adopt' the edited one "
+                                      "from the saved position (also: --new-schedule)."),
         # speed (runtime/speed.py); none of them changes what a checkpoint holds
-        'channels_last': Value((bool, str), default=False, check=speed_probe.bool_or_auto),
-        'speed_policy': Value((str,), default='warn', choices=speed_probe.SPEED_POLICIES),
-        'compile': Value((bool, dict), default=False, check=speed.compile_problems),
-        'optimizer_impl': Value((str,), default='auto', choices=speed.OPTIMIZER_IMPLS),
-        'cudnn_benchmark': Value((bool,), default=False),
-        'matmul_precision': Value((str,), default='highest', choices=speed.MATMUL_PRECISIONS),
-        'stop_check_freq': Value((int,), default=10, check=positive),
+        'channels_last': Value((bool, str), default=False, check=speed_probe.bool_or_auto,
+                               doc="Networks and batches in NHWC memory order (the same maths); "
+                                   "'auto': where a start-up probe finds it faster."),
+        'speed_policy': Value((str,), default='warn', choices=speed_probe.SPEED_POLICIES,
+                              doc="amp / channels_last measured slower at start-up: 'warn' "
+                                  "drops them and says so, 'strict' stops, 'off' and 'force' "
+                                  "keep them without measuring."),
+        'compile': Value((bool, dict), default=False, check=speed.compile_problems,
+                         doc='torch.compile each trained network: true, or a mapping of its '
+                             'backend, mode, dynamic and fullgraph arguments.'),
+        'optimizer_impl': Value((str,), default='auto', choices=speed.OPTIMIZER_IMPLS,
+                                doc="The optimizers' implementation: 'auto' (fused where torch "
+                                    "has the kernel), 'fused', 'foreach' or 'for_loop'."),
+        'cudnn_benchmark': Value((bool,), default=False,
+                                 doc='Let cuDNN time its algorithms for each input shape '
+                                     '(faster with fixed patch sizes).'),
+        'matmul_precision': Value((str,), default='highest', choices=speed.MATMUL_PRECISIONS,
+                                  doc="fp32 matrix products on GPUs that have the units: "
+                                      "'highest' (fp32), 'high' (TF32) or 'medium' (bf16)."),
+        'stop_check_freq': Value((int,), default=10, check=positive,
+                                 doc='How often (in iterations) the processes of a distributed '
+                                     'run agree on a stop request.'),
         'limit_train_batches': Value((int, float, type(None)), default=None,
-                                     check=fraction_or_count),
+                                     check=fraction_or_count,
+                                     doc='Batches per epoch: a count, or a fraction in (0, 1] of '
+                                         "the epoch's batches (rounded up); null: all."),
         'plan': plan_spec(),
     }
     fields.update(model_cls.train_keys(SpecKit))
-    return Section(fields=fields, required=True)
+    return Section(fields=fields, required=True,
+                   doc='How to train: iterations, optimizers, losses, schedule, speed; only in '
+                       'training files.')
+
+
+def path_spec(model_cls: type) -> Section:
+    """``path``: where runs read weights and states from, and where they write."""
+    path_fields: dict[str, Spec] = {
+        'experiments_root': Value(OPT_STR, default=None,
+                                  doc="The training run's folder; null: experiments/<name>."),
+        'results_root': Value(OPT_STR, default=None,
+                              doc="test.py's output folder; null: results/<name>."),
+        'resume_state': FilePath(doc='A training state (.state) to resume from: weights, '
+                                     'optimizers, schedulers and the loop position.'),
+        'branch_from': ExistingPath(doc="Start this new experiment from another one's training "
+                                        "state: a .state file, or an experiment folder (its "
+                                        "newest state)."),
+    }
+    for key in model_cls.network_keys:
+        net = key.split('_', 1)[1]
+        path_fields[f'pretrain_network_{net}'] = FilePath(
+            doc=f'Weights to load into {key} before training or testing (.pth or '
+                f'.safetensors).')
+        path_fields[f'strict_load_{net}'] = Value(
+            (bool,), default=True,
+            doc=f'Every tensor of pretrain_network_{net} must fit {key} exactly; false loads '
+                f'the tensors that fit and warns about the others.')
+        path_fields[f'param_key_{net}'] = Value(
+            (str,), default='params',
+            doc=f"The state dict of pretrain_network_{net} to load ('params', 'params_ema', "
+                f"...); a bare state dict is loaded as it is.")
+    return Section(fields=path_fields, default=dict,
+                   doc='Where the run reads weights and states from, and where it writes.')
+
+
+def val_spec() -> Section:
+    """``val``: validation during training, and what test.py computes and saves."""
+    return Section(nullable=True, default=None,
+                   doc='Validation during training (and the metrics of test.py); null: none.',
+                   fields={
+        'val_freq': Value((int,), default=5000, check=positive,
+                          doc='Validate every this many iterations (and after the last one).'),
+        'save_img': Value((bool,), default=False,
+                          doc='Save the output images under visualization/<dataset>/.'),
+        'suffix': Value(OPT_STR, default=None,
+                        doc="test.py: the suffix of saved image names; null: the run's name "
+                            "(training uses the iteration)."),
+        'pbar': Value((bool,), default=False, doc='A progress bar over the validation images.'),
+        'tensor_metrics': Value((bool,), default=True,
+                                doc="PSNR and SSIM computed in torch on the model's device "
+                                    "(the same values as BasicSR's numpy functions)."),
+        'limit_batches': Value((int, type(None)), default=None, check=positive,
+                               doc='Validate on the first N images of each validation set; null: '
+                                   'all.'),
+        'tb_images': Value((int,), default=0, check=non_negative,
+                           doc='LR | SR | GT of the first N images of each validation set to '
+                               'TensorBoard at each validation (0: none).'),
+        'tb_image_size': Value((int,), default=256, check=positive,
+                               doc='Longest side, in pixels, of each TensorBoard image panel.'),
+        'tb_image_fit': Value((str,), default='resize', choices=('resize', 'crop'),
+                              doc="How a larger image is made to fit tb_image_size: 'resize' "
+                                  "(downsized) or 'crop' (its centre)."),
+        'early_stopping': watched_metric(
+            'Stop training (as finished) when a validation metric has stopped improving; '
+            'null: never.', {
+                'patience': Value((int,), required=True, check=positive,
+                                  doc='Validations in a row without an improvement that stop '
+                                      'the run.'),
+                'min_delta': Value(NUM, default=0.0, check=non_negative,
+                                   doc='The smallest change that counts as an improvement.'),
+            }),
+        'tile': Section(nullable=True, default=None,
+                        doc='Run the network tile by tile on each validation image (less '
+                            'memory); null: whole images.',
+                        fields={
+            'size': Value((int,), required=True, check=positive,
+                          doc='Tile side, in LQ pixels.'),
+            'overlap': Value((int,), default=16, check=non_negative,
+                             doc='LQ pixels each tile overlaps its neighbours by.'),
+        }),
+        'metrics': MapOf(spec_for=lambda _: Typed(
+            resolve=METRIC_REGISTRY.get, names=METRIC_REGISTRY.keys, kind='metric',
+            hidden=('img', 'img2'),
+            doc='One metric: its type (a registered metric function) and arguments.',
+            fields={'better': Value(OPT_STR, default=None, choices=(None, 'higher', 'lower'),
+                                    doc="Which direction is better, for the best checkpoints "
+                                        "and early stopping; null: the metric's own.")}),
+            default=dict,
+            doc='The metrics computed on each validation set, by the name they are logged '
+                'under.'),
+    })
+
+
+def logger_spec() -> Section:
+    """``logger``: what a training run logs and saves, and how often."""
+    return Section(default=dict, doc='What a training run logs and saves, and how often.',
+                   fields={
+        'print_freq': Value((int,), default=100, check=positive,
+                            doc='Log the losses, learning rates and timings every this many '
+                                'iterations.'),
+        'save_checkpoint_freq': Value((int,), default=5000, check=positive,
+                                      doc='Save the networks and a training state every this '
+                                          'many iterations.'),
+        'use_tb_logger': Value((bool,), default=True,
+                               doc='Write TensorBoard logs to tb_logger/ in the experiment '
+                                   'folder.'),
+        'keep_last_checkpoints': Value((int, type(None)), default=None, check=positive,
+                                       doc='Keep only the newest N checkpoints (networks and '
+                                           'states); null: keep all.'),
+        'save_format': Value((str,), default='pth', choices=('pth', 'safetensors'),
+                             check=safetensors_installed,
+                             doc="Network files: BasicSR's .pth, or .safetensors whose metadata "
+                                 "names the network and its arguments."),
+        'save_checkpoint_freq_epochs': Value((int, type(None)), default=None, check=positive,
+                                             doc='Also save a checkpoint every this many '
+                                                 'epochs; null: by iterations only.'),
+        'keep_best_checkpoints': watched_metric(
+            "Keep the generator of the k best validations by a metric "
+            "(models/net_g_best_<metric>.pth); null: none.", {
+                'k': Value((int,), default=1, check=positive,
+                           doc='How many of the best to keep.'),
+            }),
+        'system_metrics': Value((bool,), default=True,
+                                doc='CPU, memory and GPU use to TensorBoard on logging '
+                                    'iterations.'),
+        'check_interop': Value((bool,), default=False,
+                               doc='Load each saved net_g through spandrel and compare its '
+                                   'output (one log line per checkpoint).'),
+        'tb_histogram_freq': Value((int,), default=0, check=non_negative,
+                                   doc='Weight and gradient histograms to TensorBoard every this '
+                                       'many iterations (0: never).'),
+        'progress_bar': Value((bool, str), default='auto', choices=('auto', True, False),
+                              doc="A progress bar over the iterations; 'auto': when the output "
+                                  "is a terminal."),
+        'wandb': Section(nullable=True, default=None,
+                         doc='Also log to Weights & Biases (needs the wandb package); null or '
+                             'no project: off.',
+                         fields={
+            'project': Value(OPT_STR, default=None,
+                             doc='The wandb project; null: wandb is off.'),
+            'resume_id': Value(OPT_STR, default=None,
+                               doc='The wandb run to continue; null: the id this experiment '
+                                   'saved when resuming, else a new run.'),
+            'entity': Value(OPT_STR, default=None,
+                            doc="The wandb user or team; null: wandb's default."),
+            'mode': Value(OPT_STR, default=None,
+                          choices=(None, 'online', 'offline', 'disabled'),
+                          doc="wandb's mode; 'offline' logs locally for a later wandb sync; "
+                              "null: wandb's default."),
+        }),
+        'aim': Section(nullable=True, default=None,
+                       doc='Also log to Aim (needs the aim package); null: off.', fields={
+            'repo': Value(OPT_STR, default=None,
+                          doc='The Aim repository; null: the experiments folder.'),
+            'experiment': Value(OPT_STR, default=None,
+                                doc="The Aim experiment; null: the run's name."),
+        }),
+    })
 
 
 def option_spec(model_cls: type, is_train: bool) -> Section:
     """The spec of a whole option file for ``model_cls`` (train or test)."""
     # Testing needs only the generator (BasicSR's test files of GAN models have no network_d).
-    networks = {key: Typed(resolve=ARCH_REGISTRY.get, kind='arch',
+    networks = {key: Typed(resolve=ARCH_REGISTRY.get, names=ARCH_REGISTRY.keys, kind='arch',
                            required=is_train or key == 'network_g',
-                           nullable=not is_train and key != 'network_g', default=None)
+                           nullable=not is_train and key != 'network_g', default=None,
+                           open_types=AUTO_NETWORK if key == 'network_g' else {},
+                           doc=NETWORK_DOCS.get(key, f'The network {key}: its type (a '
+                                                     f'registered architecture) and arguments.'))
                 for key in model_cls.network_keys}
-    path_fields: dict[str, Spec] = {
-        'experiments_root': Value(OPT_STR, default=None),
-        'results_root': Value(OPT_STR, default=None),
-        'resume_state': FilePath(),
-        'branch_from': ExistingPath(),  # a training state, or an experiment folder (its newest)
-    }
-    for key in model_cls.network_keys:
-        net = key.split('_', 1)[1]
-        path_fields[f'pretrain_network_{net}'] = FilePath()
-        path_fields[f'strict_load_{net}'] = Value((bool,), default=True)
-        path_fields[f'param_key_{net}'] = Value((str,), default='params')
     fields: dict[str, Spec] = {
-        'name': Value((str,), required=True),
-        'model_type': Value((str,), default='SRModel'),
-        'scale': Value((int,), default=1, check=positive),
-        'num_gpu': Value((int, str), default='auto', check=num_gpu_check),
-        'manual_seed': Value((int, type(None)), default=None),
-        'find_unused_parameters': Value((bool,), default=False),
+        'name': Value((str,), required=True,
+                      doc="The run's name: its folder under experiments/ (or results/) and the "
+                          "log's."),
+        'model_type': Value((str,), default='SRModel',
+                            doc='The model: what a training step does with the networks and '
+                                'losses (a registered model).'),
+        'scale': Value((int,), default=1, check=positive,
+                       doc='GT size / LQ size (1: restoration at the same size): the datasets, '
+                           'the validation padding and tiling, the bicubic baseline and the saved '
+                           'files use it.'),
+        'num_gpu': Value((int, str), default='auto', check=num_gpu_check,
+                         doc="GPUs of this process: 0 (the CPU), 1, or 'auto' (1 when CUDA is "
+                             "available); more need a distributed launch."),
+        'manual_seed': Value((int, type(None)), default=None,
+                             doc='Seed of the random streams (data order, augmentation, '
+                                 'initialisation); null: a random one, written to the log.'),
+        'find_unused_parameters': Value((bool,), default=False,
+                                        doc='Distributed runs: let DDP look for parameters '
+                                            'that get no gradient in a step (slower).'),
         'datasets': MapOf(spec_for=dataset_spec, key_pattern=r'(train|val|test)(_\w+)?',
                           key_hint="dataset keys are 'train', 'val', 'val_<x>' or 'test_<x>'",
-                          required=True),
+                          required=True, doc=DATASETS_DOC),
         **networks,
         **model_cls.option_keys(SpecKit),
-        'path': Section(fields=path_fields, default=dict),
-        'val': Section(nullable=True, default=None, fields={
-            'val_freq': Value((int,), default=5000, check=positive),
-            'save_img': Value((bool,), default=False),
-            'suffix': Value(OPT_STR, default=None),
-            'pbar': Value((bool,), default=False),
-            # PSNR / SSIM with their torch forms on the model's device (equal values)
-            'tensor_metrics': Value((bool,), default=True),
-            'limit_batches': Value((int, type(None)), default=None, check=positive),
-            'tb_images': Value((int,), default=0, check=non_negative),
-            'tb_image_size': Value((int,), default=256, check=positive),
-            'tb_image_fit': Value((str,), default='resize', choices=('resize', 'crop')),
-            'early_stopping': watched_metric({
-                'patience': Value((int,), required=True, check=positive),  # in validations
-                'min_delta': Value(NUM, default=0.0, check=non_negative),
-            }),
-            'tile': Section(nullable=True, default=None, fields={
-                'size': Value((int,), required=True, check=positive),
-                'overlap': Value((int,), default=16, check=non_negative),
-            }),
-            'metrics': MapOf(spec_for=lambda _: Typed(
-                resolve=METRIC_REGISTRY.get, kind='metric', hidden=('img', 'img2'),
-                # default: the metric's own (PSNR higher, NIQE / LPIPS lower)
-                fields={'better': Value(OPT_STR, default=None, choices=(None, 'higher', 'lower'))}),
-                default=dict),
-        }),
-        'logger': Section(default=dict, fields={
-            'print_freq': Value((int,), default=100, check=positive),
-            'save_checkpoint_freq': Value((int,), default=5000, check=positive),
-            'use_tb_logger': Value((bool,), default=True),
-            'keep_last_checkpoints': Value((int, type(None)), default=None, check=positive),
-            # network files: BasicSR's .pth, or self-describing .safetensors (checkpoint/files.py)
-            'save_format': Value((str,), default='pth', choices=('pth', 'safetensors'),
-                                 check=safetensors_installed),
-            'save_checkpoint_freq_epochs': Value((int, type(None)), default=None,
-                                                 check=positive),
-            'keep_best_checkpoints': watched_metric({
-                'k': Value((int,), default=1, check=positive),
-            }),
-            'system_metrics': Value((bool,), default=True),
-            # each saved net_g loaded through spandrel and compared (engine/interop_hook.py)
-            'check_interop': Value((bool,), default=False),
-            'tb_histogram_freq': Value((int,), default=0, check=non_negative),
-            'progress_bar': Value((bool, str), default='auto', choices=('auto', True, False)),
-            # optional trackers beside TensorBoard (engine/trackers.py); project null: off
-            'wandb': Section(nullable=True, default=None, fields={
-                'project': Value(OPT_STR, default=None),
-                'resume_id': Value(OPT_STR, default=None),
-                'entity': Value(OPT_STR, default=None),
-                'mode': Value(OPT_STR, default=None, choices=(None, 'online', 'offline',
-                                                              'disabled')),
-            }),
-            'aim': Section(nullable=True, default=None, fields={
-                'repo': Value(OPT_STR, default=None),  # default: the experiments folder
-                'experiment': Value(OPT_STR, default=None),  # default: the run's name
-            }),
-        }),
-        'hooks': ListOf(item=Typed(resolve=HOOK_REGISTRY.get, kind='hook'), default=list),
-        'dist_params': Section(default=dict, fields={
-            'backend': Value(OPT_STR, default=None, choices=(None, 'nccl', 'gloo')),
-            'port': Value((int,), default=29500, check=positive),
-            # seconds a collective may wait for a missing rank before failing
-            'timeout': Value(NUM, default=1800, check=positive),
+        'path': path_spec(model_cls),
+        'val': val_spec(),
+        'logger': logger_spec(),
+        'hooks': ListOf(item=Typed(resolve=HOOK_REGISTRY.get, names=HOOK_REGISTRY.keys,
+                                   kind='hook', extensible=True,
+                                   doc='A hook: its type (a registered Hook class) and '
+                                       'arguments.'),
+                        default=list,
+                        doc='Hooks that run beside the training loop, each built from its '
+                            'registered type and arguments.'),
+        'dist_params': Section(default=dict, doc='Distributed training (torchrun, SLURM).',
+                               fields={
+            'backend': Value(OPT_STR, default=None, choices=(None, 'nccl', 'gloo'),
+                             doc='The process-group backend; null: nccl with CUDA, else gloo '
+                                 '(nccl without CUDA becomes gloo).'),
+            'port': Value((int,), default=29500, check=positive,
+                          doc='SLURM launches: the rendezvous port, when MASTER_PORT is not '
+                              'set.'),
+            'timeout': Value(NUM, default=1800, check=positive,
+                             doc='Seconds a collective waits for a missing process before '
+                                 'failing.'),
         }),
     }
     if is_train:
         fields['train'] = train_spec(model_cls)
-    return Section(fields=fields)
+    return Section(fields=fields, doc='A basicsr_lite option file.')
+
+
+# parse.resolve_auto_network replaces it before the check
+AUTO_NETWORK = {'auto': 'The network and its arguments detected from path.pretrain_network_g '
+                        '(arguments given beside it win).'}
+NETWORK_DOCS = {
+    'network_g': 'The generator (the network trained and tested): its type (a registered '
+                 'architecture) and arguments; {type: auto} reads them from '
+                 'path.pretrain_network_g.',
+    'network_d': 'The discriminator of a GAN model (training only): its type (a registered '
+                 'architecture) and arguments.',
+}
