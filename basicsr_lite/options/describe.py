@@ -102,6 +102,11 @@ FIXED = {
         {'anyOf': [{'type': 'integer', 'minimum': 1},
                    {'type': 'number', 'exclusiveMinimum': 0, 'maximum': 1},
                    {'type': 'null'}]}),
+    spec_parts.memory_size_check: Constraint(
+        'a size such as 24GB, 11.5GiB or 800MB (GB means GiB), or a number of bytes',
+        {'anyOf': [{'type': 'integer', 'minimum': 0},
+                   {'type': 'string', 'pattern': r'^\s*[\d.]+\s*[KMGTkmgt]?([Ii]?[Bb])?\s*$'},
+                   {'type': 'null'}]}),
     spec_parts.safetensors_installed: Constraint(
         'safetensors needs the safetensors package', {}),
     speed_probe.bool_or_auto: Constraint("true, false or 'auto'",

@@ -14,7 +14,7 @@ from basicsr_lite.errors import UserError, did_you_mean
 from basicsr_lite.options.schema import ListOf, Section, Spec, Typed, Value
 from basicsr_lite.registry import DATASET_REGISTRY, LOSS_REGISTRY
 from basicsr_lite.runtime import optim
-from basicsr_lite.utils.checks import non_negative, positive
+from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
 
 NUM = (int, float)
 OPT_STR = (str, type(None))
@@ -268,7 +268,7 @@ def plan_spec() -> Section:
                         doc='Memory per process the plan must fit, e.g. 24GB (GB means GiB); '
                             "null: the GPU's memory, or the RAM available. --memory overrides."),
         'effective_batch': Value((int, type(None)), default=None,
-                                 check=lambda v: None if v is None else positive(v),
+                                 check=positive,
                                  doc='Images per optimizer step over all processes and '
                                      'accumulated batches; null: batch_size_per_gpu x '
                                      'processes. --effective-batch overrides.'),
