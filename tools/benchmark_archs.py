@@ -37,22 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 from basicsr_lite.archs import build_network
 from basicsr_lite.archs.capabilities import capability
 from basicsr_lite.archs.constraints import network_needs
+from basicsr_lite.options.zoo import reference_option_file
 from basicsr_lite.registry import ARCH_REGISTRY
 
 HELPS, HURTS = 1.10, 0.91
-
-
-def reference_option_file(arch: str) -> Path | None:
-    """The shipped option file that configures ``arch`` as network_g: a training file before a
-    test file (the released configuration), an x4 file when there is one, demos last."""
-    found = []
-    for path in sorted((ROOT / 'options').rglob('*.yml')):
-        raw = yaml.safe_load(path.read_text()) or {}
-        if (raw.get('network_g') or {}).get('type') == arch:
-            found.append(path)
-    found.sort(key=lambda p: ('demo' in p.name, 'options/test' in str(p), 'x4' not in p.name,
-                              p.name))
-    return found[0] if found else None
 
 
 def second_input(net: torch.nn.Module, opt: dict, n: int, device: str) -> list:

@@ -13,24 +13,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / 'tools'))
-
-from benchmark_archs import reference_option_file  # noqa: E402
-
-from basicsr_lite.archs.capabilities import ANY_SCALE, capability  # noqa: E402
-from basicsr_lite.archs.constraints import network_needs  # noqa: E402
-from basicsr_lite.options import parse_options  # noqa: E402
-from basicsr_lite.plan.measure import Setting, measure_step  # noqa: E402
-from basicsr_lite.plan.planner import Plan, Request, fit_for  # noqa: E402
-from basicsr_lite.plan.run import offered_patches  # noqa: E402
-from basicsr_lite.registry import ARCH_REGISTRY  # noqa: E402
+from basicsr_lite.archs.capabilities import ANY_SCALE, capability
+from basicsr_lite.archs.constraints import network_needs
+from basicsr_lite.options import parse_options
+from basicsr_lite.options.zoo import reference_option_file
+from basicsr_lite.plan.measure import Setting, measure_step
+from basicsr_lite.plan.planner import Plan, Request, fit_for
+from basicsr_lite.plan.run import offered_patches
+from basicsr_lite.registry import ARCH_REGISTRY
 
 CONDITIONED = {'ArbSR': 'arbitrary scale: its own model and data',
                'SFTMD': 'metadata-conditioned: its own model and data'}
