@@ -16,7 +16,8 @@ from basicsr_lite.options import parse_options, validate_options
 from basicsr_lite.plan import planner
 from basicsr_lite.plan.apply import write_planned_copy
 from basicsr_lite.plan.measure import Setting, measure_step
-from basicsr_lite.plan.planner import Line, LinearFit, Request, make_plan, parse_bytes
+from basicsr_lite.plan.planner import Line, LinearFit, Request, make_plan
+from basicsr_lite.utils.sizes import parse_bytes
 from basicsr_lite.plan.run import offered_patches, run_plan
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -105,7 +105,7 @@ FIXED = {
     spec_parts.memory_size_check: Constraint(
         'a size such as 24GB, 11.5GiB or 800MB (GB means GiB), or a number of bytes',
         {'anyOf': [{'type': 'integer', 'minimum': 0},
-                   {'type': 'string', 'pattern': r'^\s*[\d.]+\s*[KMGTkmgt]?([Ii]?[Bb])?\s*$'},
+                   {'type': 'string', 'pattern': r'^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([Ii]?[Bb])?\s*$'},
                    {'type': 'null'}]}),
     spec_parts.safetensors_installed: Constraint(
         'safetensors needs the safetensors package', {}),

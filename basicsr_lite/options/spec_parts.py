@@ -15,6 +15,7 @@ from basicsr_lite.options.schema import ListOf, Section, Spec, Typed, Value
 from basicsr_lite.registry import DATASET_REGISTRY, LOSS_REGISTRY
 from basicsr_lite.runtime import optim
 from basicsr_lite.utils.checks import in_unit_interval, non_negative, positive
+from basicsr_lite.utils.sizes import parse_bytes
 
 NUM = (int, float)
 OPT_STR = (str, type(None))
@@ -251,7 +252,6 @@ class SpecKit:
 
 
 def memory_size_check(value: Any) -> str | None:
-    from basicsr_lite.plan.planner import parse_bytes
     if value is None:
         return None
     try:

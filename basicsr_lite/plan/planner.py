@@ -12,33 +12,16 @@ smaller patches come next; gradient checkpointing only when nothing fits without
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import torch
 
 from basicsr_lite.errors import UserError
 from basicsr_lite.plan.measure import Setting, StepMemory, measure_step
+from basicsr_lite.utils.sizes import format_bytes
 
 PATCH_SIDES = (32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 448, 512)
-MIB, GIB = 2**20, 2**30
 MAX_FIT_BATCH = 64
-
-
-def parse_bytes(text: str | int | float, where: str = '--memory') -> int:
-    """'24GB' / '24GiB' / '512MB' / '1.5 GB' / a number of bytes. GB means GiB (2^30): GPU
-    memory is sold in binary units (a '24 GB' card has 24 GiB)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return int(text)
-    match = re.fullmatch(r'\s*([\d.]+)\s*([KMGT]?)(i?B)?\s*', str(text), re.IGNORECASE)
-    if not match:
-        raise UserError(f"{where}: expected a size such as 24GB, 11.5GiB or 800MB; got {text!r}.")
-    unit = {'': 1, 'K': 2**10, 'M': MIB, 'G': GIB, 'T': 2**40}[match[2].upper()]
-    return int(float(match[1]) * unit)
-
-
-def format_bytes(n: float) -> str:
-    return f'{n / GIB:.2f} GiB' if n >= GIB else f'{n / MIB:.0f} MiB'
 
 
 def available_memory(device: torch.device) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from basicsr_lite.plan.measure import Setting
-from basicsr_lite.plan.planner import Plan, format_bytes
+from basicsr_lite.plan.planner import Plan
+from basicsr_lite.utils.sizes import format_bytes
 
 
 def plan_table(plan: Plan, opt: dict, device: torch.device, largest: int | None) -> str:

@@ -14,9 +14,10 @@ from basicsr_lite.archs.constraints import network_needs
 from basicsr_lite.plan.apply import write_planned_copy
 from basicsr_lite.plan.check import real_step_peak
 from basicsr_lite.plan.planner import (Plan, Request, available_memory, candidate_patches,
-                                       format_bytes, make_plan, parse_bytes)
+                                       make_plan)
 from basicsr_lite.plan.report import plan_table
 from basicsr_lite.plan.sizes import smallest_training_image
+from basicsr_lite.utils.sizes import format_bytes, parse_bytes
 
 logger = logging.getLogger('basicsr_lite')
 
