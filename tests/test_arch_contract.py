@@ -181,7 +181,10 @@ def drop_path_options(name: str) -> dict:
     return {'drop_path_rate': 0.5} if 'drop_path_rate' in params else {}
 
 
-@pytest.mark.parametrize('name', CHECKPOINTING)
+# SwinIR in the default run (the first checkpoint of a process imports torch._dynamo: ~2 s),
+# every other network in the slow one.
+@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n == 'SwinIR' else pytest.mark.slow)
+                                  for n in CHECKPOINTING])
 def test_checkpointing_gives_the_same_gradients_with_less_saved(name):
     options = {**case_options(name), **drop_path_options(name)}
     torch.manual_seed(0)
