@@ -128,7 +128,7 @@ def fit_for(opt: dict, device: torch.device, plan: Plan, use_checkpoint: bool) -
     end of backward (every gradient allocated, few activations left) is the peak and the
     memory does not grow in proportion to the pixels yet. The batch of the first step grows
     until its saved activations reach twice the gradients' size."""
-    batch = 1
+    batch = 2  # some networks cannot train on one image (batch norm of a pooled map: DAT)
     while True:
         first, second = measurement_settings(plan.patches, use_checkpoint, batch)
         a = measure_step(opt, device, first)
