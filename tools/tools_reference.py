@@ -122,11 +122,15 @@ def default_text(action: argparse.Action) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value == (os.cpu_count() or 1) \
             and action.dest == 'workers':
         return 'the number of CPUs'
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return ' '.join(_one_default(v) for v in values)
+
+
+def _one_default(value: object) -> str:
+    """A default as code; a path inside this checkout relative to it."""
     if isinstance(value, (str, Path)) and str(value).startswith(str(ROOT)):
         relative = os.path.relpath(value, ROOT)
         return 'this checkout' if relative == '.' else f'`{relative}` of this checkout'
-    if isinstance(value, (list, tuple)):
-        return '`' + ' '.join(str(v) for v in value) + '`'
     return f'`{value}`'
 
 
