@@ -111,6 +111,14 @@ def test_the_package_imports_no_torchvision():
     assert not found, found
 
 
+def test_the_mutation_count_is_the_lists():
+    """docs/design.md: how many plausible bugs tools/mutations_round2.yml holds."""
+    import yaml
+    stated = re.search(r'puts (\d+) small plausible bugs', prose(DOCS / 'design.md'))
+    breaks = yaml.safe_load((ROOT / 'tools' / 'mutations_round2.yml').read_text())['breaks']
+    assert stated and int(stated[1]) == len(breaks)
+
+
 def test_num_gpu_above_one_needs_a_launcher(monkeypatch):
     """docs/how-to/distributed.md: no DataParallel; several GPUs need torchrun."""
     from basicsr_lite.engine.experiment import select_device

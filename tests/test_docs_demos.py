@@ -11,6 +11,7 @@ does not depend on those kernels: the baseline column (bicubic, or the degraded 
 differences grow). The demos that take several minutes are manual tests (-m manual)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / 'docs'
 
 
-def documented_table(title: str) -> str:
-    """The fenced block of the docs that starts with the line ``title``."""
-    for page in sorted(DOCS.rglob('*.md')):
+def documented_table(title: str, page: str | None = None) -> str:
+    """The fenced block of the docs (of ``page`` when given) that starts with the line
+    ``title``."""
+    for page in [DOCS / page] if page else sorted(DOCS.rglob('*.md')):
         block = re.search(r'```[a-z]*\n(' + re.escape(title) + r'\n.*?)```', page.read_text(),
                           re.S)
         if block:
@@ -98,20 +100,35 @@ def test_sftmd_demo_ends_with_the_documented_numbers(tmp_path):
         check_table(exp, title, ABOVE_BASELINE)
 
 
-def run_demo(option_file: str, exp: Path, *overrides: str) -> Path:
+@pytest.mark.manual
+@pytest.mark.regression
+def test_span_cpu_demo_ends_with_the_documented_numbers(tmp_path):
+    """docs/reference/architectures.md: SPAN on the CPU demo, 2000 iterations on one thread
+    (about 10 minutes), above bicubic."""
+    exp = run_demo('options/train/SPAN/demo_SPAN_x4_cpu.yml', tmp_path / 'demo',
+                   env={'OMP_NUM_THREADS': '1'})
+    title = 'Final validation on demo_val (2 images):'
+    check_table(exp, title, ABOVE_BASELINE, 'reference/architectures.md')
+    for _, (name, model, bicubic) in logged_rows(exp, title, 'reference/architectures.md'):
+        assert float(model) > float(bicubic), name
+
+
+def run_demo(option_file: str, exp: Path, *overrides: str, env: dict | None = None) -> Path:
     proc = subprocess.run([sys.executable, 'train.py', '-opt', option_file, '--force_yml',
                            f'path:experiments_root={exp}', *overrides], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return exp
 
 
-def logged_rows(exp: Path, title: str) -> list[tuple[list[str], list[str]]]:
+def logged_rows(exp: Path, title: str, page: str | None = None
+                ) -> list[tuple[list[str], list[str]]]:
     """(documented row, logged row) pairs of the table ``title``, each split into words; the
     baseline column (MATLAB bicubic on 8-bit images, or the fixed degraded input: integer
     maths) must be equal."""
     log = next(exp.glob('train_*.log')).read_text().splitlines()
-    title, header, *rows = documented_table(title).splitlines()
+    title, header, *rows = documented_table(title, page).splitlines()
     start = next(i for i, line in enumerate(log) if line.endswith(title))
     assert log[start + 1].split() == header.split()
     pairs = [(expected.split(), got.split())
@@ -121,8 +138,9 @@ def logged_rows(exp: Path, title: str) -> list[tuple[list[str], list[str]]]:
     return pairs
 
 
-def check_table(exp: Path, title: str, tolerance: tuple[float, float]) -> None:
-    for (name, model, _), (_, got_model, _) in logged_rows(exp, title):
+def check_table(exp: Path, title: str, tolerance: tuple[float, float],
+                page: str | None = None) -> None:
+    for (name, model, _), (_, got_model, _) in logged_rows(exp, title, page):
         limit = tolerance[0] if name.startswith('psnr') else tolerance[1]
         assert float(got_model) == pytest.approx(float(model), abs=limit)
 

@@ -90,7 +90,8 @@ def tools() -> list[tuple[str, str, argparse.ArgumentParser]]:
                                                             func))))
     for path in sorted((ROOT / 'tools').glob('*.py')):
         text = path.read_text()
-        if 'from basicsr_lite.tools.' in text or 'argparse' not in text:
+        if re.search(r'^from basicsr_lite\.tools\.\w+ import main$', text, re.M) \
+                or 'argparse' not in text:
             continue  # a shim of an installed tool (above), or not a command-line tool
         found.append((f'tools/{path.name}', f'`python tools/{path.name}`',
                       captured_parser(script_module(path).main)))
