@@ -82,7 +82,7 @@ def test_every_command_of_the_getting_started_page_runs(tmp_path):
     output = {}
     for command in commands:
         proc = subprocess.run(runnable(command), cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=900)
+                              text=True, timeout=1800)
         assert proc.returncode == 0, f'{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
         output[command] = proc.stdout + proc.stderr
 
