@@ -261,8 +261,8 @@ def test_onnx_export_matches_torch(name, tmp_path):
         worst = float('inf')
     if worst >= 1e-4:
         # No dynamic-shape export (SAFMN's adaptive pooling; SwinIR's and OmniSR's window masks
-        # are traced for one size; README "ONNX export" table): the export for the traced size
-        # must hold.
+        # are traced for one size; the ONNX table of docs/reference/architectures.md): the
+        # export for the traced size must hold.
         export_onnx(net, tmp_path / 'net.onnx', in_channels=c, size=side, dynamic=False)
         worst = verify_onnx(net, tmp_path / 'net.onnx', [(1, c, side, side)])
     assert worst < 1e-4

@@ -1,5 +1,5 @@
 """BasicSR's own option files (../shared/basicsr_options, unchanged copies) run here with only
-the edits the README's "Coming from BasicSR" section lists: data paths, sizes, iteration counts,
+the edits docs/how-to/migrate.md lists: data paths, sizes, iteration counts,
 num_gpu on a CPU machine, and metrics / models that basicsr_lite does not have yet."""
 from __future__ import annotations
 

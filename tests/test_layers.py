@@ -1,4 +1,4 @@
-"""The layering rule of the README's Design section is a test: the import-linter contracts in
+"""The layering rule of docs/design.md is a test: the import-linter contracts in
 .importlinter (a module imports only from layers below its own; imports inside functions count
 too) hold for the package, and a wrong import breaks them with a message naming it."""
 import os

@@ -1,6 +1,6 @@
 """ONNX that is checked (issue 28): fp16 / bf16 export checked against PyTorch on the demo images,
 fp16 refused for fp16-unsafe networks, --slim, the flags for op types TensorRT / NCNN reject, and
-the registry-wide table in the README (tools/onnx_table.py). The default suite keeps the fast
+the registry-wide table of docs/reference/architectures.md (tools/onnx_table.py). The default suite keeps the fast
 ones; fp32 / bf16 / a flag-free export and the whole-registry table are marked slow."""
 from __future__ import annotations
 
@@ -138,15 +138,15 @@ def test_a_clean_export_has_no_flags(tmp_path):
     assert converter_flags(tmp_path / 'm.onnx') == {}
 
 
-def test_table_rows_for_two_archs_and_the_readme_rows_are_current(capsys):
+def test_table_rows_for_two_archs_and_the_page_rows_are_current(capsys):
     """Two small networks (FSRCNN from its option file, SFTMD's tiny case with its degradation
-    vector fixed); the README's table lists every generator and holds these rows."""
+    vector fixed); the architectures page's table lists every generator and holds these rows."""
     table = load_tool('onnx_table')
     rows = table.rows_for(['FSRCNN', 'SFTMD'])
     assert [r['exports'] for r in rows] == ['yes', 'yes']
     assert [r['dynamic shapes'] for r in rows] == ['yes', 'yes']
     assert rows[1]['config'] == 'tiny case, condition fixed'
-    assert table.check(ROOT / 'README.md', ['FSRCNN', 'SFTMD'], False, rows) == 0, \
+    assert table.check(table.PAGE, ['FSRCNN', 'SFTMD'], False, rows) == 0, \
         capsys.readouterr().out
 
 
@@ -154,16 +154,16 @@ def test_table_bucket_and_stale_check_fail_when_they_should(tmp_path, capsys):
     table = load_tool('onnx_table')
     assert table.bucket(3e-7) == '< 1e-06' and table.bucket(0.02) == '< 1e-01'
     assert table.bucket(float('nan')) == 'nan/inf'
-    readme = (ROOT / 'README.md').read_text()
-    (tmp_path / 'R.md').write_text(readme.replace('| FSRCNN | test/', '| FSRCNX | test/'))
+    page = table.PAGE.read_text()
+    (tmp_path / 'R.md').write_text(page.replace('| FSRCNN | test/', '| FSRCNX | test/'))
     assert table.main(['--check', str(tmp_path / 'R.md'), '--arch', 'FSRCNN']) == 1
     assert 'regenerate it' in capsys.readouterr().out
 
 
 @pytest.mark.manual
-def test_the_readme_onnx_table_is_current_for_the_whole_registry():
+def test_the_onnx_table_is_current_for_the_whole_registry():
     """Exports every registered generator (about 10 minutes on 2 CPU cores: too long for CI's
     slow run; run it by hand with ``-m manual`` after changing an architecture or the export).
-    The default run checks that the README's table lists every generator and holds the rows of
+    The default run checks that the page's table lists every generator and holds the rows of
     two of them (above)."""
-    assert load_tool('onnx_table').main(['--check', str(ROOT / 'README.md')]) == 0
+    assert load_tool('onnx_table').main(['--check']) == 0

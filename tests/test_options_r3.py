@@ -44,8 +44,9 @@ def test_scientific_notation_is_a_float_and_other_scalars_keep_their_yaml_meanin
 
 
 def test_readme_branch_override_and_lr_without_float_tag(tiny_opt, tmp_path):
-    """README: ``--force_yml train:optim_g:lr=5e-5``; a file's ``lr: 1e-3`` (no ``!!float``);
-    ``total_iter: 1e1`` is an integer 10; the same override on a TOML file."""
+    """docs/reference/option-files.md: ``--force_yml train:optim_g:lr=5e-5``; a file's
+    ``lr: 1e-3`` (no ``!!float``); ``total_iter: 1e1`` is an integer 10; the same override on a
+    TOML file."""
     text = write_yaml(tmp_path / 'x.yml', tiny_opt).read_text()
     assert 'lr: 0.001' in text
     yml = tmp_path / 'sci.yml'

@@ -2,17 +2,14 @@
 the log; the report opened in a real headless browser when one is installed."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import cv2
 import pytest
 
+from tests.browser import browser_or_skip, dom, screenshot
 from tests.conftest import load_tool
 from tests.runs import train_in_process
-
-BROWSERS = ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable')
 
 
 def run_opt(tiny_opt: dict, tb: bool) -> dict:
@@ -84,21 +81,14 @@ def test_not_an_experiment_is_a_clear_error(tmp_path, capsys):
 
 
 def test_report_in_a_headless_browser(tb_run, tmp_path):
-    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
-    if browser is None:
-        pytest.skip(f'no headless browser installed (looked for {", ".join(BROWSERS)}); '
-                    f'install chromium to run this check')
+    browser = browser_or_skip()
     assert load_tool('plot_run').main([str(tb_run)]) == 0
     page = (tb_run / 'report' / 'report.html').resolve().as_uri()
-    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars',
-             f'--user-data-dir={tmp_path / "profile"}']
     shot = tmp_path / 'report.png'
-    subprocess.run([browser, *flags, f'--screenshot={shot}', '--window-size=1280,2400', page],
-                   capture_output=True, timeout=120, check=True)
+    screenshot(browser, page, shot, (1280, 2400), tmp_path / 'profile')
     height, width = png_size(shot)
     assert (height, width) == (2400, 1280)
     image = cv2.imread(str(shot))
     assert image.std() > 10  # rendered content, not a blank page
-    dom = subprocess.run([browser, *flags, '--dump-dom', page], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    assert 'data-sliders="2"' in dom  # the slider script ran on both comparisons
+    # the slider script ran on both comparisons
+    assert 'data-sliders="2"' in dom(browser, page, tmp_path / 'profile')

@@ -9,7 +9,7 @@ Images beyond 8-bit RGB (16-bit, float32 TIFF, .npy, any number of bands): give 
 averaged) use that peak.
 
 Without --gt: NIQE of every restored image (--niqe). NIQE needs its pristine model file and LPIPS
-its lin layers and ImageNet backbone (see README, "Perceptual metrics"). Prints one row per image
+its lin layers and ImageNet backbone (see docs/reference/metrics.md). Prints one row per image
 and the mean.
 """
 from __future__ import annotations
