@@ -13,6 +13,7 @@ for facts that depend on them (SwinIR's scales depend on its upsampler).
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -36,6 +37,8 @@ class Capability:
     covering the receptive field equals untiled inference (no image-global statistics);
     ``deploy_form``: it has a re-parameterised inference form that loads as well;
     ``checkpointing``: ``use_checkpoint`` (gradient checkpointing) is available;
+    ``pads_to``: the network pads its input internally to a multiple of this (its attention
+    window): other sizes run, but pay for the padding (the memory planner offers multiples);
     ``facts_from``: where the precision facts come from."""
     fp16: bool
     bf16: bool = True
@@ -46,7 +49,17 @@ class Capability:
     tiles_exactly: bool = False
     deploy_form: bool = False
     checkpointing: bool = False
+    pads_to: int = 1
     facts_from: str = ''
+
+
+def _window(args: dict) -> int:
+    return args['window_size']
+
+
+def _split_windows(args: dict) -> int:
+    # DAT / RGT: rectangular windows split_size[0] x split_size[1], turned every other block
+    return math.lcm(*args['split_size'])
 
 
 def _realplksr_fp16(args: dict) -> bool:
@@ -125,26 +138,29 @@ CHANNELS_LAST_ON_CUDA = {
     'RealPLKSR': 'neutral', 'ResNetGenerator': 'neutral', 'SAFMN': 'hurts', 'SAFMNPP': 'hurts',
     'SAFMN_NTIRE23': 'hurts', 'SAFMN_NTIRE25': 'hurts', 'SAFMN_VIS24': 'neutral',
     'SFTMD': 'neutral', 'SPAN': 'neutral', 'SRVGGNetCompact': 'helps', 'SwinIR': 'neutral',
+    # transformers of part 2 (H200, 128 x 128 LQ, one run each)
+    'ATD': 'neutral', 'DAT': 'neutral', 'DRCT': 'neutral', 'HAT': 'helps', 'RGT': 'neutral',
+    'SRFormer': 'helps',
     'UNetGenerator': 'helps',
 }
 
 CAPABILITIES: dict[str, Capability] = {
     # ATD pads to its window inside (any size runs); its dictionary refinement and category
     # attention span the whole image. Same upsamplers as SwinIR.
-    'ATD': Capability(fp16=False, scales=_swinir_scales, tiles_exactly=False,
+    'ATD': Capability(pads_to=_window, fp16=False, scales=_swinir_scales, tiles_exactly=False,
                       checkpointing=True, facts_from=SPANDREL),
     'ArbSR': Capability(fp16=True, scales=ANY_SCALE, facts_from='measured here'),
     'BSRN': Capability(fp16=True, min_size=_bsrn_min_size, facts_from=MEASURED_HERE),
     'BSRN_S': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),
     # DAT / RGT: channel attention (DAT) and RG-SA (RGT) span the whole image; both pad to their
     # windows internally (with zeros, inside attention). RGT's RG-SA needs 16 pixels in eval.
-    'DAT': Capability(fp16=False, scales=_dat_scales, checkpointing=True,
+    'DAT': Capability(pads_to=_split_windows, fp16=False, scales=_dat_scales, checkpointing=True,
                       facts_from=SPANDREL + " (supports_half False: 'too much weirdness')"),
-    'DRCT': Capability(fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
+    'DRCT': Capability(pads_to=_window, fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
                        checkpointing=True, facts_from=SPANDREL),
     'EDSR': Capability(fp16=True, scales=SCALES_2N_3, tiles_exactly=True),
     'FSRCNN': Capability(fp16=True, tiles_exactly=True),
-    'HAT': Capability(fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
+    'HAT': Capability(pads_to=_window, fp16=False, scales=SCALES_2N_3, min_size=_window_pad_min_size,
                       checkpointing=True, facts_from=SPANDREL),
     'IMDN': Capability(fp16=True),
     'LKDN': Capability(fp16=False, tiles_exactly=True, facts_from=MEASURED_HERE),
@@ -161,7 +177,7 @@ CAPABILITIES: dict[str, Capability] = {
     'RCAN': Capability(fp16=False, scales=SCALES_2N_3, facts_from=SPANDREL),
     'RFDN': Capability(fp16=True),
     'RFDNFINALB5': Capability(fp16=True, min_size=15, facts_from=MEASURED_HERE),  # = BSRN_S
-    'RGT': Capability(fp16=False, scales=(1, *SCALES_2N_3), min_size=16, checkpointing=True,
+    'RGT': Capability(pads_to=_split_windows, fp16=False, scales=(1, *SCALES_2N_3), min_size=16, checkpointing=True,
                       facts_from=SPANDREL + " (supports_half False, 'TODO: verify')"),
     'RLFN': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
     'RLFN_Prune': Capability(fp16=True, min_size=15, facts_from=RLFN_FACTS),
@@ -180,11 +196,11 @@ CAPABILITIES: dict[str, Capability] = {
     'SFTMD': Capability(fp16=True, scales=(1, 2, 3, 4), tiles_exactly=True),
     'SPAN': Capability(fp16=True, scales=ANY_SCALE, tiles_exactly=True, deploy_form=True,
                        facts_from=SPANDREL),
-    'SRFormer': Capability(fp16=False, scales=_swinir_scales, min_size=_srformer_min_size,
+    'SRFormer': Capability(pads_to=_window, fp16=False, scales=_swinir_scales, min_size=_srformer_min_size,
                            checkpointing=True, facts_from=SRFORMER_FACTS),
     'SRVGGNetCompact': Capability(fp16=True, tiles_exactly=True,
                                   facts_from=SPANDREL + ' (Compact)'),
-    'SwinIR': Capability(fp16=False, scales=_swinir_scales, checkpointing=True,
+    'SwinIR': Capability(pads_to=_window, fp16=False, scales=_swinir_scales, checkpointing=True,
                          facts_from=SPANDREL),
     'UNetDiscriminatorSN': Capability(fp16=True, **DISCRIMINATOR),
     'UNetGenerator': Capability(fp16=True, scales=(1,)),
@@ -236,7 +252,7 @@ def table_rows() -> list[dict[str, Any]]:
                      'channels_last': cap.channels_last, 'scales': describe_scales(cap),
                      'size_multiple': cap.size_multiple, 'min_size': cap.min_size,
                      'tiles_exactly': cap.tiles_exactly, 'deploy_form': cap.deploy_form,
-                     'checkpointing': cap.checkpointing})
+                     'checkpointing': cap.checkpointing, 'pads_to': cap.pads_to})
     return rows
 
 

@@ -6,6 +6,7 @@ Nothing is trained and no experiment folder is made. A distributed run is planne
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -34,8 +35,9 @@ def request_of(opt: dict, device: torch.device, memory: str | None,
 
 
 def offered_patches(opt: dict) -> tuple[list[int], int | None]:
-    """GT patch sides the networks and the data allow, and the smallest training image's side.
-    A discriminator built for one input size (VGG-style) fixes the patch to it."""
+    """GT patch sides the networks and the data allow, and the smallest training image's side:
+    multiples of scale x the network's input multiple (or the window it pads to); a
+    discriminator built for one input size (VGG-style) fixes the patch to it."""
     cap = capability(opt['network_g'])
     scale = int(opt['scale'])
     largest = smallest_training_image(opt)
@@ -44,8 +46,10 @@ def offered_patches(opt: dict) -> tuple[list[int], int | None]:
             fixed = network_needs(opt[key]).input_size
             if fixed is not None:
                 return ([fixed] if largest is None or fixed <= largest else []), largest
-    patches = candidate_patches(opt['datasets']['train']['gt_size'], scale * cap.size_multiple,
-                                scale * cap.min_size, largest)
+    # multiples of the window a transformer pads to: no padding to pay for, exact fits
+    unit = scale * math.lcm(cap.size_multiple, cap.pads_to)
+    patches = candidate_patches(opt['datasets']['train']['gt_size'], unit, scale * cap.min_size,
+                                largest)
     return patches, largest
 
 
