@@ -43,10 +43,9 @@ class StepMemory:
     passes_peak: int
     updates_peak: int
     weights: int
-    gradients: int
+    gradients: int  # the trained parameters' size: what their gradients take while they exist
     optimizer_states: int
     saved_activations: int
-    trainable: int = 0  # bytes of the trained parameters (the size of their gradients)
 
     @property
     def peak(self) -> int:
@@ -178,7 +177,6 @@ def measure_step(opt: dict, device: torch.device, setting: Setting) -> StepMemor
     return StepMemory(
         setting, passes_peak=passes_peak, updates_peak=updates_peak,
         weights=unique_bytes([*params, *(b for m in modules for b in m.buffers())]),
-        gradients=unique_bytes(p.grad for p in params if p.grad is not None),
+        gradients=unique_bytes(p for p in params if p.requires_grad),  # while they exist
         optimizer_states=optimizer_state_bytes(model),
-        saved_activations=saved.bytes,
-        trainable=unique_bytes(p for p in params if p.requires_grad))
+        saved_activations=saved.bytes)

@@ -13,6 +13,8 @@ fitted on its own.
 """
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,6 +24,21 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 MARK_PREFIX = 'memory_plan::'
 PHASE = 'memory_plan_phase'
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: lines native code prints there (no Python setting turns
+    kineto's 'profiler_start' lines off)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class MemoryMeter:
@@ -48,8 +65,14 @@ class MemoryMeter:
             self._cuda_base = torch.cuda.memory_allocated(self.device)
             yield self
             return
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        with native_stderr_silenced():  # the profiler's start / stop lines (kineto's own log)
+            prof.start()
+        try:
             yield self
+        finally:
+            with native_stderr_silenced():
+                prof.stop()
         events = prof.profiler.kineto_results.events()
         self._events = sorted((e.start_ns(), e.nbytes()) for e in events
                               if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)

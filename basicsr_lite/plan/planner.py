@@ -132,7 +132,7 @@ def fit_for(opt: dict, device: torch.device, plan: Plan, use_checkpoint: bool) -
     while True:
         first, second = measurement_settings(plan.patches, use_checkpoint, batch)
         a = measure_step(opt, device, first)
-        if a.saved_activations >= 2 * a.trainable or batch >= MAX_FIT_BATCH:
+        if a.saved_activations >= 2 * a.gradients or batch >= MAX_FIT_BATCH:
             break
         batch *= 4
     b = measure_step(opt, device, second)
