@@ -157,7 +157,11 @@ def row(name: str, folder: Path) -> dict[str, str]:
             # The dynamic export does not hold at another size: export for the one size.
             out['dynamic shapes'] = (f'no: {short(err).split(" for input")[0]} at '
                                      f'{other[0]}x{other[1]}')
-            export_onnx(net, path, channels, side, dynamic=False)
+            try:
+                export_onnx(net, path, channels, side, dynamic=False)
+            except UserError as err_static:
+                out['exports'] = 'no: ' + short(err_static)
+                return out
     if out['dynamic shapes'] != 'yes':
         worst = worst_relative(net, path, shapes)
     out['max diff fp32'] = bucket(worst)
