@@ -17,8 +17,8 @@ from basicsr_lite.plan import planner
 from basicsr_lite.plan.apply import write_planned_copy
 from basicsr_lite.plan.measure import Setting, measure_step
 from basicsr_lite.plan.planner import Line, LinearFit, Request, make_plan
-from basicsr_lite.utils.sizes import parse_bytes
 from basicsr_lite.plan.run import offered_patches, run_plan
+from basicsr_lite.utils.sizes import parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device('cpu')
@@ -60,22 +60,6 @@ def test_patches_respect_the_network_multiple_and_the_smallest_image(demo_opt):
     assert all(p % 4 == 0 and p <= 300 for p in patches)
     # a network that needs multiples of 8 LQ pixels at x4: GT multiples of 32
     assert planner.candidate_patches(100, 32, 32, 300) == [32, 64, 96, 128, 160, 192, 256]
-
-
-@pytest.mark.slow
-def test_prediction_matches_a_real_step_at_a_larger_size(demo_opt):
-    """Fitted from two small steps, the peak of a step with 9x the pixels of the larger one is
-    predicted within 10% (device-independent measure: the allocator's events)."""
-    a = measure_step(demo_opt, CPU, Setting(32, 1))
-    b = measure_step(demo_opt, CPU, Setting(64, 2))
-    fit = LinearFit.through(a, b)
-    big = measure_step(demo_opt, CPU, Setting(96, 8))
-    assert big.peak > 5 * b.peak  # the sizes differ enough to test the extrapolation
-    assert abs(fit.predict(big.setting) / big.peak - 1) < 0.10, (fit, big)
-    # its parts: two copies of the weights (G and its EMA), Adam's two moments per weight
-    n_weights = sum(p.numel() for p in with_network_params(demo_opt)) * 4
-    assert big.weights == 2 * n_weights and big.optimizer_states >= 2 * n_weights
-    assert 0 < big.saved_activations < big.peak
 
 
 def with_network_params(opt: dict):
@@ -214,14 +198,18 @@ def test_prediction_against_measured_peaks(network, demo_opt, random_vgg, tmp_pa
         sizes = [Setting(32, 1), Setting(64, 2), Setting(96, 2), Setting(128, 4)]
     fit = LinearFit.through(measure_step(opt, CPU, sizes[0]), measure_step(opt, CPU, sizes[1]))
     for setting in sizes[2:]:
-        measured = measure_step(opt, CPU, setting).peak
-        assert abs(fit.predict(setting) / measured - 1) < 0.10, (setting, fit, measured)
+        step = measure_step(opt, CPU, setting)
+        assert abs(fit.predict(setting) / step.peak - 1) < 0.10, (setting, fit, step.peak)
+    if network == 'demo':  # the parts: G and its EMA copy, Adam's two moments per weight
+        n_weights = sum(p.numel() for p in with_network_params(opt)) * 4
+        assert step.weights == 2 * n_weights and step.optimizer_states >= 2 * n_weights
+        assert step.gradients == n_weights and 0 < step.saved_activations < step.peak
 
 
 @pytest.mark.slow
-def test_cli_plan_verify_and_apply(tmp_path):
+def test_cli_plan_verify(tmp_path):
     """train.py --plan verify on the demo: a table, a recommendation, the real-step check on the
-    process's peak within 10%, and no experiment folder; --plan apply writes the copy."""
+    process's peak within 10%, and no experiment folder (apply: tested in-process above)."""
     source = tmp_path / 'demo.yml'
     source.write_text((ROOT / 'options/train/demo.yml').read_text()
                       .replace('datasets/demo', str(ROOT / 'datasets/demo')))
@@ -235,10 +223,6 @@ def test_cli_plan_verify_and_apply(tmp_path):
     ratio = float(out.split('predicted / measured = ')[1].split('.\n')[0].rstrip('.'))
     assert 0.9 <= ratio <= 1.1, out
     assert not (tmp_path / 'experiments').exists()
-    run = subprocess.run([sys.executable, str(ROOT / 'train.py'), '-opt', str(source), '--plan',
-                          'apply', '--memory', '1GB'], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
-    assert run.returncode == 0 and (tmp_path / 'demo_planned.yml').is_file(), run.stderr
 
 
 @pytest.mark.slow
