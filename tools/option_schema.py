@@ -23,7 +23,8 @@ from typing import Any
 
 from basicsr_lite.data.contract import constructor_keys, traits_of
 from basicsr_lite.options import spec_parts
-from basicsr_lite.options.describe import (KEY, Argument, arguments, constraint, json_type,
+from basicsr_lite.options.describe import (KEY, Argument, arguments, constraint,
+                                           documented_names, json_type,
                                            summary, third_party_versions, to_json, value_text)
 from basicsr_lite.options.legacy import LEGACY_DOCS
 from basicsr_lite.options.schema import MISSING, ListOf, MapOf, Section, Spec, Typed, Value
@@ -127,7 +128,7 @@ class SchemaBuilder:
         if variant in self.defs:
             return variant
         self.defs[variant] = {}  # (reserved before its entries are built)
-        names = sorted(spec.names()) if spec.names is not None else []
+        names = documented_names(spec)
         kind_type = ({'type': 'string', 'examples': names} if spec.extensible
                      else {'enum': names})
         out = {'type': 'object', 'required': ['type'],

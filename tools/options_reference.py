@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from basicsr_lite.options.describe import (KEY, arguments, children, constraint, default_of,
+                                           documented_names,
                                            summary, third_party_versions, type_text, value_text,
                                            walk)
 from basicsr_lite.options.legacy import LEGACY_DOCS
@@ -322,7 +323,7 @@ def registry_sections(page: Page, specs: dict[str, Section]) -> None:
         node = nodes[kind]
         page.heading(2, f'Registered {title.lower()}')
         page.lines += ['Used by ' + ', '.join(code(p) for p in sorted(uses[kind])) + '.', '']
-        names = sorted(node.names()) if node.names is not None else []
+        names = documented_names(node)
         for (open_name, doc), path in sorted(open_types.get(kind, {}).items()):
             page.lines += [f'{code(path)} also takes `type: {open_name}`. {prose(doc)}', '']
         if node.extensible:

@@ -174,6 +174,20 @@ def constraint(check: Callable) -> Constraint | None:
 
 # ---- registered entries --------------------------------------------------------------------------
 
+DOCUMENTED_PACKAGES = ('basicsr_lite', 'torch', 'pytorch_optimizer')
+
+
+def documented_names(typed: Typed) -> list[str]:
+    """The names registered for ``typed``'s kind, sorted: those of the package and of the
+    libraries it wraps (torch's and pytorch-optimizer's optimizers), not what a test or a
+    user's code registered (the pages describe the package, whatever else is imported)."""
+    if typed.names is None:
+        return []
+    return sorted(name for name in typed.names()
+                  if getattr(typed.resolve(name), '__module__', '').split('.')[0]
+                  in DOCUMENTED_PACKAGES)
+
+
 @dataclass(frozen=True)
 class Argument:
     name: str
