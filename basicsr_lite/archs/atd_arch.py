@@ -20,18 +20,17 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from basicsr_lite.archs.arch_util import Upsample
 from basicsr_lite.archs.atd_blocks import ATDB, symmetric_pad
 from basicsr_lite.archs.constraints import NetworkNeeds
-from basicsr_lite.archs.swinir_arch import PatchEmbed, UpsampleOneStep, residual_conv
+from basicsr_lite.archs.sr_shell import (build_reconstruction, check_upsampler,
+                                        init_transformer_weights, reconstruct)
+from basicsr_lite.archs.swinir_arch import PatchEmbed, residual_conv
 from basicsr_lite.archs.window_attention import (relative_position_index, shifted_window_mask,
                                                  tokens_to_image)
 from basicsr_lite.registry import ARCH_REGISTRY
 
-UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
 
 
 @ARCH_REGISTRY.register()
@@ -61,15 +60,10 @@ class ATD(nn.Module):
         super().__init__()
         if patch_size != 1:
             raise ValueError('Only patch_size 1 is used by ATD.')
-        if upsampler not in UPSAMPLERS:
-            raise ValueError(f"upsampler must be one of {', '.join(map(repr, UPSAMPLERS))}; "
-                             f"got '{upsampler}'.")
-        if upsampler == 'nearest+conv' and upscale != 4:
-            raise ValueError("upsampler 'nearest+conv' supports upscale 4 only.")
+        check_upsampler(upsampler, upscale)
         if len(depths) != len(num_heads):
             raise ValueError(f'depths {list(depths)} and num_heads {list(num_heads)} differ in '
                              f'length (one entry per residual group).')
-        num_feat = 64
         self.img_range, self.upscale, self.upsampler = img_range, upscale, upsampler
         self.window_size = window_size
         mean = (0.4488, 0.4371, 0.4040) if in_chans == 3 else (0.0,) * in_chans
@@ -88,33 +82,8 @@ class ATD(nn.Module):
             for depth, heads in zip(depths, num_heads)])
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = residual_conv(embed_dim, resi_connection)
-        if upsampler in ('pixelshuffle', 'nearest+conv'):
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-        if upsampler == 'pixelshuffle':
-            self.upsample = Upsample(upscale, num_feat)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-        elif upsampler == 'pixelshuffledirect':
-            self.upsample = UpsampleOneStep(upscale, embed_dim, in_chans)
-        elif upsampler == 'nearest+conv':
-            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-        else:
-            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, 1, 1)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        build_reconstruction(self, upsampler, upscale, embed_dim, in_chans)
+        self.apply(init_transformer_weights)
 
     def forward_features(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         x_size = (x.shape[2], x.shape[3])
@@ -132,21 +101,6 @@ class ATD(nn.Module):
         mean = self.mean.to(x)
         x = (x - mean) * self.img_range
         attn_mask = shifted_window_mask(x.shape[2], x.shape[3], ws, ws // 2).to(x)
-        if self.upsampler == '':
-            first = self.conv_first(x)
-            x = x + self.conv_last(self.conv_after_body(self.forward_features(first, attn_mask))
-                                   + first)
-        else:
-            x = self.conv_first(x)
-            x = self.conv_after_body(self.forward_features(x, attn_mask)) + x
-            if self.upsampler == 'pixelshuffle':
-                x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
-            elif self.upsampler == 'pixelshuffledirect':
-                x = self.upsample(x)
-            else:
-                x = self.conv_before_upsample(x)
-                x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode='nearest')))
-                x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode='nearest')))
-                x = self.conv_last(self.lrelu(self.conv_hr(x)))
+        x = reconstruct(self, x, lambda f: self.forward_features(f, attn_mask))
         scale = self.upscale if self.upsampler else 1
         return (x / self.img_range + mean)[..., :h * scale, :w * scale]

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from basicsr_lite.archs.arch_util import Upsample
-from basicsr_lite.archs.swinir_arch import UpsampleOneStep, residual_conv
+from basicsr_lite.archs.sr_shell import UpsampleOneStep
+from basicsr_lite.archs.swinir_arch import residual_conv
 from basicsr_lite.archs.window_attention import (image_to_tokens, pad_to_multiple,
                                                  relative_position_index, run_blocks,
                                                  shifted_window_mask, window_partition,
@@ -49,17 +50,6 @@ def branch_masks(h: int, w: int, split: tuple[int, int],
 # The masks every shifted block stores, computed once per network (each block copies them).
 _stored_masks = lru_cache(maxsize=4)(lambda reso, split, shift, _device: branch_masks(
     reso, reso, split, shift))
-
-
-def init_weights(m: nn.Module) -> None:
-    """The authors' ``model.apply``: trunc-normal linear weights (std 0.02), zero biases."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)):
-        nn.init.zeros_(m.bias)
-        nn.init.ones_(m.weight)
 
 
 class ImageToTokens(nn.Module):

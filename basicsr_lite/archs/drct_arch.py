@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from basicsr_lite.archs.hat_blocks import HybridSRShell
+from basicsr_lite.archs.sr_shell import init_transformer_weights
 from basicsr_lite.archs.swinir_arch import SwinTransformerBlock
 from basicsr_lite.archs.window_attention import image_to_tokens, run_checkpointed, tokens_to_image
 from basicsr_lite.registry import ARCH_REGISTRY
@@ -99,7 +100,7 @@ class DRCT(HybridSRShell):
             self.layers.append(RDG(embed_dim, (img_size, img_size), num_heads[i], window_size,
                                    mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate,
                                    rates[0] if rates else 0.0, gc, use_checkpoint))
-        self.apply(self._init_weights)
+        self.apply(init_transformer_weights)
 
     def run_layers(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
         for layer in self.layers:

@@ -18,6 +18,7 @@ from torch import nn
 
 from basicsr_lite.archs.hat_blocks import (HAB, OCAB, HybridSRShell, overlap_position_index,
                                            overlap_window_size, residual_conv)
+from basicsr_lite.archs.sr_shell import init_transformer_weights
 from basicsr_lite.archs.window_attention import (image_to_tokens, relative_position_index,
                                                  run_blocks, run_checkpointed,
                                                  shifted_window_mask, tokens_to_image)
@@ -104,7 +105,7 @@ class HAT(HybridSRShell):
                 qkv_bias=qkv_bias, qk_scale=qk_scale, drop=drop_rate, attn_drop=attn_drop_rate,
                 drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])],
                 use_checkpoint=use_checkpoint))
-        self.apply(self._init_weights)
+        self.apply(init_transformer_weights)
 
     def run_layers(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
         ws = self.window_size

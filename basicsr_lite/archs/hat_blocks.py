@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from basicsr_lite.archs.arch_util import Upsample
 from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.archs.rcan_arch import ChannelAttention
+from basicsr_lite.archs.sr_shell import build_reconstruction
 from basicsr_lite.archs.swinir_arch import PatchEmbed
 from basicsr_lite.archs.window_attention import (DropPath, Mlp, WindowAttention, image_to_tokens,
                                                  pad_to_multiple, tokens_to_image,
@@ -175,7 +175,6 @@ class HybridSRShell(nn.Module):
         if upsampler != 'pixelshuffle':
             raise ValueError(f"upsampler must be 'pixelshuffle' (the authors build no other "
                              f"tail); got '{upsampler}'.")
-        num_feat = 64
         self.window_size, self.img_range, self.upscale = window_size, img_range, upscale
         self.mean = torch.tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 \
             else torch.zeros(1, 1, 1, 1)
@@ -189,20 +188,7 @@ class HybridSRShell(nn.Module):
         self.layers = nn.ModuleList()  # registered here: the state-dict order is the authors'
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = residual_conv(embed_dim, resi_connection)
-        self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1),
-                                                  nn.LeakyReLU(inplace=True))
-        self.upsample = Upsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        build_reconstruction(self, upsampler, upscale, embed_dim, in_chans)
 
     def run_layers(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
         raise NotImplementedError

@@ -22,7 +22,8 @@ from torch import nn
 
 from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.archs.dat_blocks import (SGFN, RectWindowBranches, ResidualGroup,
-                                           ResidualGroupSR, init_weights, is_shifted)
+                                           ResidualGroupSR, is_shifted)
+from basicsr_lite.archs.sr_shell import init_transformer_weights
 from basicsr_lite.archs.window_attention import DropPath
 from basicsr_lite.registry import ARCH_REGISTRY
 
@@ -170,4 +171,4 @@ class RGT(ResidualGroupSR):
         super().__init__(in_chans, embed_dim, groups, upscale, img_range, resi_connection,
                          'pixelshuffle')
         self.use_chk = use_chk or use_checkpoint
-        self.apply(init_weights)
+        self.apply(init_transformer_weights)
