@@ -186,9 +186,10 @@ def _realplksr(state: State) -> dict | None:
 
 def _swinir(state: State) -> dict | None:
     key = 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
+    # SRFormer's attention has q and kv instead of qkv; HAT has SwinIR's keys and more
     if key not in state or 'conv_first.weight' not in state or \
             'layers.0.residual_group.blocks.0.attn.qkv.weight' not in state \
-            or 'relative_position_index_SA' in state:  # SRFormer has q, kv; HAT SwinIR's keys and more
+            or 'relative_position_index_SA' in state:
         return None
     embed_dim, in_chans = state['conv_first.weight'].shape[:2]
     layers = seq_len(state, 'layers')

@@ -111,7 +111,8 @@ class DropPath(nn.Module):
 class Mlp(nn.Module):
     """fc1 -> GELU -> dropout -> fc2 -> dropout (keys ``fc1`` / ``fc2`` as in Swin)."""
 
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0, out_dim: int | None = None) -> None:
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0,
+                 out_dim: int | None = None) -> None:
         super().__init__()
         self.fc1, self.act = nn.Linear(dim, hidden), nn.GELU()
         self.fc2 = nn.Linear(hidden, out_dim or dim)
