@@ -220,3 +220,7 @@ MODEL_REGISTRY.register(SRModel, name='SwinIRModel')
 # pad inside forward too.
 MODEL_REGISTRY.register(SRModel, name='HATModel')
 MODEL_REGISTRY.register(SRModel, name='DRCTModel')
+# DAT's DATModel and RGT's RGTModel test in overlapping chops to save memory; here that is
+# val.tile (the archs pad inside forward), so their option files' model_type runs as SRModel.
+MODEL_REGISTRY.register(SRModel, name='DATModel')
+MODEL_REGISTRY.register(SRModel, name='RGTModel')
