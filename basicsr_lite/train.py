@@ -79,9 +79,10 @@ def lost_peer_error(err: RuntimeError, opt: dict) -> TrainingError:
 def train_pipeline(argv: Sequence[str] | None = None, hooks: list[Hook] | None = None) -> None:
     """``train.py``: parse the options and train. ``hooks``: extra hooks given in code."""
     opt, args = parse_options(argv, is_train=True)
-    if args.plan is not None:
+    if args.plan is not None:  # one process plans for all (the budget is per process)
         from basicsr_lite.plan.run import run_plan
-        run_plan(opt, args.plan, args.memory, args.effective_batch)
+        if opt['rank'] == 0:
+            run_plan(opt, args.plan, args.memory, args.effective_batch)
         return
     try:
         train_run(opt, hooks)
