@@ -175,7 +175,8 @@ def test_checkpointing_is_measured_and_written_when_only_it_fits(demo_opt, tmp_p
 @pytest.mark.parametrize('network', ['demo', 'swinir', 'esrgan'])
 def test_prediction_against_measured_peaks(network, demo_opt, random_vgg, tmp_path):
     """Several networks and models (an SR model, a transformer, a GAN with G, D, VGG and two
-    optimizers) at three patch sizes each: every prediction within 10% of the measured peak."""
+    optimizers), fitted as the planner fits, checked at twice the batch and at the next larger
+    patch: every prediction within 10% of the measured peak."""
     opt = demo_opt if network == 'demo' else with_network(demo_opt, TINY_SWINIR)
     if network == 'esrgan':
         random_vgg('conv2_2')
@@ -191,13 +192,16 @@ def test_prediction_against_measured_peaks(network, demo_opt, random_vgg, tmp_pa
         path = tmp_path / 'esrgan.yml'
         path.write_text(yaml.safe_dump(raw))
         opt = parse_options(['-opt', str(path)], is_train=True)[0]
+    patches = offered_patches(opt)[0]
     if network == 'esrgan':  # the VGG-style D takes 128 x 128 only: the patch is fixed
-        assert offered_patches(opt)[0] == [128]
-        sizes = [Setting(128, 1), Setting(128, 2), Setting(128, 4)]
-    else:
-        sizes = [Setting(32, 1), Setting(64, 2), Setting(96, 2), Setting(128, 4)]
-    fit = LinearFit.through(measure_step(opt, CPU, sizes[0]), measure_step(opt, CPU, sizes[1]))
-    for setting in sizes[2:]:
+        assert patches == [128]
+    plan = planner.Plan(Request(budget=0), patches)
+    fit = planner.fit_for(opt, CPU, plan, False)  # as the planner fits: adaptive first batch
+    fitted = plan.measured[-1].setting
+    larger = [p for p in patches if p > fitted.gt_size][:1]
+    checks = [Setting(fitted.gt_size, 2 * fitted.batch)] + \
+        [Setting(p, fitted.batch) for p in larger]
+    for setting in checks:
         step = measure_step(opt, CPU, setting)
         assert abs(fit.predict(setting) / step.peak - 1) < 0.10, (setting, fit, step.peak)
     if network == 'demo':  # the parts: G and its EMA copy, Adam's two moments per weight
@@ -242,3 +246,25 @@ def test_transformers_are_offered_multiples_of_their_window(demo_opt):
                                   'embed_dim': 12, 'depths': [1], 'num_heads': [2]})
     patches, _ = offered_patches(hat)
     assert patches == [64, 128, 192, 256]
+
+
+def test_the_fit_waits_until_activations_outweigh_the_gradients(monkeypatch):
+    """Below that, the end of backward (every gradient allocated) is the peak and memory does
+    not grow in proportion to the pixels: the first measured batch grows (x4) until the saved
+    activations reach twice the gradients."""
+    from basicsr_lite.plan.measure import StepMemory
+    measured = []
+
+    def fake_measure(opt, device, setting):
+        measured.append(setting)
+        saved = setting.pixels // 10
+        return StepMemory(setting, passes_peak=5000 + 2 * saved, updates_peak=3000, weights=1000,
+                          gradients=1000, optimizer_states=2000, saved_activations=saved)
+
+    monkeypatch.setattr(planner, 'measure_step', fake_measure)
+    plan = planner.Plan(Request(budget=0), [32, 64, 96])
+    fit = planner.fit_for({}, CPU, plan, False)
+    # saved = 102.4 x batch at 32 x 32: batch 2 and 8 fall short of 2000, 32 does not
+    assert measured == [Setting(32, 2), Setting(32, 8), Setting(32, 32), Setting(64, 64)]
+    assert [m.setting for m in plan.measured] == measured[2:]
+    assert fit.passes.per_pixel == pytest.approx(0.2, rel=1e-4)
