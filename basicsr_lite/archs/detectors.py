@@ -208,18 +208,23 @@ def _swinir(state: State) -> dict | None:
                'resi_connection': '1conv' if 'layers.0.conv.weight' in state else '3conv'}
     if options['ape']:  # the absolute position embedding has img_size^2 rows
         options['img_size'] = math.isqrt(state['absolute_pos_embed'].shape[1])
-    if 'conv_up1.weight' in state:
-        options.update(upsampler='nearest+conv', upscale=4)
-    elif 'conv_before_upsample.0.weight' in state:
-        num_feat = state['conv_before_upsample.0.weight'].shape[0]
-        options.update(upsampler='pixelshuffle',
-                       upscale=_upsample_scale(state, 'upsample', num_feat))
-    elif 'upsample.0.weight' in state:
-        options.update(upsampler='pixelshuffledirect',
-                       upscale=shuffle_scale(state['upsample.0.weight'].shape[0], in_chans))
-    else:
-        options.update(upsampler='', upscale=1)
+    options.update(sr_shell_tail(state, in_chans))
     return options
+
+
+def sr_shell_tail(state: State, in_chans: int) -> dict:
+    """``upsampler`` and ``upscale`` of a network with archs/sr_shell.py's reconstruction tail
+    (SwinIR, SRFormer, ATD), read back from the keys it builds."""
+    if 'conv_up1.weight' in state:
+        return {'upsampler': 'nearest+conv', 'upscale': 4}
+    if 'conv_before_upsample.0.weight' in state:
+        num_feat = state['conv_before_upsample.0.weight'].shape[0]
+        return {'upsampler': 'pixelshuffle',
+                'upscale': _upsample_scale(state, 'upsample', num_feat)}
+    if 'upsample.0.weight' in state:
+        return {'upsampler': 'pixelshuffledirect',
+                'upscale': shuffle_scale(state['upsample.0.weight'].shape[0], in_chans)}
+    return {'upsampler': '', 'upscale': 1}
 
 
 def _sftmd(state: State) -> dict | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from basicsr_lite.archs.detectors import State, _upsample_scale, seq_len, shuffle_scale
+from basicsr_lite.archs.detectors import State, seq_len, sr_shell_tail
 
 _LAYER = 'layers.{}.residual_group.layers.0.'
 
@@ -37,17 +37,7 @@ def _atd(state: State) -> dict | None:
         'resi_connection': '1conv' if 'layers.0.conv.weight' in state else '3conv'}
     if options['ape']:  # the absolute position embedding has img_size^2 rows
         options['img_size'] = math.isqrt(state['absolute_pos_embed'].shape[1])
-    if 'conv_up1.weight' in state:
-        options.update(upsampler='nearest+conv', upscale=4)
-    elif 'conv_before_upsample.0.weight' in state:
-        num_feat = state['conv_before_upsample.0.weight'].shape[0]
-        options.update(upsampler='pixelshuffle',
-                       upscale=_upsample_scale(state, 'upsample', num_feat))
-    elif 'upsample.0.weight' in state:
-        options.update(upsampler='pixelshuffledirect',
-                       upscale=shuffle_scale(state['upsample.0.weight'].shape[0], in_chans))
-    else:
-        options.update(upsampler='', upscale=1)
+    options.update(sr_shell_tail(state, in_chans))
     light = options['upsampler'] == 'pixelshuffledirect' and embed_dim == 48
     options['category_size'] = 128 if light else 256
     return options

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from basicsr_lite.archs.detectors import _upsample_scale, seq_len, shuffle_scale
+from basicsr_lite.archs.detectors import seq_len, sr_shell_tail
 
 State = dict[str, torch.Tensor]
 BLOCK = 'layers.0.residual_group.blocks.0'
@@ -57,17 +57,7 @@ def _srformer(state: State) -> dict | None:
     img_size = _img_size(state, window_size)
     if img_size is not None:
         options['img_size'] = img_size
-    if 'conv_up1.weight' in state:
-        options.update(upsampler='nearest+conv', upscale=4)
-    elif 'conv_before_upsample.0.weight' in state:
-        num_feat = state['conv_before_upsample.0.weight'].shape[0]
-        options.update(upsampler='pixelshuffle',
-                       upscale=_upsample_scale(state, 'upsample', num_feat))
-    elif 'upsample.0.weight' in state:
-        options.update(upsampler='pixelshuffledirect',
-                       upscale=shuffle_scale(state['upsample.0.weight'].shape[0], in_chans))
-    else:
-        options.update(upsampler='', upscale=1)
+    options.update(sr_shell_tail(state, in_chans))
     return options
 
 

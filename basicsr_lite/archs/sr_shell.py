@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from basicsr_lite.archs.arch_util import Upsample
+from basicsr_lite.archs.constraints import NetworkNeeds
 
 UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
 NUM_FEAT = 64  # the tail's width in every one of these networks
@@ -22,6 +23,15 @@ class UpsampleOneStep(nn.Sequential):
     def __init__(self, scale: int, num_feat: int, num_out_ch: int) -> None:
         super().__init__(nn.Conv2d(num_feat, scale**2 * num_out_ch, 3, 1, 1),
                          nn.PixelShuffle(scale))
+
+
+def shell_needs(cls: type, args: dict) -> NetworkNeeds:
+    """A network with this tail: ``in_chans`` in and out; no upsampler (``''``): the output has
+    the input's size (the ``needs`` classmethod of SwinIR, SRFormer, ATD)."""
+    upsampled = bool(args['upsampler'])
+    return NetworkNeeds(in_ch=args['in_chans'], out_ch=args['in_chans'],
+                        scale=args['upscale'] if upsampled else 1, in_key='in_chans',
+                        out_key='in_chans', scale_key='upscale' if upsampled else 'upsampler')
 
 
 def check_upsampler(upsampler: str, upscale: int, allowed: tuple[str, ...] = UPSAMPLERS) -> None:

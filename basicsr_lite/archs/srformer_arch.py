@@ -14,9 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from basicsr_lite.archs.constraints import NetworkNeeds
 from basicsr_lite.archs.srformer_blocks import PSAGroup
-from basicsr_lite.archs.sr_shell import (build_reconstruction, check_upsampler,
+from basicsr_lite.archs.sr_shell import (build_reconstruction, check_upsampler, shell_needs,
                                         init_transformer_weights, reconstruct)
 from basicsr_lite.archs.swinir_arch import PatchEmbed, residual_conv
 from basicsr_lite.archs.window_attention import pad_to_multiple, tokens_to_image
@@ -34,13 +33,7 @@ class SRFormer(nn.Module):
     ``use_checkpoint`` (the authors' name): recompute each PSA block in backward instead of
     keeping its activations."""
 
-    @classmethod
-    def needs(cls, args: dict) -> NetworkNeeds:
-        """``in_chans`` in and out; no upsampler (``''``): the output has the input's size."""
-        upsampled = bool(args['upsampler'])
-        return NetworkNeeds(in_ch=args['in_chans'], out_ch=args['in_chans'],
-                            scale=args['upscale'] if upsampled else 1, in_key='in_chans',
-                            out_key='in_chans', scale_key='upscale' if upsampled else 'upsampler')
+    needs = classmethod(shell_needs)
 
     def __init__(self, img_size: int = 64, patch_size: int = 1, in_chans: int = 3,
                  embed_dim: int = 96, depths: Sequence[int] = (6, 6, 6, 6),

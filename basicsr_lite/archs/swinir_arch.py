@@ -15,8 +15,7 @@ from basicsr_lite.archs.window_attention import (DropPath, Mlp, WindowAttention,
                                                  pad_to_multiple, run_blocks,
                                                  shifted_window_mask, tokens_to_image,
                                                  window_partition, window_reverse)
-from basicsr_lite.archs.constraints import NetworkNeeds
-from basicsr_lite.archs.sr_shell import (build_reconstruction, check_upsampler,
+from basicsr_lite.archs.sr_shell import (build_reconstruction, check_upsampler, shell_needs,
                                         init_transformer_weights, reconstruct)
 from basicsr_lite.registry import ARCH_REGISTRY
 
@@ -124,13 +123,7 @@ class SwinIR(nn.Module):
     ``use_checkpoint`` (the authors' name): recompute each Swin block in backward instead of
     keeping its activations (gradient checkpointing: less memory, about a third more time)."""
 
-    @classmethod
-    def needs(cls, args: dict) -> NetworkNeeds:
-        """``in_chans`` in and out; no upsampler (``''``): the output has the input's size."""
-        upsampled = bool(args['upsampler'])
-        return NetworkNeeds(in_ch=args['in_chans'], out_ch=args['in_chans'],
-                            scale=args['upscale'] if upsampled else 1, in_key='in_chans',
-                            out_key='in_chans', scale_key='upscale' if upsampled else 'upsampler')
+    needs = classmethod(shell_needs)
 
     def __init__(self, img_size: int = 64, patch_size: int = 1, in_chans: int = 3,
                  embed_dim: int = 96, depths: Sequence[int] = (6, 6, 6, 6),
