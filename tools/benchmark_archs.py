@@ -146,7 +146,7 @@ def measure_checkpointing(opt_path: Path, args) -> dict:
             torch.cuda.synchronize()
             result[f'peak_mb_{tag}'] = (torch.cuda.max_memory_allocated() - held) / 2**20
         result[f'step_s_{tag}'] = best_time(step, args.repeats, device)
-        del net, optimizer
+        net = optimizer = None  # freed before the next build (step() refers to both)
         if device == 'cuda':
             torch.cuda.empty_cache()
     return result
